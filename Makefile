@@ -1,0 +1,43 @@
+# VaultCraft. `make help` lists the targets.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint migrate services stop-services clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[embedded,dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install everything (pinned in pyproject.toml)
+
+run: $(STAMP) ## Start Postgres+Redis (embedded unless DATABASE_URL/REDIS_URL), migrate, run web, worker, beat, flower
+	$(BIN)/python -m ops.run
+
+test: $(STAMP) ## Run the whole suite against real Postgres, Redis and Celery workers
+	$(BIN)/python -m pytest
+
+lint: $(STAMP) ## ruff + mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+migrate: $(STAMP) ## Apply migrations to DATABASE_URL (or the embedded database)
+	$(BIN)/python -c "import os; from ops import devservers; os.environ.update(devservers.ensure_services()); from ops.migrate import upgrade_to_head; upgrade_to_head()"
+
+services: $(STAMP) ## Start the embedded servers and print their URLs as shell exports
+	@$(BIN)/python -m ops.devservers env
+
+stop-services: $(STAMP) ## Stop the embedded servers
+	$(BIN)/python -m ops.devservers stop
+
+clean: ## Stop embedded servers and delete var/ and .venv
+	-$(BIN)/python -m ops.devservers clean
+	rm -rf var $(VENV)

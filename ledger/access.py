@@ -1,0 +1,80 @@
+"""Who may see and do what. Visibility failures are NotFound, so tenants never learn of each other."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import Select, or_, select
+from sqlalchemy.orm import Session
+
+from ledger.errors import Forbidden, NotFound
+from models import MemberRole, Role, Wallet, WalletMember
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The authenticated caller, as the domain needs to know them."""
+
+    user_id: uuid.UUID
+    organization_id: uuid.UUID
+    role: Role
+    is_operator: bool = False
+
+    @property
+    def is_org_admin(self) -> bool:
+        return self.role in (Role.OWNER, Role.ADMIN)
+
+
+def member_wallet_ids(actor: Actor, *roles: MemberRole) -> Select[tuple[uuid.UUID]]:
+    query = select(WalletMember.wallet_id).where(WalletMember.user_id == actor.user_id)
+    if roles:
+        query = query.where(WalletMember.role.in_(roles))
+    return query
+
+
+def visible_wallets(actor: Actor) -> Select[tuple[Wallet]]:
+    """Wallets the caller may read: all of their organisation's for OWNER/ADMIN, else own and shared."""
+    query = select(Wallet).where(Wallet.organization_id == actor.organization_id)
+    if actor.is_org_admin:
+        return query
+    return query.where(or_(Wallet.owner_id == actor.user_id, Wallet.id.in_(member_wallet_ids(actor))))
+
+
+def get_visible_wallet(
+    session: Session, actor: Actor, wallet_id: uuid.UUID, *, for_update: bool = False
+) -> Wallet:
+    query = visible_wallets(actor).where(Wallet.id == wallet_id)
+    if for_update:
+        query = query.with_for_update()
+    wallet = session.scalars(query).one_or_none()
+    if wallet is None:
+        raise NotFound("wallet not found", code="WALLET_NOT_FOUND")
+    return wallet
+
+
+def can_debit(session: Session, actor: Actor, wallet: Wallet) -> bool:
+    """Only a wallet's owner or a CONTRIBUTOR on it may move money out of it."""
+    if wallet.owner_id == actor.user_id:
+        return True
+    contributor = member_wallet_ids(actor, MemberRole.CONTRIBUTOR).where(WalletMember.wallet_id == wallet.id)
+    return session.scalars(contributor).first() is not None
+
+
+def get_debitable_wallet(session: Session, actor: Actor, wallet_id: uuid.UUID) -> Wallet:
+    wallet = get_visible_wallet(session, actor, wallet_id)
+    if not can_debit(session, actor, wallet):
+        raise Forbidden("only the wallet's owner or a CONTRIBUTOR may debit it", code="NOT_WALLET_DEBITOR")
+    return wallet
+
+
+def require_org_admin(actor: Actor) -> None:
+    if not actor.is_org_admin:
+        raise Forbidden("this action needs the OWNER or ADMIN role", code="ROLE_REQUIRED")
+
+
+def can_manage_wallet(actor: Actor, wallet: Wallet) -> bool:
+    """Owner of the wallet, or OWNER/ADMIN of its organisation."""
+    return wallet.owner_id == actor.user_id or (
+        actor.is_org_admin and wallet.organization_id == actor.organization_id
+    )

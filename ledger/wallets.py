@@ -1,0 +1,197 @@
+"""Wallets: creation, the per-currency SYSTEM wallets, status changes, member grants, summaries."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from ledger.access import Actor, can_manage_wallet, get_visible_wallet, require_org_admin, visible_wallets
+from ledger.errors import Conflict, Forbidden, NotFound
+from ledger.identity import get_user_in_org
+from models import (
+    TREASURY_WALLET_NAME,
+    MemberRole,
+    Organization,
+    Role,
+    Transaction,
+    TransactionStatus,
+    User,
+    Wallet,
+    WalletMember,
+    WalletStatus,
+    WalletType,
+)
+
+DEFAULT_WALLET_NAMES = {WalletType.PRIMARY: "primary", WalletType.BONUS: "bonus", WalletType.SYSTEM: "system"}
+
+
+def create_wallet(
+    session: Session, actor: Actor, *, wallet_type: WalletType, currency: str, name: str | None
+) -> Wallet:
+    if wallet_type is WalletType.SYSTEM:
+        require_org_admin(actor)
+    wallet = Wallet(
+        organization_id=actor.organization_id,
+        owner_id=actor.user_id,
+        type=wallet_type,
+        currency=currency,
+        name=name or DEFAULT_WALLET_NAMES[wallet_type],
+        status=WalletStatus.ACTIVE,
+        balance=0,
+        version=0,
+    )
+    if wallet_type is WalletType.SYSTEM:
+        _claim_system_name(session, wallet)
+    session.add(wallet)
+    session.flush()
+    return wallet
+
+
+def _claim_system_name(session: Session, wallet: Wallet) -> None:
+    taken = session.scalars(
+        select(Wallet.id).where(
+            Wallet.organization_id == wallet.organization_id,
+            Wallet.currency == wallet.currency,
+            Wallet.type == WalletType.SYSTEM,
+            Wallet.name == wallet.name,
+        )
+    ).first()
+    if taken is not None:
+        raise Conflict("a SYSTEM wallet with this name and currency exists", code="WALLET_NAME_TAKEN")
+
+
+def _organization_owner_id(session: Session, organization_id: uuid.UUID) -> uuid.UUID:
+    owner_id = session.scalars(
+        select(User.id)
+        .where(User.organization_id == organization_id, User.role == Role.OWNER)
+        .order_by(User.created_at)
+        .limit(1)
+    ).first()
+    if owner_id is None:
+        raise NotFound("organisation has no owner", code="ORGANIZATION_NOT_FOUND")
+    return owner_id
+
+
+def get_or_create_system_wallet(
+    session: Session, organization_id: uuid.UUID, currency: str, name: str = TREASURY_WALLET_NAME
+) -> uuid.UUID:
+    """The organisation's SYSTEM wallet of that name and currency, created on first use.
+
+    Concurrent first uses race on the partial unique index; ON CONFLICT makes the loser reuse the row.
+    """
+    query = select(Wallet.id).where(
+        Wallet.organization_id == organization_id,
+        Wallet.currency == currency,
+        Wallet.type == WalletType.SYSTEM,
+        Wallet.name == name,
+    )
+    existing = session.scalars(query).first()
+    if existing is not None:
+        return existing
+    session.execute(
+        insert(Wallet)
+        .values(
+            id=uuid.uuid4(),
+            organization_id=organization_id,
+            owner_id=_organization_owner_id(session, organization_id),
+            type=WalletType.SYSTEM,
+            currency=currency,
+            name=name,
+            status=WalletStatus.ACTIVE,
+            balance=0,
+            version=0,
+        )
+        .on_conflict_do_nothing(
+            index_elements=["organization_id", "currency", "name"],
+            index_where=Wallet.type == WalletType.SYSTEM,
+        )
+    )
+    return session.scalars(query).one()
+
+
+# Which status changes are allowed. CLOSED is final: a closed wallet's history stays, it never reopens.
+ALLOWED_STATUS_CHANGES = {
+    WalletStatus.ACTIVE: {WalletStatus.LOCKED, WalletStatus.CLOSED},
+    WalletStatus.LOCKED: {WalletStatus.ACTIVE, WalletStatus.CLOSED},
+    WalletStatus.CLOSED: set(),
+}
+
+
+def change_status(session: Session, actor: Actor, wallet_id: uuid.UUID, status: WalletStatus) -> Wallet:
+    # Row lock: the balance check for CLOSED must not race a settlement crediting the wallet.
+    wallet = get_visible_wallet(session, actor, wallet_id, for_update=True)
+    if not can_manage_wallet(actor, wallet):
+        raise Forbidden("only the wallet's owner or an OWNER/ADMIN may change its status", code="ROLE_REQUIRED")
+    current = WalletStatus(wallet.status)
+    if status == current:
+        return wallet
+    if status not in ALLOWED_STATUS_CHANGES[current]:
+        raise Conflict(f"a {current.value} wallet cannot become {status.value}", code="INVALID_STATUS_CHANGE")
+    if status is WalletStatus.CLOSED and wallet.balance != 0:
+        raise Conflict(
+            "a wallet closes only at zero balance",
+            code="WALLET_NOT_EMPTY",
+            details={"balance": wallet.balance},
+        )
+    wallet.status = status
+    session.flush()
+    return wallet
+
+
+def grant_member(
+    session: Session, actor: Actor, wallet_id: uuid.UUID, *, user_id: uuid.UUID, role: MemberRole
+) -> WalletMember:
+    wallet = get_visible_wallet(session, actor, wallet_id)
+    if not can_manage_wallet(actor, wallet):
+        raise Forbidden("only the wallet's owner or an OWNER/ADMIN may grant access", code="ROLE_REQUIRED")
+    grantee = get_user_in_org(session, actor, user_id)
+    if grantee.id == wallet.owner_id:
+        raise Conflict("the owner already has full access", code="ALREADY_OWNER")
+    statement = (
+        insert(WalletMember)
+        .values(id=uuid.uuid4(), wallet_id=wallet.id, user_id=grantee.id, role=role, granted_by=actor.user_id)
+        .on_conflict_do_update(
+            constraint="uq_wallet_members_wallet_user",
+            set_={"role": role, "granted_by": actor.user_id},
+        )
+        .returning(WalletMember.id)
+    )
+    member_id = session.execute(statement).scalar_one()
+    member = session.get_one(WalletMember, member_id)
+    session.refresh(member)
+    return member
+
+
+def summarize(session: Session, actor: Actor) -> dict[str, object]:
+    """The organisation's totals by currency and type, and counts by status, over visible wallets."""
+    visible = visible_wallets(actor).subquery()
+    totals = session.execute(
+        select(visible.c.currency, visible.c.type, func.count(), func.coalesce(func.sum(visible.c.balance), 0))
+        .group_by(visible.c.currency, visible.c.type)
+        .order_by(visible.c.currency, visible.c.type)
+    ).all()
+    by_status = session.execute(select(visible.c.status, func.count()).group_by(visible.c.status)).all()
+    organization = session.get_one(Organization, actor.organization_id)
+    return {
+        "organization_id": organization.id,
+        "totals": [
+            {"currency": c, "type": t, "wallet_count": n, "balance_total": int(s)} for c, t, n, s in totals
+        ],
+        "counts_by_status": {status: count for status, count in by_status},
+        "wallet_count": sum(count for _, count in by_status),
+    }
+
+
+def pending_outgoing(session: Session, wallet_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """Sum of PENDING intents debiting each wallet: what `available_balance` holds back."""
+    if not wallet_ids:
+        return {}
+    rows = session.execute(
+        select(Transaction.source_wallet_id, func.sum(Transaction.amount))
+        .where(Transaction.source_wallet_id.in_(wallet_ids), Transaction.status == TransactionStatus.PENDING)
+        .group_by(Transaction.source_wallet_id)
+    ).all()
+    return {wallet_id: int(total) for wallet_id, total in rows}

@@ -1,0 +1,37 @@
+"""Ledger entries: the append-only double-entry record. The database refuses UPDATE and DELETE."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, Enum, ForeignKey, Index, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, created_at_column, uuid_pk
+
+
+class Direction(enum.StrEnum):
+    DEBIT = "DEBIT"
+    CREDIT = "CREDIT"
+
+
+class LedgerEntry(Base):
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("wallet_version > 0", name="wallet_version_positive"),
+        # One entry per wallet version: two writers can never both post version N.
+        UniqueConstraint("wallet_id", "wallet_version", name="uq_ledger_entries_wallet_version"),
+        Index("ix_ledger_entries_transaction_id", "transaction_id"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    wallet_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("wallets.id"))
+    transaction_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("transactions.id"))
+    direction: Mapped[Direction] = mapped_column(Enum(Direction, name="direction", native_enum=False, length=8))
+    amount: Mapped[int]
+    balance_after: Mapped[int]
+    wallet_version: Mapped[int]
+    created_at: Mapped[datetime] = created_at_column()

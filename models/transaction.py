@@ -1,0 +1,97 @@
+"""Transactions: the durable intents the API accepts and the workers settle, and idempotency keys."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CheckConstraint, Enum, ForeignKey, Index, String, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, created_at_column, uuid_pk
+
+
+class TransactionType(enum.StrEnum):
+    TRANSFER = "TRANSFER"
+    DEPOSIT = "DEPOSIT"
+    WITHDRAWAL = "WITHDRAWAL"
+    SETTLEMENT = "SETTLEMENT"
+
+
+class TransactionStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_final(self) -> bool:
+        return self is not TransactionStatus.PENDING
+
+
+class FailureReason(enum.StrEnum):
+    INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
+    WALLET_NOT_ACTIVE = "WALLET_NOT_ACTIVE"
+    CURRENCY_MISMATCH = "CURRENCY_MISMATCH"
+
+
+DESCRIPTION_LENGTH_MAX = 500
+IDEMPOTENCY_KEY_LENGTH_MAX = 255
+
+
+class Transaction(Base):
+    __tablename__ = "transactions"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("source_wallet_id <> destination_wallet_id", name="distinct_wallets"),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso4217"),
+        # A final status always has its completion time, a pending one never.
+        CheckConstraint("(status = 'PENDING') = (completed_at IS NULL)", name="completed_at_when_final"),
+        CheckConstraint("(status = 'FAILED') = (failure_reason IS NOT NULL)", name="failure_reason_when_failed"),
+        # The sweep and the batch engine look for old PENDING intents; keep that index small.
+        Index("ix_transactions_pending", "created_at", postgresql_where=text("status = 'PENDING'")),
+        Index("ix_transactions_org_created", "organization_id", "created_at", "id"),
+        Index("ix_transactions_source_created", "source_wallet_id", "created_at"),
+        Index("ix_transactions_destination_created", "destination_wallet_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    # The organisation that initiated the intent.
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
+    created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    type: Mapped[TransactionType] = mapped_column(
+        Enum(TransactionType, name="transaction_type", native_enum=False, length=16)
+    )
+    status: Mapped[TransactionStatus] = mapped_column(
+        Enum(TransactionStatus, name="transaction_status", native_enum=False, length=16),
+        default=TransactionStatus.PENDING,
+    )
+    amount: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    source_wallet_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("wallets.id"))
+    destination_wallet_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("wallets.id"))
+    description: Mapped[str | None] = mapped_column(String(DESCRIPTION_LENGTH_MAX), nullable=True)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB, nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(IDEMPOTENCY_KEY_LENGTH_MAX), nullable=True)
+    failure_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = created_at_column()
+    completed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class IdempotencyKey(Base):
+    """One row per (organisation, key): the request it first came with and the transaction it made."""
+
+    __tablename__ = "idempotency_keys"
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(IDEMPOTENCY_KEY_LENGTH_MAX), primary_key=True)
+    # sha256 of the canonical request (endpoint + body), to tell a retry from a reused key.
+    request_hash: Mapped[str] = mapped_column(String(64))
+    # Deferred FK: the key row is written first, to claim the key, then the transaction it names.
+    transaction_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("transactions.id", deferrable=True, initially="DEFERRED")
+    )
+    created_at: Mapped[datetime] = created_at_column()

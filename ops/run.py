@@ -1,0 +1,43 @@
+"""`make run`: embedded services if needed, migrations, then every Procfile process under honcho.
+
+Ctrl-C stops the processes, and the embedded servers this run started.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from ops import devservers
+from settings import PROJECT_ROOT, VAR_DIR
+
+
+def main() -> int:
+    embedded = {name: not os.environ.get(name) for name in ("DATABASE_URL", "REDIS_URL")}
+    os.environ.update(devservers.ensure_services())
+    os.environ.setdefault("WEB_PORT", "8000")
+    os.environ.setdefault("FLOWER_PORT", "5555")
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    from ops.migrate import upgrade_to_head
+
+    upgrade_to_head()
+    print(
+        f"VaultCraft: API http://127.0.0.1:{os.environ['WEB_PORT']}/docs  "
+        f"Flower http://127.0.0.1:{os.environ['FLOWER_PORT']}  (Ctrl-C stops everything)",
+        flush=True,
+    )
+    honcho = [sys.executable, "-m", "honcho", "-f", str(PROJECT_ROOT / "Procfile"), "start"]
+    try:
+        return subprocess.call(honcho, cwd=PROJECT_ROOT)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if embedded["REDIS_URL"]:
+            devservers.stop_redis()
+        if embedded["DATABASE_URL"]:
+            devservers.stop_postgres()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

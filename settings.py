@@ -1,0 +1,88 @@
+"""Runtime settings, read once from the environment.
+
+Only DATABASE_URL and REDIS_URL matter to a deployment; everything else has a safe default.
+Every bound the system relies on is named here so it can be found and tuned in one place.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+VAR_DIR = Path(os.environ.get("VAULTCRAFT_VAR_DIR", PROJECT_ROOT / "var"))
+
+
+def _jwt_secret_key() -> str:
+    """JWT_SECRET_KEY from the environment, else a random key kept in var/ so restarts keep sessions."""
+    configured = os.environ.get("JWT_SECRET_KEY")
+    if configured:
+        return configured
+    key_file = VAR_DIR / "jwt_secret_key"
+    if not key_file.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        # O_EXCL: two processes starting together must agree on one key.
+        try:
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+    return key_file.read_text().strip()
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Use the psycopg 3 driver whatever form of Postgres URL was given."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str
+    jwt_secret_key: str
+    web_port: int = 8000
+    flower_port: int = 5555
+
+    access_token_minutes: int = 15
+    refresh_token_days: int = 30
+
+    # Bounds (TIGER_STYLE: put a limit on everything).
+    amount_minor_max: int = 10**15
+    request_body_bytes_max: int = 1024 * 1024
+    page_size_default: int = 50
+    page_size_max: int = 500
+    wait_seconds_max: int = 30
+    db_pool_size: int = 10
+    db_pool_overflow_max: int = 10
+    statement_timeout_ms: int = 30_000
+    lock_timeout_ms: int = 10_000
+    settle_retries_max: int = 5
+    settle_batch_size_max: int = 1000
+    pending_stale_seconds: int = 30
+    sweep_batch_size_max: int = 5000
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    try:
+        database_url = os.environ["DATABASE_URL"]
+        redis_url = os.environ["REDIS_URL"]
+    except KeyError as missing:
+        raise RuntimeError(
+            f"{missing.args[0]} is not set: start through `make run` (embedded services) or set it"
+        ) from None
+    return Settings(
+        database_url=sqlalchemy_url(database_url),
+        redis_url=redis_url,
+        jwt_secret_key=_jwt_secret_key(),
+        web_port=int(os.environ.get("WEB_PORT", "8000")),
+        flower_port=int(os.environ.get("FLOWER_PORT", "5555")),
+    )

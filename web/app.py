@@ -1,0 +1,50 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask
+from swagger_ui_bundle import swagger_ui_path
+
+from settings import get_settings
+from web.api import api
+from web.errors import register_error_handlers
+from web.routes import auth, health, organizations, transactions, wallets
+from web.security import SECURITY_SCHEMES
+from web.tokens import configure_jwt
+
+API_BLUEPRINTS = (auth.blp, organizations.blp, wallets.blp, transactions.blp)
+
+
+def _configure_openapi(app: Flask) -> None:
+    app.config.update(
+        API_TITLE="VaultCraft",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        # Swagger UI's assets come from a pip package, so /docs works with no internet access.
+        OPENAPI_SWAGGER_UI_URL="/docs/assets/",
+        API_SPEC_OPTIONS={
+            "info": {"description": "Durable transfer intents settled into a double-entry ledger."},
+            "components": {"securitySchemes": SECURITY_SCHEMES},
+        },
+    )
+    app.register_blueprint(
+        Blueprint("swagger_assets", __name__, static_folder=str(swagger_ui_path), static_url_path="/docs/assets")
+    )
+
+
+def create_app() -> Flask:
+    settings = get_settings()
+    app = Flask("vaultcraft")
+    app.config["MAX_CONTENT_LENGTH"] = settings.request_body_bytes_max
+    app.url_map.strict_slashes = False
+    _configure_openapi(app)
+    configure_jwt(app, settings)
+    api.init_app(app)
+    for blueprint in API_BLUEPRINTS:
+        api.register_blueprint(blueprint)
+    app.register_blueprint(health.blp)
+    register_error_handlers(app)
+    return app

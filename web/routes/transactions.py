@@ -1,0 +1,132 @@
+"""Transfer intents: accept (202), read, wait, list, cancel."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from flask import url_for
+from flask_smorest import Blueprint
+
+from ledger import intents
+from ledger.intents import Submitted, TransactionFilters, TransferRequest
+from models import Transaction, TransactionStatus, TransactionType
+from tasks.settlement import enqueue_settlement
+from web.db import unit_of_work
+from web.schemas.common import IdempotencyHeaderSchema, page_schema
+from web.schemas.transactions import (
+    TransactionFilterSchema,
+    TransactionSchema,
+    TransferSchema,
+    WaitQuerySchema,
+)
+from web.schemas.wallets import LedgerEntrySchema
+from web.security import authenticated, current_actor
+
+blp = Blueprint("transactions", __name__, url_prefix="/api/v1/transactions", description="Transfer intents")
+
+TransactionPageSchema = page_schema(TransactionSchema, "TransactionPage")
+EntryListSchema = page_schema(LedgerEntrySchema, "TransactionEntries")
+WAIT_POLL_SECONDS_MIN, WAIT_POLL_SECONDS_MAX = 0.02, 0.25
+
+
+def accepted(submitted: Submitted) -> tuple[Transaction, int, dict[str, str]]:
+    """202 for a new intent, 200 when an Idempotency-Key replays an earlier one; Location either way."""
+    transaction = submitted.transaction
+    location = url_for("transactions.get_transaction", transaction_id=transaction.id)
+    return transaction, 202 if submitted.created else 200, {"Location": location}
+
+
+def submit_and_enqueue(submit: Any) -> tuple[Transaction, int, dict[str, str]]:
+    """Write the PENDING intent, commit, and only then publish it for settlement."""
+    with unit_of_work() as session:
+        submitted: Submitted = submit(session, current_actor(session))
+    if submitted.created:
+        enqueue_settlement([submitted.transaction.id])
+    return accepted(submitted)
+
+
+def accept_transfer(body: dict[str, Any], idempotency_key: str | None) -> tuple[Transaction, int, dict[str, str]]:
+    request = TransferRequest(
+        source_wallet_id=body["source_wallet_id"],
+        destination_wallet_id=body["destination_wallet_id"],
+        amount=body["amount"],
+        currency=body["currency"],
+        description=body["description"],
+        metadata=body["metadata"],
+    )
+    return submit_and_enqueue(
+        lambda session, actor: intents.submit_transfer(session, actor, request, idempotency_key=idempotency_key)
+    )
+
+
+@blp.route("/transfer", methods=["POST"])
+@authenticated(blp)
+@blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
+@blp.arguments(TransferSchema)
+@blp.response(202, TransactionSchema)
+@blp.alt_response(200, schema=TransactionSchema, description="Replay of an earlier request with the same key")
+def create_transfer(body: dict[str, Any], idempotency_key: str | None) -> Any:
+    """Accept a transfer intent; a worker settles it. Poll the Location for its final status."""
+    return accept_transfer(body, idempotency_key)
+
+
+@blp.route("/", methods=["GET"])
+@authenticated(blp)
+@blp.arguments(TransactionFilterSchema, location="query")
+@blp.response(200, TransactionPageSchema)
+def list_transactions(args: dict[str, Any]) -> dict[str, Any]:
+    """Transactions the caller may see, newest first."""
+    filters = TransactionFilters(
+        status=TransactionStatus(args["status"]) if args["status"] else None,
+        type=TransactionType(args["type"]) if args["type"] else None,
+        wallet_id=args["wallet_id"],
+        created_after=args["created_after"],
+        created_before=args["created_before"],
+    )
+    with unit_of_work() as session:
+        page = intents.list_transactions(
+            session, current_actor(session), filters, limit=args["limit"], cursor=args["cursor"]
+        )
+    return {"items": page.items, "next_cursor": page.next_cursor}
+
+
+def _read(transaction_id: uuid.UUID) -> Transaction:
+    with unit_of_work() as session:
+        return intents.get_visible_transaction(session, current_actor(session), transaction_id)
+
+
+@blp.route("/<uuid:transaction_id>", methods=["GET"])
+@authenticated(blp)
+@blp.arguments(WaitQuerySchema, location="query")
+@blp.response(200, TransactionSchema)
+def get_transaction(args: dict[str, Any], transaction_id: uuid.UUID) -> Transaction:
+    """One transaction; `?wait=N` holds the answer until it is final or N seconds pass."""
+    transaction = _read(transaction_id)
+    deadline = time.monotonic() + args["wait"]
+    pause = WAIT_POLL_SECONDS_MIN
+    while transaction.status == TransactionStatus.PENDING and time.monotonic() < deadline:
+        time.sleep(min(pause, max(deadline - time.monotonic(), 0)))
+        pause = min(pause * 2, WAIT_POLL_SECONDS_MAX)
+        transaction = _read(transaction_id)
+    return transaction
+
+
+@blp.route("/<uuid:transaction_id>/ledger", methods=["GET"])
+@authenticated(blp)
+@blp.response(200, EntryListSchema)
+def transaction_ledger(transaction_id: uuid.UUID) -> dict[str, Any]:
+    """The transaction's ledger entries on wallets the caller may see."""
+    with unit_of_work() as session:
+        entries = intents.transaction_entries(session, current_actor(session), transaction_id)
+    return {"items": entries, "next_cursor": None}
+
+
+@blp.route("/<uuid:transaction_id>/cancel", methods=["POST"])
+@authenticated(blp)
+@blp.response(200, TransactionSchema)
+def cancel_transaction(transaction_id: uuid.UUID) -> Transaction:
+    """PENDING → CANCELLED; 409 once a worker has settled it."""
+    with unit_of_work() as session:
+        return intents.cancel(session, current_actor(session), transaction_id)

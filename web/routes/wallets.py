@@ -1,0 +1,197 @@
+"""Wallets: create, list, read, status, members, deposits and withdrawals, ledger, balance, summary."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from flask_smorest import Blueprint
+
+from ledger import intents, statements, wallets
+from ledger.access import get_visible_wallet, visible_wallets
+from ledger.pagination import paginate
+from models import MemberRole, Wallet, WalletStatus, WalletType
+from web.db import unit_of_work
+from web.routes.transactions import accept_transfer, submit_and_enqueue
+from web.schemas.common import IdempotencyHeaderSchema, PageArgsSchema, page_schema
+from web.schemas.transactions import TransactionSchema, TransferSchema
+from web.schemas.wallets import (
+    AmountSchema,
+    BalanceQuerySchema,
+    BalanceSchema,
+    LedgerEntrySchema,
+    MemberGrantSchema,
+    MemberSchema,
+    SummarySchema,
+    WalletCreateSchema,
+    WalletFilterSchema,
+    WalletPatchSchema,
+    WalletSchema,
+)
+from web.security import authenticated, current_actor
+from web.serializers import wallet_view
+
+blp = Blueprint("wallets", __name__, url_prefix="/api/v1/wallets", description="Wallets")
+
+WalletPageSchema = page_schema(WalletSchema, "WalletPage")
+EntryPageSchema = page_schema(LedgerEntrySchema, "LedgerEntryPage")
+
+
+def _view(session: Any, wallet: Wallet) -> dict[str, Any]:
+    held = wallets.pending_outgoing(session, [wallet.id]).get(wallet.id, 0)
+    return wallet_view(wallet, held)
+
+
+@blp.route("/", methods=["POST"])
+@authenticated(blp)
+@blp.arguments(WalletCreateSchema)
+@blp.response(201, WalletSchema)
+def create_wallet(body: dict[str, Any]) -> dict[str, Any]:
+    """A wallet owned by the caller. SYSTEM wallets only for OWNER/ADMIN."""
+    with unit_of_work() as session:
+        wallet = wallets.create_wallet(
+            session,
+            current_actor(session),
+            wallet_type=WalletType(body["type"]),
+            currency=body["currency"],
+            name=body["name"],
+        )
+        return wallet_view(wallet)
+
+
+@blp.route("/", methods=["GET"])
+@authenticated(blp)
+@blp.arguments(WalletFilterSchema, location="query")
+@blp.response(200, WalletPageSchema)
+def list_wallets(args: dict[str, Any]) -> dict[str, Any]:
+    """Wallets the caller may see, newest first."""
+    with unit_of_work() as session:
+        query = visible_wallets(current_actor(session))
+        if args["type"]:
+            query = query.where(Wallet.type == args["type"])
+        if args["status"]:
+            query = query.where(Wallet.status == args["status"])
+        if args["currency"]:
+            query = query.where(Wallet.currency == args["currency"])
+        page = paginate(
+            session, query, keys=(Wallet.created_at, Wallet.id), kinds=(datetime, uuid.UUID),
+            limit=args["limit"], cursor=args["cursor"],
+        )
+        held = wallets.pending_outgoing(session, [w.id for w in page.items])
+        items = [wallet_view(w, held.get(w.id, 0)) for w in page.items]
+    return {"items": items, "next_cursor": page.next_cursor}
+
+
+@blp.route("/summary", methods=["GET"])
+@authenticated(blp)
+@blp.response(200, SummarySchema)
+def summary() -> dict[str, object]:
+    """The organisation's totals by currency and type, and wallet counts by status."""
+    with unit_of_work() as session:
+        return wallets.summarize(session, current_actor(session))
+
+
+@blp.route("/transfer", methods=["POST"])
+@authenticated(blp)
+@blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
+@blp.arguments(TransferSchema)
+@blp.response(202, TransactionSchema)
+@blp.alt_response(200, schema=TransactionSchema, description="Replay of an earlier request with the same key")
+def transfer(body: dict[str, Any], idempotency_key: str | None) -> Any:
+    """Same as POST /api/v1/transactions/transfer."""
+    return accept_transfer(body, idempotency_key)
+
+
+@blp.route("/<uuid:wallet_id>", methods=["GET"])
+@authenticated(blp)
+@blp.response(200, WalletSchema)
+def get_wallet(wallet_id: uuid.UUID) -> dict[str, Any]:
+    with unit_of_work() as session:
+        return _view(session, get_visible_wallet(session, current_actor(session), wallet_id))
+
+
+@blp.route("/<uuid:wallet_id>", methods=["PATCH"])
+@authenticated(blp)
+@blp.arguments(WalletPatchSchema)
+@blp.response(200, WalletSchema)
+def patch_wallet(body: dict[str, Any], wallet_id: uuid.UUID) -> dict[str, Any]:
+    """Lock, unlock or close. CLOSED only at zero balance; CLOSED is final."""
+    with unit_of_work() as session:
+        wallet = wallets.change_status(session, current_actor(session), wallet_id, WalletStatus(body["status"]))
+        return _view(session, wallet)
+
+
+@blp.route("/<uuid:wallet_id>/members", methods=["POST"])
+@authenticated(blp)
+@blp.arguments(MemberGrantSchema)
+@blp.response(201, MemberSchema)
+def grant_member(body: dict[str, Any], wallet_id: uuid.UUID) -> Any:
+    """Give a user of the organisation CONTRIBUTOR (may debit) or VIEWER access."""
+    with unit_of_work() as session:
+        return wallets.grant_member(
+            session, current_actor(session), wallet_id, user_id=body["user_id"], role=MemberRole(body["role"])
+        )
+
+
+@blp.route("/<uuid:wallet_id>/deposit", methods=["POST"])
+@authenticated(blp)
+@blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
+@blp.arguments(AmountSchema)
+@blp.response(202, TransactionSchema)
+@blp.alt_response(200, schema=TransactionSchema, description="Replay of an earlier request with the same key")
+def deposit(body: dict[str, Any], wallet_id: uuid.UUID, idempotency_key: str | None) -> Any:
+    """OWNER/ADMIN: money in, from the organisation's treasury for the wallet's currency."""
+    return submit_and_enqueue(
+        lambda session, actor: intents.submit_deposit(
+            session, actor, wallet_id, body["amount"],
+            idempotency_key=idempotency_key, description=body["description"],
+        )
+    )
+
+
+@blp.route("/<uuid:wallet_id>/withdraw", methods=["POST"])
+@authenticated(blp)
+@blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
+@blp.arguments(AmountSchema)
+@blp.response(202, TransactionSchema)
+@blp.alt_response(200, schema=TransactionSchema, description="Replay of an earlier request with the same key")
+def withdraw(body: dict[str, Any], wallet_id: uuid.UUID, idempotency_key: str | None) -> Any:
+    """Money out, to the organisation's treasury. The wallet's owner or a CONTRIBUTOR."""
+    return submit_and_enqueue(
+        lambda session, actor: intents.submit_withdrawal(
+            session, actor, wallet_id, body["amount"],
+            idempotency_key=idempotency_key, description=body["description"],
+        )
+    )
+
+
+@blp.route("/<uuid:wallet_id>/ledger", methods=["GET"])
+@authenticated(blp)
+@blp.arguments(PageArgsSchema, location="query")
+@blp.response(200, EntryPageSchema)
+def wallet_ledger(args: dict[str, Any], wallet_id: uuid.UUID) -> dict[str, Any]:
+    """The wallet's entries, newest first, each with its balance_after and wallet_version."""
+    with unit_of_work() as session:
+        page = statements.wallet_entries(
+            session, current_actor(session), wallet_id, limit=args["limit"], cursor=args["cursor"]
+        )
+    return {"items": page.items, "next_cursor": page.next_cursor}
+
+
+@blp.route("/<uuid:wallet_id>/balance", methods=["GET"])
+@authenticated(blp)
+@blp.arguments(BalanceQuerySchema, location="query")
+@blp.response(200, BalanceSchema)
+def wallet_balance(args: dict[str, Any], wallet_id: uuid.UUID) -> dict[str, Any]:
+    """The balance now, or as it stood at `as_of`."""
+    with unit_of_work() as session:
+        actor = current_actor(session)
+        wallet = get_visible_wallet(session, actor, wallet_id)
+        instant = args["as_of"] or datetime.now(UTC)
+        if args["as_of"] is None:
+            balance, version = wallet.balance, wallet.version
+        else:
+            balance, version = statements.balance_as_of(session, actor, wallet_id, instant)
+    return {"wallet_id": wallet_id, "currency": wallet.currency, "balance": balance, "version": version,
+            "as_of": instant}

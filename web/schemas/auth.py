@@ -1,0 +1,78 @@
+"""Signup, login and user shapes."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from ledger.passwords import PASSWORD_BYTES_MAX
+from web.schemas.fields import bounded_string
+
+PASSWORD_LENGTH_MIN = 8
+
+
+def _password() -> fields.String:
+    return fields.String(
+        required=True,
+        load_only=True,
+        validate=validate.Length(min=PASSWORD_LENGTH_MIN, max=PASSWORD_BYTES_MAX),
+        metadata={"description": f"{PASSWORD_LENGTH_MIN} to {PASSWORD_BYTES_MAX} characters"},
+    )
+
+
+def _email() -> fields.Email:
+    return fields.Email(required=True, validate=validate.Length(max=254))
+
+
+class SignupSchema(Schema):
+    email = _email()
+    password = _password()
+    full_name = bounded_string(200, required=True)
+    organization_name = bounded_string(200, required=True)
+
+
+class LoginSchema(Schema):
+    email = _email()
+    password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=PASSWORD_BYTES_MAX))
+
+
+class UserSchema(Schema):
+    id = fields.UUID(dump_only=True)
+    email = fields.String()
+    full_name = fields.String()
+    organization_id = fields.UUID()
+    role = fields.String()
+    is_operator = fields.Boolean(dump_only=True)
+    created_at = fields.DateTime(dump_only=True)
+
+
+class OrganizationSchema(Schema):
+    id = fields.UUID()
+    name = fields.String()
+    created_at = fields.DateTime()
+
+
+class SignupResultSchema(Schema):
+    user = fields.Nested(UserSchema)
+    organization = fields.Nested(OrganizationSchema)
+    access_token = fields.String()
+    refresh_token = fields.String()
+
+
+class TokenPairSchema(Schema):
+    access_token = fields.String()
+    refresh_token = fields.String()
+
+
+class AccessTokenSchema(Schema):
+    access_token = fields.String()
+
+
+class NewUserSchema(Schema):
+    email = _email()
+    password = _password()
+    full_name = bounded_string(200, required=True)
+    role = fields.String(required=True, validate=validate.OneOf(["ADMIN", "MEMBER"]))
+
+
+class LogoutResultSchema(Schema):
+    revoked = fields.Boolean()

@@ -1,0 +1,58 @@
+"""Fields with the project's rules: money is a strict positive integer, currencies are ISO 4217."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import ValidationError, fields, validate
+
+from settings import Settings
+
+AMOUNT_MINOR_MAX = Settings.amount_minor_max
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+DEFAULT_CURRENCY = "INR"
+
+
+class MinorUnits(fields.Integer):
+    """An amount in minor units: a JSON integer from 1 up to a bound. Floats, strings, booleans,
+    zero and negatives are refused rather than coerced, so 10.5 never becomes 10."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("validate", validate.Range(min=1, max=AMOUNT_MINOR_MAX))
+        metadata = {"description": "Integer amount in minor units (1050 = 10.50)", "example": 1050}
+        metadata.update(kwargs.pop("metadata", {}))
+        super().__init__(strict=True, metadata=metadata, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValidationError("must be an integer number of minor units")
+        return int(super()._deserialize(value, attr, data, **kwargs))
+
+
+def currency(**kwargs: Any) -> fields.String:
+    return fields.String(
+        validate=validate.Regexp(CURRENCY_PATTERN, error="must be an ISO 4217 code such as INR"),
+        metadata={"example": DEFAULT_CURRENCY, "description": "ISO 4217 currency code"},
+        **kwargs,
+    )
+
+
+def bounded_string(length_max: int, *, length_min: int = 1, **kwargs: Any) -> fields.String:
+    return fields.String(validate=validate.Length(min=length_min, max=length_max), **kwargs)
+
+
+class BoundedDict(fields.Dict):
+    """A free-form JSON object with a bound on its encoded size."""
+
+    def __init__(self, bytes_max: int, **kwargs: Any) -> None:
+        super().__init__(keys=fields.String(validate=validate.Length(max=100)), **kwargs)
+        self.bytes_max = bytes_max
+        self.metadata.setdefault("description", f"JSON object, at most {bytes_max} bytes when encoded")
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        import json
+
+        loaded = super()._deserialize(value, attr, data, **kwargs)
+        if len(json.dumps(loaded)) > self.bytes_max:
+            raise ValidationError(f"must encode to at most {self.bytes_max} bytes")
+        return loaded

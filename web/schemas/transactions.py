@@ -1,0 +1,54 @@
+"""Transfer intent shapes."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from models import DESCRIPTION_LENGTH_MAX, TransactionStatus, TransactionType
+from web.schemas.common import PageArgsSchema
+from web.schemas.fields import DEFAULT_CURRENCY, BoundedDict, MinorUnits, bounded_string, currency
+
+METADATA_BYTES_MAX = 4096
+
+
+class TransferSchema(Schema):
+    source_wallet_id = fields.UUID(required=True)
+    destination_wallet_id = fields.UUID(required=True)
+    amount = MinorUnits(required=True)
+    currency = currency(load_default=DEFAULT_CURRENCY)
+    description = bounded_string(DESCRIPTION_LENGTH_MAX, load_default=None)
+    metadata = BoundedDict(METADATA_BYTES_MAX, load_default=None)
+
+
+class TransactionSchema(Schema):
+    id = fields.UUID()
+    organization_id = fields.UUID()
+    created_by = fields.UUID(allow_none=True)
+    type = fields.String()
+    status = fields.String()
+    failure_reason = fields.String(allow_none=True)
+    source_wallet_id = fields.UUID()
+    destination_wallet_id = fields.UUID()
+    amount = fields.Integer()
+    currency = fields.String()
+    description = fields.String(allow_none=True)
+    metadata = fields.Dict(attribute="metadata_", allow_none=True)
+    idempotency_key = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    completed_at = fields.DateTime(allow_none=True)
+
+
+class WaitQuerySchema(Schema):
+    wait = fields.Float(
+        load_default=0,
+        validate=validate.Range(min=0, max=30),
+        metadata={"description": "hold the answer until the status is final, at most this many seconds"},
+    )
+
+
+class TransactionFilterSchema(PageArgsSchema):
+    status = fields.String(validate=validate.OneOf([s.value for s in TransactionStatus]), load_default=None)
+    type = fields.String(validate=validate.OneOf([t.value for t in TransactionType]), load_default=None)
+    wallet_id = fields.UUID(load_default=None)
+    created_after = fields.AwareDateTime(load_default=None)
+    created_before = fields.AwareDateTime(load_default=None)

@@ -1,0 +1,36 @@
+"""Turning rows into the dicts the response schemas dump."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from models import PlatformRole, User, Wallet
+
+
+def user_view(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "email": user.email,
+        "full_name": user.full_name,
+        "organization_id": user.organization_id,
+        "role": user.role,
+        "is_operator": user.platform_role == PlatformRole.OPERATOR,
+        "created_at": user.created_at,
+    }
+
+
+def wallet_view(wallet: Wallet, pending_outgoing: int = 0) -> dict[str, Any]:
+    return {
+        "id": wallet.id,
+        "organization_id": wallet.organization_id,
+        "owner_id": wallet.owner_id,
+        "type": wallet.type,
+        "currency": wallet.currency,
+        "status": wallet.status,
+        "name": wallet.name,
+        "balance": wallet.balance,
+        "available_balance": wallet.balance - pending_outgoing,
+        "version": wallet.version,
+        "created_at": wallet.created_at,
+        "updated_at": wallet.updated_at,
+    }

@@ -1,0 +1,107 @@
+"""JWT set-up and revocation. Access tokens are short-lived; logout revokes the pair in Redis."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import timedelta
+from functools import lru_cache
+from typing import Any
+
+import redis
+from flask import Flask
+from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token, decode_token
+
+from settings import Settings, get_settings
+from web.errors import error_response
+
+jwt = JWTManager()
+
+REVOKED_KEY_PREFIX = "vaultcraft:revoked:"
+REFRESH_JTI_CLAIM = "rjti"
+
+
+@lru_cache(maxsize=1)
+def redis_client() -> redis.Redis:
+    return redis.Redis.from_url(get_settings().redis_url, socket_timeout=2, socket_connect_timeout=2)
+
+
+def configure_jwt(app: Flask, settings: Settings) -> None:
+    app.config.update(
+        JWT_SECRET_KEY=settings.jwt_secret_key,
+        JWT_ALGORITHM="HS256",
+        JWT_DECODE_ALGORITHMS=["HS256"],
+        JWT_ACCESS_TOKEN_EXPIRES=timedelta(minutes=settings.access_token_minutes),
+        JWT_REFRESH_TOKEN_EXPIRES=timedelta(days=settings.refresh_token_days),
+        JWT_TOKEN_LOCATION=["headers"],
+        JWT_ERROR_MESSAGE_KEY="message",
+    )
+    jwt.init_app(app)
+
+
+def issue_token_pair(user_id: uuid.UUID) -> dict[str, str]:
+    refresh = create_refresh_token(identity=str(user_id))
+    refresh_jti = decode_token(refresh)["jti"]
+    access = create_access_token(identity=str(user_id), additional_claims={REFRESH_JTI_CLAIM: refresh_jti})
+    return {"access_token": access, "refresh_token": refresh}
+
+
+def issue_access_token(user_id: str, refresh_jti: str) -> str:
+    return create_access_token(identity=user_id, additional_claims={REFRESH_JTI_CLAIM: refresh_jti})
+
+
+def _jtis_of(payload: dict[str, Any]) -> list[str]:
+    """The token's own id and, for an access token, the refresh token it came from."""
+    jtis = [payload["jti"]]
+    if payload.get(REFRESH_JTI_CLAIM):
+        jtis.append(payload[REFRESH_JTI_CLAIM])
+    return jtis
+
+
+def revoke(payload: dict[str, Any], refresh_lifetime: timedelta) -> None:
+    # Keep the mark as long as the longest-lived token it covers could still be presented.
+    ttl_seconds = max(int(payload["exp"] - time.time()), int(refresh_lifetime.total_seconds()))
+    pipe = redis_client().pipeline()
+    for jti in _jtis_of(payload):
+        pipe.set(REVOKED_KEY_PREFIX + jti, "1", ex=max(ttl_seconds, 1))
+    pipe.execute()
+
+
+@jwt.token_in_blocklist_loader
+def _is_revoked(_header: dict[str, Any], payload: dict[str, Any]) -> bool:
+    keys = [REVOKED_KEY_PREFIX + jti for jti in _jtis_of(payload)]
+    return bool(redis_client().exists(*keys))
+
+
+def _unauthenticated(code: str, message: str) -> Any:
+    return error_response(401, code, message)
+
+
+@jwt.unauthorized_loader
+def _missing_token(reason: str) -> Any:
+    return _unauthenticated("UNAUTHENTICATED", reason)
+
+
+@jwt.invalid_token_loader
+def _invalid_token(reason: str) -> Any:
+    return _unauthenticated("INVALID_TOKEN", reason)
+
+
+@jwt.expired_token_loader
+def _expired_token(_header: dict[str, Any], _payload: dict[str, Any]) -> Any:
+    return _unauthenticated("TOKEN_EXPIRED", "token has expired")
+
+
+@jwt.revoked_token_loader
+def _revoked_token(_header: dict[str, Any], _payload: dict[str, Any]) -> Any:
+    return _unauthenticated("TOKEN_REVOKED", "token has been revoked")
+
+
+@jwt.user_lookup_error_loader
+def _user_gone(_header: dict[str, Any], _payload: dict[str, Any]) -> Any:
+    return _unauthenticated("INVALID_TOKEN", "the user behind this token no longer exists")
+
+
+@jwt.token_verification_failed_loader
+def _verification_failed(_header: dict[str, Any], _payload: dict[str, Any]) -> Any:
+    return _unauthenticated("INVALID_TOKEN", "token failed verification")
