@@ -39,7 +39,7 @@ def sqlalchemy_url(url: str) -> str:
     """Use the psycopg 3 driver whatever form of Postgres URL was given."""
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -85,4 +85,5 @@ def get_settings() -> Settings:
         jwt_secret_key=_jwt_secret_key(),
         web_port=int(os.environ.get("WEB_PORT", "8000")),
         flower_port=int(os.environ.get("FLOWER_PORT", "5555")),
+        pending_stale_seconds=int(os.environ.get("VAULTCRAFT_PENDING_STALE_SECONDS", Settings.pending_stale_seconds)),
     )

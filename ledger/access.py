@@ -41,9 +41,7 @@ def visible_wallets(actor: Actor) -> Select[tuple[Wallet]]:
     return query.where(or_(Wallet.owner_id == actor.user_id, Wallet.id.in_(member_wallet_ids(actor))))
 
 
-def get_visible_wallet(
-    session: Session, actor: Actor, wallet_id: uuid.UUID, *, for_update: bool = False
-) -> Wallet:
+def get_visible_wallet(session: Session, actor: Actor, wallet_id: uuid.UUID, *, for_update: bool = False) -> Wallet:
     query = visible_wallets(actor).where(Wallet.id == wallet_id)
     if for_update:
         query = query.with_for_update()
@@ -75,6 +73,4 @@ def require_org_admin(actor: Actor) -> None:
 
 def can_manage_wallet(actor: Actor, wallet: Wallet) -> bool:
     """Owner of the wallet, or OWNER/ADMIN of its organisation."""
-    return wallet.owner_id == actor.user_id or (
-        actor.is_org_admin and wallet.organization_id == actor.organization_id
-    )
+    return wallet.owner_id == actor.user_id or (actor.is_org_admin and wallet.organization_id == actor.organization_id)

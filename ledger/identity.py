@@ -78,9 +78,7 @@ def authenticate(session: Session, *, email: str, password: str) -> User:
     return user
 
 
-def add_user(
-    session: Session, actor: Actor, *, email: str, password: str, full_name: str, role: Role
-) -> User:
+def add_user(session: Session, actor: Actor, *, email: str, password: str, full_name: str, role: Role) -> User:
     """OWNER/ADMIN add a user to their own organisation. Nobody creates a second OWNER this way."""
     require_org_admin(actor)
     return _insert_user(

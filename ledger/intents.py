@@ -47,8 +47,9 @@ class Submitted:
     created: bool
 
 
-def _replay(session: Session, actor: Actor, operation: str, body: dict[str, Any], key: str | None,
-            new_id: uuid.UUID) -> Transaction | None:
+def _replay(
+    session: Session, actor: Actor, operation: str, body: dict[str, Any], key: str | None, new_id: uuid.UUID
+) -> Transaction | None:
     """The transaction an earlier request with this key made, or None when the key is new (now claimed)."""
     if key is None:
         return None
@@ -98,8 +99,12 @@ def submit_transfer(
     if session.get(Wallet, request.destination_wallet_id) is None:
         raise NotFound("destination wallet not found", code="DESTINATION_WALLET_NOT_FOUND")
     intent = _insert_intent(
-        session, actor, transaction_id=new_id, transaction_type=TransactionType.TRANSFER,
-        request=request, idempotency_key=idempotency_key,
+        session,
+        actor,
+        transaction_id=new_id,
+        transaction_type=TransactionType.TRANSFER,
+        request=request,
+        idempotency_key=idempotency_key,
     )
     return Submitted(intent, created=True)
 
@@ -131,34 +136,58 @@ def _treasury_move(
         description=description,
     )
     intent = _insert_intent(
-        session, actor, transaction_id=new_id, transaction_type=transaction_type,
-        request=request, idempotency_key=idempotency_key,
+        session,
+        actor,
+        transaction_id=new_id,
+        transaction_type=transaction_type,
+        request=request,
+        idempotency_key=idempotency_key,
     )
     return Submitted(intent, created=True)
 
 
 def submit_deposit(
-    session: Session, actor: Actor, wallet_id: uuid.UUID, amount: int, *,
-    idempotency_key: str | None = None, description: str | None = None,
+    session: Session,
+    actor: Actor,
+    wallet_id: uuid.UUID,
+    amount: int,
+    *,
+    idempotency_key: str | None = None,
+    description: str | None = None,
 ) -> Submitted:
     """Money entering the system: from the organisation's treasury into the wallet. OWNER/ADMIN only."""
     wallet = get_visible_wallet(session, actor, wallet_id)
     require_org_admin(actor)
     return _treasury_move(
-        session, actor, wallet=wallet, amount=amount, transaction_type=TransactionType.DEPOSIT,
-        idempotency_key=idempotency_key, description=description,
+        session,
+        actor,
+        wallet=wallet,
+        amount=amount,
+        transaction_type=TransactionType.DEPOSIT,
+        idempotency_key=idempotency_key,
+        description=description,
     )
 
 
 def submit_withdrawal(
-    session: Session, actor: Actor, wallet_id: uuid.UUID, amount: int, *,
-    idempotency_key: str | None = None, description: str | None = None,
+    session: Session,
+    actor: Actor,
+    wallet_id: uuid.UUID,
+    amount: int,
+    *,
+    idempotency_key: str | None = None,
+    description: str | None = None,
 ) -> Submitted:
     """Money leaving the system: from the wallet to the organisation's treasury. Debitors only."""
     wallet = get_debitable_wallet(session, actor, wallet_id)
     return _treasury_move(
-        session, actor, wallet=wallet, amount=amount, transaction_type=TransactionType.WITHDRAWAL,
-        idempotency_key=idempotency_key, description=description,
+        session,
+        actor,
+        wallet=wallet,
+        amount=amount,
+        transaction_type=TransactionType.WITHDRAWAL,
+        idempotency_key=idempotency_key,
+        description=description,
     )
 
 
@@ -233,8 +262,12 @@ def list_transactions(
     if filters.created_before is not None:
         query = query.where(Transaction.created_at < filters.created_before)
     return paginate(
-        session, query, keys=(Transaction.created_at, Transaction.id), kinds=(datetime, uuid.UUID),
-        limit=limit, cursor=cursor,
+        session,
+        query,
+        keys=(Transaction.created_at, Transaction.id),
+        kinds=(datetime, uuid.UUID),
+        limit=limit,
+        cursor=cursor,
     )
 
 

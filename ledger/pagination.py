@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, tuple_
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, tuple_
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from ledger.errors import InvalidRequest
 
@@ -52,7 +52,7 @@ def paginate(
     session: Session,
     query: Select[tuple[T]],
     *,
-    keys: tuple[ColumnElement[Any], ...],
+    keys: tuple[InstrumentedAttribute[Any], ...],
     kinds: tuple[type, ...],
     limit: int,
     cursor: str | None,
@@ -65,4 +65,4 @@ def paginate(
         return Page(rows, None)
     rows = rows[:limit]
     last = rows[-1]
-    return Page(rows, encode_cursor(tuple(getattr(last, key.key) for key in keys)))  # type: ignore[attr-defined]
+    return Page(rows, encode_cursor(tuple(getattr(last, key.key) for key in keys)))

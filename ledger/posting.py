@@ -164,9 +164,7 @@ def settle_transfers(session: Session, transaction_ids: Sequence[uuid.UUID]) -> 
     intents = claim_pending(session, transaction_ids)
     if not intents:
         return SettleOutcome(completed=0, failed=0, skipped=len(transaction_ids))
-    wallets = lock_wallets(
-        session, [w for i in intents for w in (i.source_wallet_id, i.destination_wallet_id)]
-    )
+    wallets = lock_wallets(session, [w for i in intents for w in (i.source_wallet_id, i.destination_wallet_id)])
     plan = plan_postings(intents, wallets)
     # Taken after the locks: entry times then never run backwards along a wallet's versions.
     posted_at: datetime = session.execute(select(func.clock_timestamp())).scalar_one()
@@ -236,9 +234,9 @@ _UPDATE_OUTCOMES = text(
 
 def _write_outcomes(session: Session, plan: Plan, posted_at: datetime) -> None:
     ids = [*plan.completed, *plan.failed]
-    statuses = [TransactionStatus.COMPLETED.value] * len(plan.completed) + [
-        TransactionStatus.FAILED.value
-    ] * len(plan.failed)
+    statuses = [TransactionStatus.COMPLETED.value] * len(plan.completed) + [TransactionStatus.FAILED.value] * len(
+        plan.failed
+    )
     reasons: list[str | None] = [None] * len(plan.completed) + [r.value for r in plan.failed.values()]
     updated = session.execute(
         _UPDATE_OUTCOMES, {"ids": ids, "statuses": statuses, "reasons": reasons, "posted_at": posted_at}

@@ -19,9 +19,7 @@ def wallet_entries(
     """Entries newest first; wallet_version orders them exactly, whatever the clock said."""
     get_visible_wallet(session, actor, wallet_id)
     query = select(LedgerEntry).where(LedgerEntry.wallet_id == wallet_id)
-    return paginate(
-        session, query, keys=(LedgerEntry.wallet_version,), kinds=(int,), limit=limit, cursor=cursor
-    )
+    return paginate(session, query, keys=(LedgerEntry.wallet_version,), kinds=(int,), limit=limit, cursor=cursor)
 
 
 def balance_as_of(session: Session, actor: Actor, wallet_id: uuid.UUID, instant: datetime) -> tuple[int, int]:

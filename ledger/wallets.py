@@ -177,9 +177,7 @@ def summarize(session: Session, actor: Actor) -> dict[str, object]:
     organization = session.get_one(Organization, actor.organization_id)
     return {
         "organization_id": organization.id,
-        "totals": [
-            {"currency": c, "type": t, "wallet_count": n, "balance_total": int(s)} for c, t, n, s in totals
-        ],
+        "totals": [{"currency": c, "type": t, "wallet_count": n, "balance_total": int(s)} for c, t, n, s in totals],
         "counts_by_status": {status: count for status, count in by_status},
         "wallet_count": sum(count for _, count in by_status),
     }

@@ -22,8 +22,8 @@ from models.wallet import (
 )
 
 __all__ = [
-    "DESCRIPTION_LENGTH_MAX",
     "CLEARING_WALLET_NAME",
+    "DESCRIPTION_LENGTH_MAX",
     "TREASURY_WALLET_NAME",
     "Base",
     "Direction",

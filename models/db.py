@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,7 +23,7 @@ def get_engine() -> Engine:
     )
 
     @event.listens_for(engine, "connect")
-    def _bound_waits(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+    def _bound_waits(dbapi_connection: Any, _record: Any) -> None:
         # No statement or lock wait may hang a request or a worker forever.
         with dbapi_connection.cursor() as cursor:
             cursor.execute(f"SET statement_timeout = {int(settings.statement_timeout_ms)}")

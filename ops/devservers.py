@@ -58,6 +58,15 @@ def ensure_postgres() -> str:
     return admin_uri.replace("@/postgres?", f"@/{DATABASE_NAME}?", 1)
 
 
+def postgres_running() -> bool:
+    return (_postgres_dir() / "postmaster.pid").exists()
+
+
+def redis_running() -> bool:
+    port_file = _redis_dir() / "port"
+    return port_file.exists() and _redis_answers(int(port_file.read_text()))
+
+
 def stop_postgres() -> None:
     pgdata = _postgres_dir()
     if not (pgdata / "postmaster.pid").exists():
@@ -102,15 +111,23 @@ def ensure_redis() -> str:
         subprocess.run(
             [
                 _redis_executable(),
-                "--bind", "127.0.0.1",
-                "--port", str(port),
-                "--daemonize", "yes",
-                "--dir", str(data_dir),
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--daemonize",
+                "yes",
+                "--dir",
+                str(data_dir),
                 # Append-only file: token revocations and queued messages survive a restart.
-                "--appendonly", "yes",
-                "--save", "",
-                "--pidfile", str(data_dir / "redis.pid"),
-                "--logfile", str(data_dir / "redis.log"),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--pidfile",
+                str(data_dir / "redis.pid"),
+                "--logfile",
+                str(data_dir / "redis.log"),
             ],
             check=True,
         )

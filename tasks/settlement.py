@@ -6,11 +6,13 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 import psycopg.errors
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from ledger.posting import SettleOutcome, settle_transfers as post_transfers
+from ledger.posting import SettleOutcome
+from ledger.posting import settle_transfers as post_transfers
 from ledger.sweep import stale_pending_ids
 from models.db import session_factory
 from settings import get_settings
@@ -71,7 +73,7 @@ def settle_or_bisect(transaction_ids: Sequence[uuid.UUID]) -> SettleOutcome:
 
 
 @app.task(name="tasks.settle_transfers", bind=True, acks_late=True, reject_on_worker_lost=True)
-def settle_transfers(self, transaction_ids: list[str]) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def settle_transfers(self: Any, transaction_ids: list[str]) -> dict[str, int]:
     ids = [uuid.UUID(value) for value in transaction_ids]
     try:
         outcome = settle_or_bisect(ids)

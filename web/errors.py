@@ -62,8 +62,9 @@ def http_error(error: HTTPException) -> ResponseReturnValue:
             details = next(iter(details.values()))
     if status == 400 and "JSON" in str(message):
         return error_response(400, "MALFORMED_JSON", "request body is not valid JSON")
-    return error_response(status, HTTP_CODES.get(status, error.name.upper().replace(" ", "_")), message,
-                          details, data.get("headers"))
+    return error_response(
+        status, HTTP_CODES.get(status, error.name.upper().replace(" ", "_")), message, details, data.get("headers")
+    )
 
 
 def _database_unavailable(error: OperationalError) -> ResponseReturnValue:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from ledger.access import Actor
 from ledger.identity import load_actor
 
-BEARER = [{"bearerAuth": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 SECURITY_SCHEMES = {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
 
 

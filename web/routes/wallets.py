@@ -75,8 +75,12 @@ def list_wallets(args: dict[str, Any]) -> dict[str, Any]:
         if args["currency"]:
             query = query.where(Wallet.currency == args["currency"])
         page = paginate(
-            session, query, keys=(Wallet.created_at, Wallet.id), kinds=(datetime, uuid.UUID),
-            limit=args["limit"], cursor=args["cursor"],
+            session,
+            query,
+            keys=(Wallet.created_at, Wallet.id),
+            kinds=(datetime, uuid.UUID),
+            limit=args["limit"],
+            cursor=args["cursor"],
         )
         held = wallets.pending_outgoing(session, [w.id for w in page.items])
         items = [wallet_view(w, held.get(w.id, 0)) for w in page.items]
@@ -144,8 +148,12 @@ def deposit(body: dict[str, Any], wallet_id: uuid.UUID, idempotency_key: str | N
     """OWNER/ADMIN: money in, from the organisation's treasury for the wallet's currency."""
     return submit_and_enqueue(
         lambda session, actor: intents.submit_deposit(
-            session, actor, wallet_id, body["amount"],
-            idempotency_key=idempotency_key, description=body["description"],
+            session,
+            actor,
+            wallet_id,
+            body["amount"],
+            idempotency_key=idempotency_key,
+            description=body["description"],
         )
     )
 
@@ -160,8 +168,12 @@ def withdraw(body: dict[str, Any], wallet_id: uuid.UUID, idempotency_key: str | 
     """Money out, to the organisation's treasury. The wallet's owner or a CONTRIBUTOR."""
     return submit_and_enqueue(
         lambda session, actor: intents.submit_withdrawal(
-            session, actor, wallet_id, body["amount"],
-            idempotency_key=idempotency_key, description=body["description"],
+            session,
+            actor,
+            wallet_id,
+            body["amount"],
+            idempotency_key=idempotency_key,
+            description=body["description"],
         )
     )
 
@@ -193,5 +205,10 @@ def wallet_balance(args: dict[str, Any], wallet_id: uuid.UUID) -> dict[str, Any]
             balance, version = wallet.balance, wallet.version
         else:
             balance, version = statements.balance_as_of(session, actor, wallet_id, instant)
-    return {"wallet_id": wallet_id, "currency": wallet.currency, "balance": balance, "version": version,
-            "as_of": instant}
+    return {
+        "wallet_id": wallet_id,
+        "currency": wallet.currency,
+        "balance": balance,
+        "version": version,
+        "as_of": instant,
+    }

@@ -47,7 +47,7 @@ class BoundedDict(fields.Dict):
     def __init__(self, bytes_max: int, **kwargs: Any) -> None:
         super().__init__(keys=fields.String(validate=validate.Length(max=100)), **kwargs)
         self.bytes_max = bytes_max
-        self.metadata.setdefault("description", f"JSON object, at most {bytes_max} bytes when encoded")
+        self.metadata = {"description": f"JSON object, at most {bytes_max} bytes when encoded", **self.metadata}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         import json

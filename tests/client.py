@@ -1,0 +1,147 @@
+"""A small client for the HTTP API, so tests read as what a user does."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+from werkzeug.test import TestResponse
+
+FINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+
+
+def _json(response: TestResponse) -> Any:
+    return response.json
+
+
+@dataclass
+class User:
+    id: str
+    email: str
+    password: str
+    organization_id: str
+    token: str
+    refresh_token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+class ApiClient:
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.http = app.test_client()
+
+    def request(
+        self, method: str, path: str, user: User | None = None, *, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> TestResponse:
+        merged = {**(user.headers if user else {}), **(headers or {})}
+        # A fresh test client per call keeps calls from many threads independent.
+        return self.app.test_client().open(f"/api/v1{path}", method=method, headers=merged, **kwargs)
+
+    def get(self, path: str, user: User | None = None, **kwargs: Any) -> TestResponse:
+        return self.request("GET", path, user, **kwargs)
+
+    def post(self, path: str, user: User | None = None, **kwargs: Any) -> TestResponse:
+        return self.request("POST", path, user, **kwargs)
+
+    def patch(self, path: str, user: User | None = None, **kwargs: Any) -> TestResponse:
+        return self.request("PATCH", path, user, **kwargs)
+
+    # --- what users do -------------------------------------------------------------------------
+
+    def signup(self, organization: str | None = None) -> User:
+        email = f"owner-{uuid.uuid4().hex[:12]}@example.com"
+        response = self.post(
+            "/auth/signup",
+            json={
+                "email": email,
+                "password": "correct horse",
+                "full_name": "Owner",
+                "organization_name": organization or f"Org {uuid.uuid4().hex[:6]}",
+            },
+        )
+        assert response.status_code == 201, response.json
+        body = _json(response)
+        return User(
+            body["user"]["id"],
+            email,
+            "correct horse",
+            body["organization"]["id"],
+            body["access_token"],
+            body["refresh_token"],
+        )
+
+    def add_user(self, admin: User, role: str = "MEMBER") -> User:
+        email = f"{role.lower()}-{uuid.uuid4().hex[:12]}@example.com"
+        response = self.post(
+            "/organizations/users",
+            admin,
+            json={
+                "email": email,
+                "password": "correct horse",
+                "full_name": role.title(),
+                "role": role,
+            },
+        )
+        assert response.status_code == 201, response.json
+        return self.login(email, "correct horse", _json(response)["id"], admin.organization_id)
+
+    def login(self, email: str, password: str, user_id: str, organization_id: str) -> User:
+        response = self.post("/auth/login", json={"email": email, "password": password})
+        assert response.status_code == 200, response.json
+        return User(
+            user_id, email, password, organization_id, _json(response)["access_token"], _json(response)["refresh_token"]
+        )
+
+    def create_wallet(self, user: User, type_: str = "PRIMARY", currency: str = "INR", name: str | None = None) -> str:
+        body: dict[str, Any] = {"type": type_, "currency": currency}
+        if name:
+            body["name"] = name
+        response = self.post("/wallets/", user, json=body)
+        assert response.status_code == 201, response.json
+        return str(_json(response)["id"])
+
+    def wallet(self, user: User, wallet_id: str) -> dict[str, Any]:
+        response = self.get(f"/wallets/{wallet_id}", user)
+        assert response.status_code == 200, response.json
+        return dict(_json(response))
+
+    def deposit(self, user: User, wallet_id: str, amount: int) -> dict[str, Any]:
+        response = self.post(f"/wallets/{wallet_id}/deposit", user, json={"amount": amount})
+        assert response.status_code == 202, response.json
+        return dict(_json(response))
+
+    def transfer(
+        self, user: User, source: str, destination: str, amount: int, *, currency: str = "INR", key: str | None = None
+    ) -> TestResponse:
+        headers = {"Idempotency-Key": key} if key else {}
+        return self.post(
+            "/transactions/transfer",
+            user,
+            headers=headers,
+            json={
+                "source_wallet_id": source,
+                "destination_wallet_id": destination,
+                "amount": amount,
+                "currency": currency,
+            },
+        )
+
+    def wait_final(self, user: User, transaction_id: str, seconds: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + seconds
+        while True:
+            response = self.get(f"/transactions/{transaction_id}?wait=5", user)
+            assert response.status_code == 200, response.json
+            if _json(response)["status"] in FINAL or time.monotonic() > deadline:
+                return dict(_json(response))
+
+    def funded_wallet(self, owner: User, amount: int, currency: str = "INR") -> str:
+        wallet_id = self.create_wallet(owner, currency=currency)
+        deposit = self.deposit(owner, wallet_id, amount)
+        assert self.wait_final(owner, deposit["id"])["status"] == "COMPLETED"
+        return wallet_id

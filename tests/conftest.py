@@ -1,0 +1,124 @@
+"""Fixtures: a real Postgres database, a real Redis, a real Celery worker, the real Flask app."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests import environment
+
+_env: environment.TestEnvironment | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Point every module at the run's own database before any of them reads its settings."""
+    global _env
+    if hasattr(config, "workerinput"):
+        return
+    _env = environment.prepare()
+    os.environ["DATABASE_URL"] = _env.database_url
+    os.environ["REDIS_URL"] = _env.redis_url
+    os.environ["VAULTCRAFT_BCRYPT_ROUNDS"] = "4"  # hashing cost is not under test; hundreds of signups are
+    os.environ["VAULTCRAFT_PENDING_STALE_SECONDS"] = "2"
+    from ops.migrate import upgrade_to_head
+
+    upgrade_to_head(_env.database_url)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _env is not None:
+        from models.db import dispose_engine
+
+        dispose_engine()
+        environment.tear_down(_env)
+
+
+WORKER_READY_SECONDS_MAX = 60
+
+
+def start_worker(name: str, concurrency: int = 2, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """A real `celery worker` process on the run's broker and database, ready to take tasks."""
+    from workers.app import app
+
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "--app",
+        "workers.app",
+        "worker",
+        "--loglevel",
+        "WARNING",
+        "--concurrency",
+        str(concurrency),
+        "--pool",
+        "prefork",
+        "--queues",
+        "settlement",
+        "--hostname",
+        f"{name}@%h",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    process = subprocess.Popen(command, env={**os.environ, **(extra_env or {})})
+    deadline = time.monotonic() + WORKER_READY_SECONDS_MAX
+    while time.monotonic() < deadline:
+        replies = app.control.ping(timeout=0.5) or []
+        if any(name in key for reply in replies for key in reply):
+            return process
+        if process.poll() is not None:
+            raise RuntimeError(f"worker {name} exited with {process.returncode}")
+    process.kill()
+    raise RuntimeError(f"worker {name} did not become ready")
+
+
+def stop_worker(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def worker() -> Iterator[subprocess.Popen[bytes]]:
+    process = start_worker("settler")
+    yield process
+    stop_worker(process)
+
+
+@pytest.fixture(scope="session")
+def app():
+    from web.app import create_app
+
+    flask_app = create_app()
+    flask_app.config["TESTING"] = True
+    return flask_app
+
+
+@pytest.fixture
+def api(app, worker):
+    """The HTTP API with a live worker behind it."""
+    from tests.client import ApiClient
+
+    return ApiClient(app)
+
+
+@pytest.fixture
+def unpublished(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Intents accepted from now on are committed but never published, as if the message were lost:
+    they stay PENDING until a test settles them or the sweep finds them. Returns their ids."""
+    lost: list[str] = []
+
+    def lose(transaction_ids):
+        lost.extend(str(i) for i in transaction_ids)
+        return True
+
+    monkeypatch.setattr("web.routes.transactions.enqueue_settlement", lose)
+    return lost
