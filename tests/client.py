@@ -135,7 +135,7 @@ class ApiClient:
     def wait_final(self, user: User, transaction_id: str, seconds: float = 30) -> dict[str, Any]:
         deadline = time.monotonic() + seconds
         while True:
-            response = self.get(f"/transactions/{transaction_id}?wait=5", user)
+            response = self.get(f"/transactions/{transaction_id}?wait={min(5, seconds)}", user)
             assert response.status_code == 200, response.json
             if _json(response)["status"] in FINAL or time.monotonic() > deadline:
                 return dict(_json(response))
@@ -145,3 +145,20 @@ class ApiClient:
         deposit = self.deposit(owner, wallet_id, amount)
         assert self.wait_final(owner, deposit["id"])["status"] == "COMPLETED"
         return wallet_id
+
+    # --- bulk intake (appended) ----------------------------------------------------------------
+
+    def transfer_batch(self, user: User, transfers: list[dict[str, Any]]) -> TestResponse:
+        return self.post("/transactions/batch", user, json={"transfers": transfers})
+
+
+def bulk_item(source: str, destination: str, amount: int, key: str | None = None, **extra: Any) -> dict[str, Any]:
+    """One item of a POST /transactions/batch body, with a fresh idempotency key unless given one."""
+    return {
+        "source_wallet_id": source,
+        "destination_wallet_id": destination,
+        "amount": amount,
+        "currency": "INR",
+        "idempotency_key": key or uuid.uuid4().hex,
+        **extra,
+    }

@@ -110,15 +110,39 @@ def api(app, worker):
     return ApiClient(app)
 
 
-@pytest.fixture
-def unpublished(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Intents accepted from now on are committed but never published, as if the message were lost:
-    they stay PENDING until a test settles them or the sweep finds them. Returns their ids."""
-    lost: list[str] = []
+class MessageLoss:
+    """After `start()`, accepted intents are committed but never published, as if the message were
+    lost: they stay PENDING until a test settles them or the sweep finds them."""
 
-    def lose(transaction_ids):
-        lost.extend(str(i) for i in transaction_ids)
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.active = False
+
+    def start(self) -> MessageLoss:
+        self.active = True
+        return self
+
+
+@pytest.fixture
+def unpublished(monkeypatch: pytest.MonkeyPatch) -> MessageLoss:
+    from web.routes import transactions
+
+    loss = MessageLoss()
+    publish = transactions.enqueue_settlement
+
+    def maybe_lose(transaction_ids):  # type: ignore[no-untyped-def]
+        if not loss.active:
+            return publish(transaction_ids)
+        loss.ids.extend(str(i) for i in transaction_ids)
         return True
 
-    monkeypatch.setattr("web.routes.transactions.enqueue_settlement", lose)
-    return lost
+    monkeypatch.setattr(transactions, "enqueue_settlement", maybe_lose)
+    return loss
+
+
+@pytest.fixture(scope="session")
+def db():
+    """Direct SQL on the run's database, for checks behind the API's back."""
+    from tests.database import Database
+
+    return Database()

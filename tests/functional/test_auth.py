@@ -1,0 +1,71 @@
+"""Accounts and tokens."""
+
+from __future__ import annotations
+
+
+def test_signup_login_me(api):
+    owner = api.signup("Acme")
+    me = api.get("/auth/me", owner).json
+    assert me == {**me, "id": owner.id, "email": owner.email, "role": "OWNER", "organization_id": owner.organization_id}
+    again = api.login(owner.email.upper(), owner.password, owner.id, owner.organization_id)
+    assert api.get("/auth/me", again).status_code == 200
+
+
+def test_duplicate_email_is_409_and_short_password_422(api):
+    owner = api.signup()
+    duplicate = api.post(
+        "/auth/signup",
+        json={"email": owner.email.upper(), "password": "long enough", "full_name": "B", "organization_name": "B"},
+    )
+    assert duplicate.status_code == 409
+    short = api.post(
+        "/auth/signup",
+        json={"email": "new@example.com", "password": "short", "full_name": "B", "organization_name": "B"},
+    )
+    assert short.status_code == 422
+    assert "password" in short.json["error"]["details"]
+
+
+def test_wrong_credentials_are_401(api):
+    owner = api.signup()
+    assert api.post("/auth/login", json={"email": owner.email, "password": "wrong password"}).status_code == 401
+    assert api.post("/auth/login", json={"email": "nobody@example.com", "password": "whatever1"}).status_code == 401
+
+
+def test_refresh_gives_a_working_access_token(api):
+    owner = api.signup()
+    response = api.post("/auth/refresh", headers={"Authorization": f"Bearer {owner.refresh_token}"})
+    assert response.status_code == 200
+    token = response.json["access_token"]
+    assert api.get("/auth/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    # A refresh token is not an access token, and an access token cannot refresh.
+    assert api.get("/auth/me", headers={"Authorization": f"Bearer {owner.refresh_token}"}).status_code == 401
+    assert api.post("/auth/refresh", owner).status_code == 401
+
+
+def test_logout_revokes_the_token_and_its_refresh_token(api):
+    owner = api.signup()
+    assert api.post("/auth/logout", owner).status_code == 200
+    revoked = api.get("/auth/me", owner)
+    assert revoked.status_code == 401
+    assert revoked.json["error"]["code"] == "TOKEN_REVOKED"
+    assert api.post("/auth/refresh", headers={"Authorization": f"Bearer {owner.refresh_token}"}).status_code == 401
+
+
+def test_missing_and_garbage_tokens_are_401(api):
+    assert api.get("/auth/me").status_code == 401
+    assert api.get("/wallets/", headers={"Authorization": "Bearer not.a.token"}).status_code == 401
+    assert api.get("/wallets/").json["error"]["code"] == "UNAUTHENTICATED"
+
+
+def test_admin_adds_users_members_cannot(api):
+    owner = api.signup()
+    admin = api.add_user(owner, "ADMIN")
+    member = api.add_user(admin, "MEMBER")
+    assert api.get("/auth/me", member).json["role"] == "MEMBER"
+    owner_again = api.post(
+        "/organizations/users",
+        owner,
+        json={"email": "o2@example.com", "password": "long enough", "full_name": "O", "role": "OWNER"},
+    )
+    assert owner_again.status_code == 422

@@ -1,0 +1,91 @@
+"""Tenants are walls: every path that takes an id answers 404 to another organisation, and changes nothing.
+
+The paths come from the OpenAPI document, so a new endpoint with an id is covered the day it is added;
+one whose id kind has no victim object here fails the suite until it gets one.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+# A body each write endpoint would accept from its rightful owner, so a 404 is about tenancy alone.
+VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("patch", "/api/v1/wallets/{wallet_id}"): {"status": "LOCKED"},
+    ("post", "/api/v1/wallets/{wallet_id}/members"): {"role": "CONTRIBUTOR"},  # user_id filled in below
+    ("post", "/api/v1/wallets/{wallet_id}/deposit"): {"amount": 100},
+    ("post", "/api/v1/wallets/{wallet_id}/withdraw"): {"amount": 100},
+}
+
+
+@pytest.fixture(scope="module")
+def victim(app, worker):  # type: ignore[no-untyped-def]
+    from tests.client import ApiClient
+
+    api = ApiClient(app)
+    owner = api.signup("Victim")
+    wallet = api.funded_wallet(owner, 10_000)
+    other = api.create_wallet(owner)
+    completed = api.wait_final(owner, api.transfer(owner, wallet, other, 10).json["id"])
+    return {"owner": owner, "wallet_id": wallet, "transaction_id": completed["id"], "api": api}
+
+
+def _operations(app) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    spec = app.test_client().get("/openapi.json").json
+    return [
+        (method, path)
+        for path, item in spec["paths"].items()
+        if "{" in path
+        for method in item
+        if method in {"get", "post", "patch", "put", "delete"}
+    ]
+
+
+def test_every_path_with_an_id_is_a_wall(app, victim, db):
+    api = victim["api"]
+    outsider = api.signup("Outsider")
+    outsider_user = api.add_user(outsider)
+    before = db.row_counts()
+    wallet_before = api.wallet(victim["owner"], victim["wallet_id"])
+    checked = []
+
+    for method, path in _operations(app):
+        params = re.findall(r"{(\w+)}", path)
+        missing = [p for p in params if p not in victim]
+        assert not missing, f"{method.upper()} {path}: add a victim object for {missing} to this test"
+        url = path.format(**{p: victim[p] for p in params}).removeprefix("/api/v1")
+        body = dict(VALID_BODIES.get((method, path), {}))
+        if "members" in path:
+            body["user_id"] = outsider_user.id
+        response = api.request(method.upper(), url, outsider, json=body or None)
+        assert response.status_code == 404, f"{method.upper()} {path} answered {response.status_code}"
+        assert response.json["error"]["code"].endswith("NOT_FOUND")
+        checked.append((method, path))
+
+    assert len(checked) >= 10
+    assert db.row_counts() == {**before, "organizations": before["organizations"], "users": before["users"]}
+    assert api.wallet(victim["owner"], victim["wallet_id"]) == wallet_before
+
+
+def test_outsider_cannot_debit_but_may_pay_into_another_organisation(api, victim):
+    outsider = api.signup()
+    outsider_wallet = api.funded_wallet(outsider, 500)
+    stolen = api.transfer(outsider, victim["wallet_id"], outsider_wallet, 100)
+    assert stolen.status_code == 404
+
+    gift = api.transfer(outsider, outsider_wallet, victim["wallet_id"], 100)
+    assert gift.status_code == 202
+    assert api.wait_final(outsider, gift.json["id"])["status"] == "COMPLETED"
+    # The payer sees only its own side of the ledger, never the receiver's balance_after.
+    entries = api.get(f"/transactions/{gift.json['id']}/ledger", outsider).json["items"]
+    assert [(e["wallet_id"], e["direction"]) for e in entries] == [(outsider_wallet, "DEBIT")]
+
+
+def test_lists_never_show_another_organisation(api, victim):
+    outsider = api.signup()
+    assert api.get("/wallets/", outsider).json["items"] == []
+    assert api.get("/transactions/", outsider).json["items"] == []
+    listed = api.get(f"/transactions/?wallet_id={victim['wallet_id']}", outsider).json["items"]
+    assert listed == []
