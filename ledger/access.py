@@ -44,7 +44,8 @@ def visible_wallets(actor: Actor) -> Select[tuple[Wallet]]:
 def get_visible_wallet(session: Session, actor: Actor, wallet_id: uuid.UUID, *, for_update: bool = False) -> Wallet:
     query = visible_wallets(actor).where(Wallet.id == wallet_id)
     if for_update:
-        query = query.with_for_update()
+        # NO KEY UPDATE: foreign-key checks of concurrent inserts (KEY SHARE) need not wait on it.
+        query = query.with_for_update(key_share=True)
     wallet = session.scalars(query).one_or_none()
     if wallet is None:
         raise NotFound("wallet not found", code="WALLET_NOT_FOUND")

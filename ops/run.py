@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from ops import devservers
 from settings import PROJECT_ROOT, VAR_DIR
@@ -16,9 +17,15 @@ from settings import PROJECT_ROOT, VAR_DIR
 def main() -> int:
     embedded = {name: not os.environ.get(name) for name in ("DATABASE_URL", "REDIS_URL")}
     os.environ.update(devservers.ensure_services())
+    # The Procfile names gunicorn and celery; find them in this interpreter's environment.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     os.environ.setdefault("WEB_PORT", "8000")
     os.environ.setdefault("FLOWER_PORT", "5555")
     VAR_DIR.mkdir(parents=True, exist_ok=True)
+    # Every web and worker process writes its metrics here; /metrics aggregates them (wiped per run).
+    from ops.metrics import MULTIPROC_DIR_ENV, prepare_multiprocess_dir
+
+    os.environ[MULTIPROC_DIR_ENV] = str(prepare_multiprocess_dir(VAR_DIR / "prometheus"))
     from ops.migrate import upgrade_to_head
 
     upgrade_to_head()

@@ -1,0 +1,37 @@
+"""docker compose runs exactly the Procfile's commands, so `make run` and containers behave alike."""
+
+from __future__ import annotations
+
+import shlex
+
+import yaml
+
+from settings import PROJECT_ROOT
+
+
+def _procfile() -> dict[str, str]:
+    lines = (PROJECT_ROOT / "Procfile").read_text().splitlines()
+    return dict(line.split(": ", 1) for line in lines if line.strip() and not line.startswith("#"))
+
+
+def _compose_command(service: dict) -> str:  # type: ignore[type-arg]
+    command = service["command"]
+    if command[:2] == ["sh", "-c"]:
+        return str(command[2]).replace("$$", "$")
+    return shlex.join(command)
+
+
+def test_every_procfile_process_runs_the_same_command_in_compose():
+    compose = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())["services"]
+    procfile = _procfile()
+    assert set(procfile) == {"web", "worker", "beat", "flower"}
+    for name, command in procfile.items():
+        assert _compose_command(compose[name]) == command, name
+
+
+def test_compose_has_the_backing_services_and_a_one_shot_migration():
+    compose = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())["services"]
+    assert {"postgres", "redis", "migrate"} <= set(compose)
+    assert compose["migrate"]["command"] == ["vaultcraft", "migrate"]
+    for name in ("web", "worker", "beat", "flower"):
+        assert compose[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
