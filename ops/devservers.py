@@ -69,11 +69,15 @@ def redis_running() -> bool:
 
 def stop_postgres() -> None:
     pgdata = _postgres_dir()
-    if not (pgdata / "postmaster.pid").exists():
+    if not postgres_running():
         return
-    import pgserver
+    # pg_ctl directly: pgserver's own cleanup stops the server only when it believes no other
+    # process holds a handle, and handles of processes that were killed linger on disk.
+    from pgserver._commands import pg_ctl
 
-    pgserver.get_server(pgdata, cleanup_mode="stop").cleanup()
+    system_user = "pgserver" if os.geteuid() == 0 else None  # pgserver runs Postgres as this user under root
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=system_user)
+    (pgdata / ".handle_pids.json").unlink(missing_ok=True)
 
 
 def _free_loopback_port() -> int:
