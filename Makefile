@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint migrate services stop-services clean
+.PHONY: help install run test lint migrate services stop-services clean bench recon-bench chaos
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -23,6 +23,16 @@ run: $(STAMP) ## Start Postgres+Redis (embedded unless DATABASE_URL/REDIS_URL), 
 
 test: $(STAMP) ## Run the whole suite against real Postgres, Redis and Celery workers
 	$(BIN)/python -m pytest
+
+bench: $(STAMP) ## Benchmark engine vs per-transfer SQL, end to end and bulk; writes bench/results.json and .png (BENCH_* to resize)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench.run
+
+recon-bench: $(STAMP) ## Time FULL vs INCREMENTAL reconciliation on a generated 1,000,000-entry ledger (own database)
+	$(BIN)/python -m bench.recon_bench
+
+chaos: $(STAMP) ## Fault-inject a private stack (kill workers, Redis/Postgres down, duplicates, retries); writes chaos/results.json and README's Chaos table
+	$(BIN)/python -m chaos.run
 
 lint: $(STAMP) ## ruff + mypy
 	$(BIN)/ruff check .

@@ -2,6 +2,7 @@
 
 import os
 
+from celery.schedules import crontab
 from kombu import Exchange, Queue
 
 broker_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -14,6 +15,14 @@ broker_transport_options = {
     "socket_timeout": 5,
     "socket_connect_timeout": 2,
 }
+# Chaos runs force redelivery with a short visibility timeout, and sweep for abandoned messages every
+# second so a redelivered message comes back within a few seconds instead of minutes.
+if os.environ.get("VAULTCRAFT_VISIBILITY_TIMEOUT_SECONDS"):
+    broker_transport_options.update(
+        visibility_timeout=int(os.environ["VAULTCRAFT_VISIBILITY_TIMEOUT_SECONDS"]),
+        unacked_restore_interval=1,
+        unacked_restore_throttle=1,
+    )
 
 task_serializer = "json"
 accept_content = ["json"]
@@ -29,6 +38,11 @@ task_reject_on_worker_lost = True
 task_time_limit = 120
 task_soft_time_limit = 90
 # Few messages in flight per process: a killed worker strands little, and batches stay fair.
+# Not higher (issue 3 bench): a settle task drains the backlog behind its own ids in batches of
+# settle_batch_size_max, so prefetched per-intent messages mostly find their intents final and a
+# deeper prefetch buys nothing but more unacknowledged messages. Worker concurrency stays at the
+# Celery default (one process per core): settling is CPU-bound in Python and Postgres on the same
+# cores, and extra processes only queue on the same hot-wallet lock.
 worker_prefetch_multiplier = 4
 worker_max_tasks_per_child = 10_000
 worker_send_task_events = True
@@ -37,11 +51,30 @@ task_send_sent_event = True
 task_default_queue = "settlement"
 task_queues = (Queue("settlement", Exchange("settlement"), routing_key="settlement"),)
 
-imports = ("tasks.settlement",)
+imports = ("tasks.settlement", "tasks.settlement_batches", "tasks.outbox", "tasks.reconciliation")
 
 beat_schedule = {
+    # Cross-organisation net settlement: one batch every few minutes (seconds; tunable for demos).
+    "run-settlement-batch": {
+        "task": "tasks.run_settlement_batch",
+        "schedule": float(os.environ.get("VAULTCRAFT_SETTLEMENT_BATCH_SECONDS", "300")),
+    },
     "sweep-stale-pending": {
         "task": "tasks.sweep_pending_transactions",
         "schedule": 10.0,
+    },
+    # The outbox relay also runs after every commit that writes events; this catches what that missed.
+    "relay-outbox-events": {
+        "task": "tasks.relay_events",
+        "schedule": 5.0,
+    },
+    # Reconciliation: incremental every few minutes (cost follows new activity), full every night.
+    "reconcile-incremental": {
+        "task": "tasks.reconcile_incremental",
+        "schedule": float(os.environ.get("VAULTCRAFT_RECONCILE_SECONDS", "180")),
+    },
+    "reconcile-full-nightly": {
+        "task": "tasks.reconcile_full",
+        "schedule": crontab(hour=2, minute=30),
     },
 }

@@ -68,6 +68,15 @@ class Settings:
     settle_batch_size_max: int = 1000
     pending_stale_seconds: int = 30
     sweep_batch_size_max: int = 5000
+    # After its own ids, a settle task drains up to this many more batches of the oldest PENDING
+    # intents (settle_batch_size_max each), so a backlog is settled 1,000 at a time and the messages
+    # behind it find their intents final: cheap no-ops instead of one transaction each.
+    settle_drain_batches_max: int = 10
+    # Only intents at least this old are drained: a message normally settles its own intent sooner,
+    # so draining starts only when the queue lags instead of racing the message of every new intent.
+    settle_drain_min_age_ms: int = 100
+    # Items in one POST /transactions/batch request.
+    bulk_transfers_max: int = 1000
 
 
 @lru_cache(maxsize=1)
@@ -86,4 +95,7 @@ def get_settings() -> Settings:
         web_port=int(os.environ.get("WEB_PORT", "8000")),
         flower_port=int(os.environ.get("FLOWER_PORT", "5555")),
         pending_stale_seconds=int(os.environ.get("VAULTCRAFT_PENDING_STALE_SECONDS", Settings.pending_stale_seconds)),
+        settle_drain_batches_max=int(
+            os.environ.get("VAULTCRAFT_SETTLE_DRAIN_BATCHES_MAX", Settings.settle_drain_batches_max)
+        ),
     )

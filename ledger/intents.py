@@ -209,7 +209,7 @@ def get_visible_transaction(
 ) -> Transaction:
     query = visible_transactions(actor).where(Transaction.id == transaction_id)
     if for_update:
-        query = query.with_for_update(of=Transaction)
+        query = query.with_for_update(of=Transaction, key_share=True)
     transaction = session.scalars(query).one_or_none()
     if transaction is None:
         raise NotFound("transaction not found", code="TRANSACTION_NOT_FOUND")
@@ -230,6 +230,10 @@ def cancel(session: Session, actor: Actor, transaction_id: uuid.UUID) -> Transac
     transaction.status = TransactionStatus.CANCELLED
     transaction.completed_at = session.scalar(select(func.clock_timestamp()))
     session.flush()
+    from ledger import p2p  # imported here: ledger.p2p builds on this module
+
+    # A P2P request being paid by this intent fails with it.
+    p2p.follow_outcomes(session, [], {transaction.id: p2p.TRANSACTION_CANCELLED}, transaction.completed_at)
     return transaction
 
 

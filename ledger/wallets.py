@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -106,7 +106,9 @@ def get_or_create_system_wallet(
         )
         .on_conflict_do_nothing(
             index_elements=["organization_id", "currency", "name"],
-            index_where=Wallet.type == WalletType.SYSTEM,
+            # Literal SQL, not a bound parameter: once psycopg prepares the statement server-side
+            # (its 5th run on a connection) Postgres can no longer match `type = $1` to the index.
+            index_where=text("type = 'SYSTEM'"),
         )
     )
     return session.scalars(query).one()

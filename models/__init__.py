@@ -1,8 +1,22 @@
 """SQLAlchemy models, one module per aggregate. Importing this package registers every table."""
 
+from models.audit import AuditLog
 from models.base import Base
 from models.ledger_entry import Direction, LedgerEntry
 from models.organization import Organization, PlatformRole, Role, User
+from models.outbox import OutboxEvent
+from models.p2p import P2PRequest, P2PStatus
+from models.reconciliation import (
+    ReconciliationCheck,
+    ReconciliationCursor,
+    ReconciliationFinding,
+    ReconciliationMark,
+    ReconciliationMode,
+    ReconciliationRun,
+    ReconciliationStatus,
+)
+from models.settlement import BatchStatus, BatchTrigger, LegDirection, SettlementBatch, SettlementLeg
+from models.token import RevokedToken
 from models.transaction import (
     DESCRIPTION_LENGTH_MAX,
     FailureReason,
@@ -25,15 +39,32 @@ __all__ = [
     "CLEARING_WALLET_NAME",
     "DESCRIPTION_LENGTH_MAX",
     "TREASURY_WALLET_NAME",
+    "AuditLog",
     "Base",
+    "BatchStatus",
+    "BatchTrigger",
     "Direction",
     "FailureReason",
     "IdempotencyKey",
     "LedgerEntry",
+    "LegDirection",
     "MemberRole",
     "Organization",
+    "OutboxEvent",
+    "P2PRequest",
+    "P2PStatus",
     "PlatformRole",
+    "ReconciliationCheck",
+    "ReconciliationCursor",
+    "ReconciliationFinding",
+    "ReconciliationMark",
+    "ReconciliationMode",
+    "ReconciliationRun",
+    "ReconciliationStatus",
+    "RevokedToken",
     "Role",
+    "SettlementBatch",
+    "SettlementLeg",
     "Transaction",
     "TransactionStatus",
     "TransactionType",

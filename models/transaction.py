@@ -19,6 +19,9 @@ class TransactionType(enum.StrEnum):
     DEPOSIT = "DEPOSIT"
     WITHDRAWAL = "WITHDRAWAL"
     SETTLEMENT = "SETTLEMENT"
+    # The obligation a cross-organisation transfer leaves between the two organisations' clearing
+    # wallets, posted with the transfer (see ledger/clearing.py).
+    CLEARING = "CLEARING"
 
 
 class TransactionStatus(enum.StrEnum):
@@ -56,6 +59,14 @@ class Transaction(Base):
         Index("ix_transactions_org_created", "organization_id", "created_at", "id"),
         Index("ix_transactions_source_created", "source_wallet_id", "created_at"),
         Index("ix_transactions_destination_created", "destination_wallet_id", "created_at"),
+        # Cross-organisation settlement: obligations not yet in a batch, and a batch's transactions.
+        Index(
+            "ix_transactions_unsettled_clearing",
+            "completed_at",
+            postgresql_where=text("type = 'CLEARING' AND status = 'COMPLETED' AND settlement_batch_id IS NULL"),
+        ),
+        Index("ix_transactions_settlement_batch_id", "settlement_batch_id"),
+        Index("uq_transactions_parent_transaction_id", "parent_transaction_id", unique=True),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -79,6 +90,13 @@ class Transaction(Base):
     failure_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = created_at_column()
     completed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # The API request that accepted the intent: it follows the intent into its settlement logs and events.
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The transfer a CLEARING obligation accompanies (one obligation per transfer).
+    parent_transaction_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("transactions.id"), nullable=True)
+    # The settlement batch that settled this transaction: a cross-organisation transfer, its CLEARING
+    # obligation, and the batch's own SETTLEMENT postings.
+    settlement_batch_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("settlement_batches.id"), nullable=True)
 
 
 class IdempotencyKey(Base):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 
 import click
 
@@ -40,3 +41,84 @@ def create_operator(email: str, password: str, full_name: str) -> None:
     except DomainError as error:
         click.echo(f"error: {error.message}", err=True)
         sys.exit(1)
+
+
+@main.command()
+@click.option(
+    "--cut-off",
+    type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z"]),
+    default=None,
+    help="Settle obligations completed before this instant (ISO 8601 with offset); default now.",
+)
+def settle(cut_off: datetime | None) -> None:
+    """Run a cross-organisation settlement batch now and print its legs."""
+    from sqlalchemy import select
+
+    from ledger.errors import DomainError
+    from models import BatchTrigger, SettlementLeg
+    from models.db import session_factory
+    from tasks.settlement_batches import run_settlement_batch
+
+    try:
+        batch, created = run_settlement_batch(BatchTrigger.CLI, cut_off=cut_off)
+    except DomainError as error:
+        click.echo(f"error: {error.message}", err=True)
+        sys.exit(1)
+    verb = "settled" if created else "already settled by"
+    click.echo(f"{verb} batch {batch.id}: cut-off {batch.cut_off.isoformat()}, {batch.transfer_count} transfers")
+    with session_factory().begin() as session:
+        legs = session.scalars(select(SettlementLeg).where(SettlementLeg.batch_id == batch.id)).all()
+        for leg in sorted(legs, key=lambda leg: (leg.currency, -leg.net_position)):
+            click.echo(
+                f"  {leg.organization_id} {leg.currency} {leg.direction:<7} net {leg.net_position:>14}"
+                f"  (sent {leg.sent_amount}, received {leg.received_amount})"
+            )
+
+
+@main.command()
+@click.option("--full", is_flag=True, help="Check every entry, not only what changed since the last clean run.")
+@click.option("--organization-id", default=None, help="Only this organisation's wallets.")
+def reconcile(full: bool, organization_id: str | None) -> None:
+    """Run reconciliation now and print its findings. Exits 2 when it found drift."""
+    import uuid
+
+    from ledger.errors import DomainError
+    from models import ReconciliationMode
+    from tasks.reconciliation import run_reconciliation
+
+    mode = ReconciliationMode.FULL if full else ReconciliationMode.INCREMENTAL
+    scope = uuid.UUID(organization_id) if organization_id else None
+    try:
+        outcome = run_reconciliation(mode, organization_id=scope, trigger="cli")
+    except DomainError as error:
+        click.echo(f"error: {error.message}", err=True)
+        sys.exit(1)
+    _print_run(outcome["run_id"])
+    if outcome["findings"]:
+        sys.exit(2)
+
+
+def _print_run(run_id: object) -> None:
+    from sqlalchemy import select
+
+    from models import ReconciliationFinding, ReconciliationRun
+    from models.db import session_factory
+
+    with session_factory().begin() as session:
+        run = session.get_one(ReconciliationRun, run_id)
+        click.echo(
+            f"run {run.id} {run.mode} {run.status}: {run.wallets_checked} wallets, {run.entries_checked} entries, "
+            f"{run.transactions_checked} transactions in {run.duration_ms} ms; {run.findings_count} findings"
+        )
+        findings = session.scalars(select(ReconciliationFinding).where(ReconciliationFinding.run_id == run.id))
+        for f in findings:
+            subject = (
+                f"wallet {f.wallet_id}"
+                if f.wallet_id
+                else f"transaction {f.transaction_id}"
+                if f.transaction_id
+                else f"currency {f.currency}"
+            )
+            click.echo(
+                f"  {f.check:<32} {subject}  expected {f.expected}  actual {f.actual}  difference {f.difference}"
+            )

@@ -73,7 +73,7 @@ def stop_postgres() -> None:
         return
     # pg_ctl directly: pgserver's own cleanup stops the server only when it believes no other
     # process holds a handle, and handles of processes that were killed linger on disk.
-    from pgserver._commands import pg_ctl
+    from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
 
     system_user = "pgserver" if os.geteuid() == 0 else None  # pgserver runs Postgres as this user under root
     pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=system_user)

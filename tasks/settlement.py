@@ -11,6 +11,7 @@ from typing import Any
 import psycopg.errors
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from ledger.bulk import claim_oldest_pending
 from ledger.posting import SettleOutcome
 from ledger.posting import settle_transfers as post_transfers
 from ledger.sweep import stale_pending_ids
@@ -72,8 +73,35 @@ def settle_or_bisect(transaction_ids: Sequence[uuid.UUID]) -> SettleOutcome:
         return SettleOutcome(*(sum(getattr(o, f) for o in outcomes) for f in ("completed", "failed", "skipped")))
 
 
+def drain_backlog(batches_max: int) -> SettleOutcome:
+    """Settle up to `batches_max` batches of the oldest PENDING intents that no one else holds.
+
+    Each batch is its own transaction: claim (SKIP LOCKED) and settle together, so concurrent
+    drainers take disjoint batches. Draining is an optimisation, never the guarantee (each intent
+    still has its message, and the sweep): any error stops it quietly and leaves the rest PENDING.
+    """
+    settings = get_settings()
+    min_age = timedelta(milliseconds=settings.settle_drain_min_age_ms)
+    totals = SettleOutcome(completed=0, failed=0, skipped=0)
+    for _ in range(batches_max):
+        try:
+            with session_factory().begin() as session:
+                ids = claim_oldest_pending(session, limit=settings.settle_batch_size_max, min_age=min_age)
+                if not ids:
+                    break
+                outcome = post_transfers(session, ids)
+        except Exception:
+            logger.warning("draining stopped; the intents' own messages and the sweep settle them", exc_info=True)
+            break
+        totals = SettleOutcome(totals.completed + outcome.completed, totals.failed + outcome.failed, 0)
+        if len(ids) < settings.settle_batch_size_max:
+            break  # the backlog is gone
+    return totals
+
+
 @app.task(name="tasks.settle_transfers", bind=True, acks_late=True, reject_on_worker_lost=True)
 def settle_transfers(self: Any, transaction_ids: list[str]) -> dict[str, int]:
+    """Settle these intents, then drain whatever backlog has built up behind them."""
     ids = [uuid.UUID(value) for value in transaction_ids]
     try:
         outcome = settle_or_bisect(ids)
@@ -84,7 +112,13 @@ def settle_transfers(self: Any, transaction_ids: list[str]) -> dict[str, int]:
         raise self.retry(
             exc=error, countdown=DATABASE_UNAVAILABLE_RETRY_SECONDS, max_retries=DATABASE_UNAVAILABLE_RETRIES_MAX
         ) from error
-    return {"completed": outcome.completed, "failed": outcome.failed, "skipped": outcome.skipped}
+    drained = drain_backlog(get_settings().settle_drain_batches_max)
+    return {
+        "completed": outcome.completed,
+        "failed": outcome.failed,
+        "skipped": outcome.skipped,
+        "drained": drained.completed + drained.failed,
+    }
 
 
 def enqueue_settlement(transaction_ids: Sequence[uuid.UUID]) -> bool:

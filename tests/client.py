@@ -151,6 +151,49 @@ class ApiClient:
     def transfer_batch(self, user: User, transfers: list[dict[str, Any]]) -> TestResponse:
         return self.post("/transactions/batch", user, json={"transfers": transfers})
 
+    # --- peer to peer and settlement (appended) ------------------------------------------------
+
+    def operator(self) -> User:
+        """A platform operator, created the way `vaultcraft create-operator` does, then logged in."""
+        from ledger.identity import create_operator
+        from models.db import session_factory
+
+        email = f"operator-{uuid.uuid4().hex[:12]}@example.com"
+        with session_factory().begin() as session:
+            user = create_operator(session, email=email, password="correct horse", full_name="Operator")
+            user_id, organization_id = str(user.id), str(user.organization_id)
+        return self.login(email, "correct horse", user_id, organization_id)
+
+    def p2p_request(
+        self, payee: User, payer: User, destination: str, amount: int, *, currency: str = "INR"
+    ) -> dict[str, Any]:
+        response = self.post(
+            "/p2p/requests",
+            payee,
+            json={
+                "payer_email": payer.email,
+                "amount": amount,
+                "currency": currency,
+                "destination_wallet_id": destination,
+            },
+        )
+        assert response.status_code == 201, response.json
+        return dict(_json(response))
+
+    def p2p_settle(self, payer: User, request_id: str, source: str, key: str | None = None) -> TestResponse:
+        headers = {"Idempotency-Key": key} if key else {}
+        return self.post(
+            f"/p2p/requests/{request_id}/settle", payer, headers=headers, json={"source_wallet_id": source}
+        )
+
+    def p2p_get(self, user: User, request_id: str) -> TestResponse:
+        return self.get(f"/p2p/requests/{request_id}", user)
+
+    def run_settlement(self, operator: User, cut_off: str | None = None) -> dict[str, Any]:
+        response = self.post("/settlements/run", operator, json={"cut_off": cut_off} if cut_off else {})
+        assert response.status_code in (200, 201), response.json
+        return dict(_json(response))
+
 
 def bulk_item(source: str, destination: str, amount: int, key: str | None = None, **extra: Any) -> dict[str, Any]:
     """One item of a POST /transactions/batch body, with a fresh idempotency key unless given one."""

@@ -25,6 +25,9 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["REDIS_URL"] = _env.redis_url
     os.environ["VAULTCRAFT_BCRYPT_ROUNDS"] = "4"  # hashing cost is not under test; hundreds of signups are
     os.environ["VAULTCRAFT_PENDING_STALE_SECONDS"] = "2"
+    # Every test client is 127.0.0.1 and signs in many users; the limits' own test lowers them again.
+    os.environ["VAULTCRAFT_LOGIN_LIMIT_PER_ADDRESS"] = "100000 per minute"
+    os.environ["VAULTCRAFT_WRITE_LIMIT_PER_TOKEN"] = "100000 per minute"
     from ops.migrate import upgrade_to_head
 
     upgrade_to_head(_env.database_url)
@@ -130,7 +133,7 @@ def unpublished(monkeypatch: pytest.MonkeyPatch) -> MessageLoss:
     loss = MessageLoss()
     publish = transactions.enqueue_settlement
 
-    def maybe_lose(transaction_ids):  # type: ignore[no-untyped-def]
+    def maybe_lose(transaction_ids):
         if not loss.active:
             return publish(transaction_ids)
         loss.ids.extend(str(i) for i in transaction_ids)
@@ -146,3 +149,14 @@ def db():
     from tests.database import Database
 
     return Database()
+
+
+@pytest.fixture(scope="session")
+def fuzz_user(app, worker):
+    """An OWNER with a funded wallet, so generated requests reach past authentication."""
+    from tests.client import ApiClient
+
+    api = ApiClient(app)
+    owner = api.signup("Fuzz")
+    api.funded_wallet(owner, 1_000_000)
+    return owner

@@ -5,14 +5,42 @@ from __future__ import annotations
 from flask import Blueprint, Flask
 from swagger_ui_bundle import swagger_ui_path
 
+from ops.logging_setup import configure_logging
+from ops.metrics import install_commit_hooks
 from settings import get_settings
+from tasks.outbox import install_wake_hook
+from web import metrics, request_context
 from web.api import api
 from web.errors import register_error_handlers
-from web.routes import auth, health, organizations, transactions, wallets
+from web.limits import init_limits
+from web.routes import (
+    audit,
+    auth,
+    bulk,
+    compat,
+    health,
+    organizations,
+    p2p,
+    reconciliation,
+    settlements,
+    transactions,
+    wallets,
+)
 from web.security import SECURITY_SCHEMES
 from web.tokens import configure_jwt
 
-API_BLUEPRINTS = (auth.blp, organizations.blp, wallets.blp, transactions.blp)
+API_BLUEPRINTS = (
+    auth.blp,
+    organizations.blp,
+    wallets.blp,
+    transactions.blp,
+    bulk.blp,
+    p2p.blp,
+    settlements.blp,
+    compat.blp,
+    reconciliation.blp,
+    audit.blp,
+)
 
 
 def _configure_openapi(app: Flask) -> None:
@@ -42,9 +70,15 @@ def create_app() -> Flask:
     app.url_map.strict_slashes = False
     _configure_openapi(app)
     configure_jwt(app, settings)
+    init_limits(app, settings)
     api.init_app(app)
     for blueprint in API_BLUEPRINTS:
         api.register_blueprint(blueprint)
     app.register_blueprint(health.blp)
     register_error_handlers(app)
+    configure_logging("web")
+    install_commit_hooks()
+    install_wake_hook()
+    request_context.install(app)
+    metrics.install(app)
     return app

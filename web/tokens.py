@@ -1,20 +1,26 @@
-"""JWT set-up and revocation. Access tokens are short-lived; logout revokes the pair in Redis."""
+"""JWT set-up and revocation. Access tokens are short-lived; logout revokes the pair (Postgres + Redis)."""
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 import redis
 from flask import Flask
 from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token, decode_token
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 
+from models import RevokedToken
+from models.db import session_factory
 from settings import Settings, get_settings
 from web.errors import error_response
 
+logger = logging.getLogger(__name__)
 jwt = JWTManager()
 
 REVOKED_KEY_PREFIX = "vaultcraft:revoked:"
@@ -59,18 +65,48 @@ def _jtis_of(payload: dict[str, Any]) -> list[str]:
 
 
 def revoke(payload: dict[str, Any], refresh_lifetime: timedelta) -> None:
+    """Mark the token (and its session's refresh token) revoked: durably in Postgres, then in Redis.
+
+    Postgres is the record, so a logout survives a Redis restart or outage; Redis answers most checks.
+    """
     # Keep the mark as long as the longest-lived token it covers could still be presented.
-    ttl_seconds = max(int(payload["exp"] - time.time()), int(refresh_lifetime.total_seconds()))
-    pipe = redis_client().pipeline()
-    for jti in _jtis_of(payload):
-        pipe.set(REVOKED_KEY_PREFIX + jti, "1", ex=max(ttl_seconds, 1))
-    pipe.execute()
+    ttl_seconds = max(int(payload["exp"] - time.time()), int(refresh_lifetime.total_seconds()), 1)
+    jtis = _jtis_of(payload)
+    expires_at = datetime.now(UTC) + timedelta(seconds=ttl_seconds)
+    with session_factory().begin() as session:
+        session.execute(
+            insert(RevokedToken)
+            .values([{"jti": jti, "expires_at": expires_at} for jti in jtis])
+            .on_conflict_do_nothing(index_elements=["jti"])
+        )
+    try:
+        pipe = redis_client().pipeline()
+        for jti in jtis:
+            pipe.set(REVOKED_KEY_PREFIX + jti, "1", ex=ttl_seconds)
+        pipe.execute()
+    except redis.RedisError:
+        logger.warning("revocation not cached in Redis; Postgres still holds it", exc_info=True)
+
+
+def _revoked_in_redis(jtis: list[str]) -> bool | None:
+    """True/False from the cache, or None when Redis cannot answer."""
+    try:
+        return bool(redis_client().exists(*(REVOKED_KEY_PREFIX + jti for jti in jtis)))
+    except redis.RedisError:
+        logger.warning("revocation cache unavailable; asking Postgres", exc_info=True)
+        return None
+
+
+def _revoked_in_postgres(jtis: list[str]) -> bool:
+    with session_factory()() as session:
+        return session.scalar(select(RevokedToken.jti).where(RevokedToken.jti.in_(jtis)).limit(1)) is not None
 
 
 @jwt.token_in_blocklist_loader
 def _is_revoked(_header: dict[str, Any], payload: dict[str, Any]) -> bool:
-    keys = [REVOKED_KEY_PREFIX + jti for jti in _jtis_of(payload)]
-    return bool(redis_client().exists(*keys))
+    jtis = _jtis_of(payload)
+    # A hit in Redis is final. A miss is confirmed in Postgres: Redis may have restarted empty.
+    return bool(_revoked_in_redis(jtis)) or _revoked_in_postgres(jtis)
 
 
 def _unauthenticated(code: str, message: str) -> Any:

@@ -8,14 +8,14 @@ BAD_AMOUNTS = [10.5, 10.0, "100", 0, -5, True, None, 10**20, [1], {"minor": 1}]
 
 
 @pytest.fixture
-def world(api):  # type: ignore[no-untyped-def]
+def world(api):
     owner = api.signup()
     source = api.funded_wallet(owner, 1_000)
     destination = api.create_wallet(owner)
     return owner, source, destination
 
 
-def _assert_refused(response, status=422):  # type: ignore[no-untyped-def]
+def _assert_refused(response, status=422):
     assert response.status_code == status, (response.status_code, response.json)
     error = response.json["error"]
     assert error["code"] and error["message"]
@@ -32,7 +32,7 @@ def _write_endpoints(source: str, destination: str) -> list[tuple[str, str, dict
 
 
 @pytest.mark.parametrize("amount", BAD_AMOUNTS, ids=repr)
-def test_money_must_be_a_positive_integer(api, db, world, amount):  # type: ignore[no-untyped-def]
+def test_money_must_be_a_positive_integer(api, db, world, amount):
     owner, source, destination = world
     before = db.row_counts()
     for method, path, body in _write_endpoints(source, destination):
@@ -42,7 +42,7 @@ def test_money_must_be_a_positive_integer(api, db, world, amount):  # type: igno
     assert db.row_counts() == before
 
 
-def test_transfer_field_rules(api, db, world):  # type: ignore[no-untyped-def]
+def test_transfer_field_rules(api, db, world):
     owner, source, destination = world
     base = {"source_wallet_id": source, "destination_wallet_id": destination, "amount": 100, "currency": "INR"}
     before = db.row_counts()
@@ -64,7 +64,7 @@ def test_transfer_field_rules(api, db, world):  # type: ignore[no-untyped-def]
     assert db.row_counts() == before
 
 
-def test_unknown_wallets_are_404(api, db, world):  # type: ignore[no-untyped-def]
+def test_unknown_wallets_are_404(api, db, world):
     owner, source, _ = world
     nowhere = "00000000-0000-4000-8000-000000000000"
     body = {"source_wallet_id": source, "destination_wallet_id": nowhere, "amount": 1}
@@ -72,7 +72,7 @@ def test_unknown_wallets_are_404(api, db, world):  # type: ignore[no-untyped-def
     _assert_refused(api.post(f"/wallets/{nowhere}/deposit", owner, json={"amount": 1}), 404)
 
 
-def test_malformed_bodies(api, db, world):  # type: ignore[no-untyped-def]
+def test_malformed_bodies(api, db, world):
     owner, source, destination = world
     before = db.row_counts()
     for method, path, _ in _write_endpoints(source, destination):
@@ -86,7 +86,7 @@ def test_malformed_bodies(api, db, world):  # type: ignore[no-untyped-def]
     assert db.row_counts() == before
 
 
-def test_other_write_endpoints_validate(api, db, world):  # type: ignore[no-untyped-def]
+def test_other_write_endpoints_validate(api, db, world):
     owner, source, _ = world
     before = db.row_counts()
     cases = [

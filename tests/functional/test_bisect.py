@@ -19,7 +19,7 @@ def test_batch_splits_until_the_culprit_stands_alone(api, unpublished, monkeypat
     culprit = uuid.UUID(ids[2])
     real_refusal = ledger.posting.refusal
 
-    def exploding_refusal(intent, source_state, destination_state):  # type: ignore[no-untyped-def]
+    def exploding_refusal(intent, source_state, destination_state):
         if intent.id == culprit:
             raise RuntimeError("unexpected")
         return real_refusal(intent, source_state, destination_state)

@@ -17,7 +17,7 @@ def test_concurrent_transfers_conserve_money(api, db):
     rng = random.Random(7)
     pairs = [(*tuple(rng.sample(wallets, 2)), rng.randint(1, 900)) for _ in range(TRANSFERS)]
 
-    def post(pair):  # type: ignore[no-untyped-def]
+    def post(pair):
         source, destination, amount = pair
         response = api.transfer(owner, source, destination, amount)
         assert response.status_code == 202, response.json

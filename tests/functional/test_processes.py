@@ -42,9 +42,9 @@ def web_url() -> Iterator[str]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            requests.get(f"{url}/health", timeout=1)
+            requests.get(f"{url}/health", timeout=2)
             break
-        except requests.ConnectionError:
+        except requests.RequestException:
             time.sleep(0.2)
     yield url
     process.terminate()

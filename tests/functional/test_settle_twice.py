@@ -10,7 +10,7 @@ from models.db import session_factory
 from tasks.settlement import enqueue_settlement
 
 
-def _pending_transfer(api, loss, amount=300):  # type: ignore[no-untyped-def]
+def _pending_transfer(api, loss, amount=300):
     owner = api.signup()
     source = api.funded_wallet(owner, 1_000)
     destination = api.create_wallet(owner)

@@ -17,23 +17,39 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/api/v1/wallets/{wallet_id}/members"): {"role": "CONTRIBUTOR"},  # user_id filled in below
     ("post", "/api/v1/wallets/{wallet_id}/deposit"): {"amount": 100},
     ("post", "/api/v1/wallets/{wallet_id}/withdraw"): {"amount": 100},
+    ("post", "/api/v1/p2p/requests/{request_id}/settle"): {"source_wallet_id": "filled in below"},
 }
 
 
 @pytest.fixture(scope="module")
-def victim(app, worker):  # type: ignore[no-untyped-def]
+def victim(app, worker):
     from tests.client import ApiClient
 
     api = ApiClient(app)
     owner = api.signup("Victim")
     wallet = api.funded_wallet(owner, 10_000)
     other = api.create_wallet(owner)
-    completed = api.wait_final(owner, api.transfer(owner, wallet, other, 10).json["id"])
-    return {"owner": owner, "wallet_id": wallet, "transaction_id": completed["id"], "api": api}
+    completed = api.wait_final(owner, (api.transfer(owner, wallet, other, 10).json or {})["id"])
+    # A P2P request the victim's friend (another organisation) owes, and a batch that settled it.
+    friend = api.signup("Victim's friend")
+    request = api.p2p_request(owner, friend, other, 10)
+    settled = api.p2p_settle(friend, request["id"], api.funded_wallet(friend, 100)).json or {}
+    paid = settled["transaction"]["id"]
+    assert api.wait_final(friend, paid)["status"] == "COMPLETED"
+    batch = api.run_settlement(api.operator())
+    return {
+        "owner": owner,
+        "wallet_id": wallet,
+        "transaction_id": completed["id"],
+        "request_id": request["id"],
+        "batch_id": batch["id"],
+        "run_id": (api.post("/reconciliation/run", owner, json={}).json or {})["id"],
+        "api": api,
+    }
 
 
-def _operations(app) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
-    spec = app.test_client().get("/openapi.json").json
+def _operations(app) -> list[tuple[str, str]]:
+    spec: dict[str, Any] = app.test_client().get("/openapi.json").get_json()
     return [
         (method, path)
         for path, item in spec["paths"].items()
@@ -59,6 +75,8 @@ def test_every_path_with_an_id_is_a_wall(app, victim, db):
         body = dict(VALID_BODIES.get((method, path), {}))
         if "members" in path:
             body["user_id"] = outsider_user.id
+        if "source_wallet_id" in body:
+            body["source_wallet_id"] = victim["wallet_id"]
         response = api.request(method.upper(), url, outsider, json=body or None)
         assert response.status_code == 404, f"{method.upper()} {path} answered {response.status_code}"
         assert response.json["error"]["code"].endswith("NOT_FOUND")

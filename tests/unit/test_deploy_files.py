@@ -14,7 +14,7 @@ def _procfile() -> dict[str, str]:
     return dict(line.split(": ", 1) for line in lines if line.strip() and not line.startswith("#"))
 
 
-def _compose_command(service: dict) -> str:  # type: ignore[type-arg]
+def _compose_command(service: dict) -> str:
     command = service["command"]
     if command[:2] == ["sh", "-c"]:
         return str(command[2]).replace("$$", "$")

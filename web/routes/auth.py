@@ -9,8 +9,11 @@ from flask_jwt_extended import get_jwt, get_jwt_identity
 from flask_smorest import Blueprint
 
 from ledger import identity
+from ledger.errors import Unauthenticated
 from models import User
 from web.db import unit_of_work
+from web.limits import login_limits
+from web.request_context import audit, record_login_failure
 from web.schemas.auth import (
     AccessTokenSchema,
     LoginSchema,
@@ -34,16 +37,24 @@ def signup(body: dict[str, Any]) -> dict[str, Any]:
     """Create an organisation and its first user, the OWNER."""
     with unit_of_work() as session:
         user, organization = identity.signup(session, **body)
+        audit(session, user, "auth.signup", target=organization, after={"email": user.email, "role": user.role})
         result = {"user": user_view(user), "organization": organization}
     return {**result, **issue_token_pair(user.id)}
 
 
 @blp.route("/login", methods=["POST"])
+@login_limits[0]
+@login_limits[1]
 @blp.arguments(LoginSchema)
 @blp.response(200, TokenPairSchema)
 def login(body: dict[str, Any]) -> dict[str, str]:
-    with unit_of_work() as session:
-        user = identity.authenticate(session, email=body["email"], password=body["password"])
+    try:
+        with unit_of_work() as session:
+            user = identity.authenticate(session, email=body["email"], password=body["password"])
+            audit(session, user, "auth.login_succeeded", target=user)
+    except Unauthenticated:
+        record_login_failure(body["email"])  # in its own transaction: the login's rolled back
+        raise
     return issue_token_pair(user.id)
 
 
@@ -60,7 +71,9 @@ def refresh() -> dict[str, str]:
 @blp.response(200, LogoutResultSchema)
 def logout() -> dict[str, bool]:
     """Revoke the token presented and the refresh token of its session."""
-    revoke(get_jwt(), current_app.config["JWT_REFRESH_TOKEN_EXPIRES"])
+    with unit_of_work() as session:
+        audit(session, current_actor(session), "auth.logout", target=("user", get_jwt_identity()))
+        revoke(get_jwt(), current_app.config["JWT_REFRESH_TOKEN_EXPIRES"])
     return {"revoked": True}
 
 

@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 from ledger import identity
 from models import Role
 from web.db import unit_of_work
+from web.request_context import audit
 from web.schemas.auth import NewUserSchema, UserSchema
 from web.security import authenticated, current_actor
 from web.serializers import user_view
@@ -32,4 +33,5 @@ def add_user(body: dict[str, Any]) -> dict[str, Any]:
             full_name=body["full_name"],
             role=Role(body["role"]),
         )
+        audit(session, actor, "user.created", target=user, after={"email": user.email, "role": user.role})
         return user_view(user)

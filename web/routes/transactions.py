@@ -14,6 +14,7 @@ from ledger.intents import Submitted, TransactionFilters, TransferRequest
 from models import Transaction, TransactionStatus, TransactionType
 from tasks.settlement import enqueue_settlement
 from web.db import unit_of_work
+from web.request_context import intent_accepted, transaction_cancelled
 from web.schemas.common import IdempotencyHeaderSchema, page_schema
 from web.schemas.transactions import (
     TransactionFilterSchema,
@@ -41,7 +42,9 @@ def accepted(submitted: Submitted) -> tuple[Transaction, int, dict[str, str]]:
 def submit_and_enqueue(submit: Any) -> tuple[Transaction, int, dict[str, str]]:
     """Write the PENDING intent, commit, and only then publish it for settlement."""
     with unit_of_work() as session:
-        submitted: Submitted = submit(session, current_actor(session))
+        actor = current_actor(session)
+        submitted: Submitted = submit(session, actor)
+        intent_accepted(session, actor, submitted)
     if submitted.created:
         enqueue_settlement([submitted.transaction.id])
     return accepted(submitted)
@@ -129,4 +132,7 @@ def transaction_ledger(transaction_id: uuid.UUID) -> dict[str, Any]:
 def cancel_transaction(transaction_id: uuid.UUID) -> Transaction:
     """PENDING → CANCELLED; 409 once a worker has settled it."""
     with unit_of_work() as session:
-        return intents.cancel(session, current_actor(session), transaction_id)
+        actor = current_actor(session)
+        transaction = intents.cancel(session, actor, transaction_id)
+        transaction_cancelled(session, actor, transaction)
+        return transaction

@@ -13,6 +13,7 @@ from ledger.access import get_visible_wallet, visible_wallets
 from ledger.pagination import paginate
 from models import MemberRole, Wallet, WalletStatus, WalletType
 from web.db import unit_of_work
+from web.request_context import audit, member_view, wallet_status, wallet_status_changed
 from web.routes.transactions import accept_transfer, submit_and_enqueue
 from web.schemas.common import IdempotencyHeaderSchema, PageArgsSchema, page_schema
 from web.schemas.transactions import TransactionSchema, TransferSchema
@@ -57,6 +58,7 @@ def create_wallet(body: dict[str, Any]) -> dict[str, Any]:
             currency=body["currency"],
             name=body["name"],
         )
+        audit(session, current_actor(session), "wallet.created", target=wallet, after=wallet_view(wallet))
         return wallet_view(wallet)
 
 
@@ -122,7 +124,9 @@ def get_wallet(wallet_id: uuid.UUID) -> dict[str, Any]:
 def patch_wallet(body: dict[str, Any], wallet_id: uuid.UUID) -> dict[str, Any]:
     """Lock, unlock or close. CLOSED only at zero balance; CLOSED is final."""
     with unit_of_work() as session:
+        before = wallet_status(session, wallet_id)
         wallet = wallets.change_status(session, current_actor(session), wallet_id, WalletStatus(body["status"]))
+        wallet_status_changed(session, current_actor(session), wallet, before)
         return _view(session, wallet)
 
 
@@ -133,9 +137,17 @@ def patch_wallet(body: dict[str, Any], wallet_id: uuid.UUID) -> dict[str, Any]:
 def grant_member(body: dict[str, Any], wallet_id: uuid.UUID) -> Any:
     """Give a user of the organisation CONTRIBUTOR (may debit) or VIEWER access."""
     with unit_of_work() as session:
-        return wallets.grant_member(
+        member = wallets.grant_member(
             session, current_actor(session), wallet_id, user_id=body["user_id"], role=MemberRole(body["role"])
         )
+        audit(
+            session,
+            current_actor(session),
+            "wallet.member_granted",
+            target=("wallet", wallet_id),
+            after=member_view(member),
+        )
+        return member
 
 
 @blp.route("/<uuid:wallet_id>/deposit", methods=["POST"])

@@ -13,7 +13,7 @@ from models import Direction, FailureReason
 WALLET_IDS = [uuid.UUID(int=i + 1) for i in range(5)]
 
 
-def wallet(id_: uuid.UUID, balance: int, *, type_: str = "PRIMARY", status: str = "ACTIVE", currency: str = "INR"):  # type: ignore[no-untyped-def]
+def wallet(id_: uuid.UUID, balance: int, *, type_: str = "PRIMARY", status: str = "ACTIVE", currency: str = "INR"):
     return WalletState(id=id_, type=type_, status=status, currency=currency, balance=balance, version=0)
 
 

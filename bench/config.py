@@ -1,0 +1,54 @@
+"""Sizes and durations of one bench run: bounded defaults, each overridable from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def _ints(name: str, default: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in os.environ.get(name, default).split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    wallets: int  # uniform traffic spreads over this many funded wallets
+    engine_intents: int  # PENDING intents the workers drain, per distribution
+    baseline_seconds: float  # per client count and distribution
+    baseline_clients: tuple[int, ...]  # the client counts tried; the best one is reported
+    e2e_seconds: float  # per load level and distribution
+    e2e_clients: int  # concurrent HTTP connections posting single transfers
+    bulk_seconds: float
+    bulk_clients: int
+    bulk_size: int  # transfers per bulk request
+    worker_concurrency: int  # Celery prefork processes
+    settle_timeout_seconds: float  # longest wait for a phase's intents to become final
+    output_dir: Path
+
+    @classmethod
+    def from_env(cls) -> BenchConfig:
+        return cls(
+            wallets=_int("BENCH_WALLETS", 10_000),
+            engine_intents=_int("BENCH_ENGINE_INTENTS", 50_000),
+            baseline_seconds=_float("BENCH_BASELINE_SECONDS", 5.0),
+            baseline_clients=_ints("BENCH_BASELINE_CLIENTS", "1,2,4,8,16"),
+            e2e_seconds=_float("BENCH_E2E_SECONDS", 10.0),
+            e2e_clients=_int("BENCH_E2E_CLIENTS", 32),
+            bulk_seconds=_float("BENCH_BULK_SECONDS", 10.0),
+            bulk_clients=_int("BENCH_BULK_CLIENTS", 2),
+            bulk_size=_int("BENCH_BULK_SIZE", 1000),
+            worker_concurrency=_int("BENCH_WORKER_CONCURRENCY", 2),
+            settle_timeout_seconds=_float("BENCH_SETTLE_TIMEOUT_SECONDS", 300.0),
+            output_dir=Path(os.environ.get("BENCH_OUTPUT_DIR", BENCH_DIR)),
+        )

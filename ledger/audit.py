@@ -1,0 +1,143 @@
+"""The audit trail: one append-only row per sensitive action, written in the action's own transaction.
+
+Callers pass who acted (an Actor, a User, or None for the platform itself), the action name
+(`noun.verb`, e.g. `wallet.status_changed`), what it was done to, and where the request came from.
+Nothing here knows about HTTP: the web layer hands in an `Origin`.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from ledger.access import Actor, require_org_admin
+from ledger.pagination import Page, paginate
+from models import AuditLog, User
+from models.audit import REQUEST_ID_LENGTH_MAX, SOURCE_ADDRESS_LENGTH_MAX
+
+ACTOR_LABEL_LENGTH_MAX = 254
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where an action came from: the client's address and the request id, or a system job's name."""
+
+    source_address: str | None = None
+    request_id: str | None = None
+
+
+SYSTEM_ORIGIN = Origin()
+
+
+def _target(target: Any) -> tuple[str | None, str | None]:
+    """(type, id) of whatever the action was done to: a model instance, or an explicit pair."""
+    if target is None:
+        return None, None
+    if isinstance(target, tuple):
+        kind, identifier = target
+        return str(kind), str(identifier)
+    kind = getattr(target, "__tablename__", type(target).__name__).rstrip("s")
+    return kind, str(target.id)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy of a before/after snapshot: ids, times and enums become strings."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, uuid.UUID | datetime):
+        return str(value) if isinstance(value, uuid.UUID) else value.isoformat()
+    return value
+
+
+def _who(actor: Actor | User | None) -> tuple[uuid.UUID | None, uuid.UUID | None]:
+    if actor is None:
+        return None, None
+    if isinstance(actor, Actor):
+        return actor.user_id, actor.organization_id
+    return actor.id, actor.organization_id
+
+
+def record(
+    session: Session,
+    actor: Actor | User | None,
+    action: str,
+    *,
+    target: Any = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    organization_id: uuid.UUID | None = None,
+    actor_label: str | None = None,
+    origin: Origin = SYSTEM_ORIGIN,
+) -> AuditLog:
+    """Append one audit row to the caller's transaction: it commits or rolls back with the action."""
+    actor_id, actor_org = _who(actor)
+    target_type, target_id = _target(target)
+    row = AuditLog(
+        id=uuid.uuid4(),
+        organization_id=organization_id or actor_org,
+        actor_id=actor_id,
+        actor_label=actor_label[:ACTOR_LABEL_LENGTH_MAX] if actor_label else None,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        before=_plain(before) if before is not None else None,
+        after=_plain(after) if after is not None else None,
+        source_address=(origin.source_address or None) and origin.source_address[:SOURCE_ADDRESS_LENGTH_MAX],
+        request_id=(origin.request_id or None) and origin.request_id[:REQUEST_ID_LENGTH_MAX],
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+@dataclass(frozen=True)
+class AuditFilters:
+    action: str | None = None
+    actor_id: uuid.UUID | None = None
+    target_id: str | None = None
+    occurred_after: datetime | None = None
+    occurred_before: datetime | None = None
+
+
+def _filtered(query: Select[tuple[AuditLog]], filters: AuditFilters) -> Select[tuple[AuditLog]]:
+    if filters.action is not None:
+        # `wallet.` matches every wallet action; a full name matches itself.
+        if filters.action.endswith("."):
+            query = query.where(AuditLog.action.startswith(filters.action, autoescape=True))
+        else:
+            query = query.where(AuditLog.action == filters.action)
+    if filters.actor_id is not None:
+        query = query.where(AuditLog.actor_id == filters.actor_id)
+    if filters.target_id is not None:
+        query = query.where(AuditLog.target_id == filters.target_id)
+    if filters.occurred_after is not None:
+        query = query.where(AuditLog.occurred_at >= filters.occurred_after)
+    if filters.occurred_before is not None:
+        query = query.where(AuditLog.occurred_at < filters.occurred_before)
+    return query
+
+
+def list_audit_logs(
+    session: Session, actor: Actor, filters: AuditFilters, *, limit: int, cursor: str | None
+) -> Page[AuditLog]:
+    """The caller's organisation's rows, newest first. OWNER/ADMIN only; never another organisation's."""
+    require_org_admin(actor)
+    query = _filtered(select(AuditLog).where(AuditLog.organization_id == actor.organization_id), filters)
+    return paginate(
+        session,
+        query,
+        keys=(AuditLog.occurred_at, AuditLog.id),
+        kinds=(datetime, uuid.UUID),
+        limit=limit,
+        cursor=cursor,
+    )

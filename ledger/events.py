@@ -1,0 +1,184 @@
+"""Domain events, written to the outbox in the same database transaction as the change they describe.
+
+Whatever commits the change commits its event; whatever rolls it back drops the event. A relay
+(`tasks/outbox.py`) publishes committed events to the topic exchange `vaultcraft.events` with the
+event type as routing key, in `outbox_events.id` order, at least once, each with a stable `id`.
+
+Other modules add their events with `record_event`, for example a P2P request that changed state:
+
+    record_event(session, "p2p_request.settled", aggregate=("p2p_request", request.id),
+                 data=p2p_view(request), wallet_ids=[request.destination_wallet_id],
+                 organization_ids=[payee_org_id, payer_org_id])
+
+or a settlement batch that finished: `record_event(session, "settlement_batch.completed", ...)`.
+Type names are `<aggregate>.<past-tense verb>`; consumers bind with patterns like `transaction.*`.
+
+Besides the rows, this module leaves two notes in `session.info` for after-commit hooks (which
+live outside the domain core): that the outbox has new rows (so the relay can be woken), and the
+outcome and accepted-to-settled latency of each transaction settled (for metrics).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session, aliased
+
+from models import OutboxEvent, Transaction, TransactionStatus, Wallet
+
+if TYPE_CHECKING:
+    from ledger.posting import Plan
+
+# Keys of the notes left in session.info for after-commit hooks.
+OUTBOX_WRITTEN_KEY = "vaultcraft.outbox_written"
+SETTLED_KEY = "vaultcraft.settled"
+
+TRANSACTION_EVENT_TYPES = {
+    TransactionStatus.COMPLETED: "transaction.completed",
+    TransactionStatus.FAILED: "transaction.failed",
+    TransactionStatus.CANCELLED: "transaction.cancelled",
+}
+DRIFT_FOUND = "reconciliation.drift_found"
+# A drift event names at most this many findings; the run (GET /reconciliation/runs/{id}) has them all.
+DRIFT_EVENT_FINDINGS_MAX = 100
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _row(
+    event_type: str,
+    aggregate: tuple[str, Any],
+    data: dict[str, Any],
+    wallet_ids: Iterable[uuid.UUID],
+    organization_ids: Iterable[uuid.UUID],
+) -> dict[str, Any]:
+    return {
+        "event_id": uuid.uuid4(),
+        "event_type": event_type,
+        "aggregate_type": aggregate[0],
+        "aggregate_id": str(aggregate[1]),
+        "payload": {key: _json(value) for key, value in data.items()},
+        "wallet_ids": sorted(set(wallet_ids)),
+        "organization_ids": sorted(set(organization_ids)),
+    }
+
+
+def _insert(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    session.execute(insert(OutboxEvent), list(rows))
+    session.info[OUTBOX_WRITTEN_KEY] = True
+
+
+def record_event(
+    session: Session,
+    event_type: str,
+    *,
+    aggregate: tuple[str, Any],
+    data: dict[str, Any],
+    wallet_ids: Iterable[uuid.UUID] = (),
+    organization_ids: Iterable[uuid.UUID] = (),
+) -> None:
+    """Add one event to the caller's transaction. `data` is the event's object, JSON-ready except for
+    UUIDs and datetimes (converted here); `wallet_ids` / `organization_ids` say whom it concerns."""
+    _insert(session, [_row(event_type, aggregate, data, wallet_ids, organization_ids)])
+
+
+def _transaction_rows(session: Session, transaction_ids: Sequence[uuid.UUID]) -> list[Any]:
+    source, destination = aliased(Wallet), aliased(Wallet)
+    return list(
+        session.execute(
+            select(
+                Transaction,
+                source.organization_id.label("source_organization_id"),
+                destination.organization_id.label("destination_organization_id"),
+            )
+            .join(source, source.id == Transaction.source_wallet_id)
+            .join(destination, destination.id == Transaction.destination_wallet_id)
+            .where(Transaction.id.in_(transaction_ids))
+            .order_by(Transaction.created_at, Transaction.id)
+            .execution_options(populate_existing=True)
+        )
+    )
+
+
+def transaction_data(transaction: Transaction) -> dict[str, Any]:
+    """The transaction as events carry it (the same fields the API shows)."""
+    return {
+        "id": transaction.id,
+        "type": str(transaction.type),
+        "status": str(transaction.status),
+        "failure_reason": transaction.failure_reason,
+        "amount": transaction.amount,
+        "currency": transaction.currency,
+        "source_wallet_id": transaction.source_wallet_id,
+        "destination_wallet_id": transaction.destination_wallet_id,
+        "organization_id": transaction.organization_id,
+        "description": transaction.description,
+        "metadata": transaction.metadata_,
+        "request_id": transaction.request_id,
+        "created_at": transaction.created_at,
+        "completed_at": transaction.completed_at,
+    }
+
+
+def record_transaction_events(session: Session, transaction_ids: Sequence[uuid.UUID]) -> None:
+    """One event per transaction that reached a final status in this unit of work, in intent order."""
+    if not transaction_ids:
+        return
+    session.flush()
+    rows, settled = [], []
+    for transaction, source_org, destination_org in _transaction_rows(session, transaction_ids):
+        status = TransactionStatus(transaction.status)
+        rows.append(
+            _row(
+                TRANSACTION_EVENT_TYPES[status],
+                ("transaction", transaction.id),
+                transaction_data(transaction),
+                (transaction.source_wallet_id, transaction.destination_wallet_id),
+                (source_org, destination_org),
+            )
+        )
+        latency = (transaction.completed_at - transaction.created_at).total_seconds()
+        settled.append((status.value, transaction.type, max(latency, 0.0), transaction.request_id, transaction.id))
+    _insert(session, rows)
+    session.info.setdefault(SETTLED_KEY, []).extend(settled)
+
+
+def record_settlement_events(session: Session, plan: Plan, posted_at: datetime) -> None:
+    """Called at the end of a settlement batch: completed and failed events for every intent it
+    finalised, written while the batch still holds its wallets' row locks (so per-wallet order holds).
+    `posted_at` is the batch's completion time; the rows already carry it."""
+    del posted_at  # the events take completed_at from the transactions, written with posted_at
+    record_transaction_events(session, [*plan.completed, *plan.failed])
+
+
+def record_drift_event(session: Session, run_id: uuid.UUID, findings: Sequence[dict[str, Any]]) -> None:
+    """A reconciliation run found drift: one event naming the run and what it found."""
+    record_event(
+        session,
+        DRIFT_FOUND,
+        aggregate=("reconciliation_run", run_id),
+        data={
+            "run_id": run_id,
+            "findings_count": len(findings),
+            "findings": [_finding_data(f) for f in findings[:DRIFT_EVENT_FINDINGS_MAX]],
+        },
+        wallet_ids=[f["wallet_id"] for f in findings if f.get("wallet_id")],
+        organization_ids=[f["organization_id"] for f in findings if f.get("organization_id")],
+    )
+
+
+def _finding_data(finding: dict[str, Any]) -> dict[str, Any]:
+    keys = ("check", "wallet_id", "transaction_id", "organization_id", "currency", "expected", "actual", "difference")
+    return {key: _json(finding.get(key)) for key in keys}

@@ -1,0 +1,261 @@
+"""Peer-to-peer requests: a payee asks a payer, in any organisation, for money.
+
+    REQUESTED --settle (payer)--> SETTLING --transfer COMPLETED--> SETTLED
+        |                              \\--transfer FAILED / CANCELLED--> FAILED
+        |--decline (payer)--> DECLINED
+        \\--cancel (payee)---> CANCELLED
+
+Settling writes one transfer intent through `ledger.intents`, under the request's row lock, so a
+second settle (a retry, or another thread at the same moment) finds the request SETTLING and gets
+the same transaction back. The request follows its transaction in the database transaction that
+settles it: `ledger.posting` calls `follow_outcomes`, and cancelling the intent calls it too.
+Only the payer sees settle and decline, only the payee cancel; for anyone else the request is 404.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import func, or_, select, text
+from sqlalchemy.orm import Session
+
+from ledger.access import Actor, can_debit, get_debitable_wallet, get_visible_wallet
+from ledger.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from ledger.identity import find_user_by_email
+from ledger.intents import TransferRequest, submit_transfer
+from ledger.pagination import Page, paginate
+from models import P2PRequest, P2PStatus, Transaction, User, WalletStatus, WalletType
+
+TRANSACTION_CANCELLED = "TRANSACTION_CANCELLED"
+
+
+class Party(StrEnum):
+    PAYER = "payer"
+    PAYEE = "payee"
+
+
+@dataclass(frozen=True)
+class NewRequest:
+    payer_email: str
+    amount: int
+    currency: str
+    destination_wallet_id: uuid.UUID
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Settled:
+    request: P2PRequest
+    transaction: Transaction
+    created: bool
+
+
+def _now(session: Session) -> datetime:
+    return session.execute(select(func.clock_timestamp())).scalar_one()
+
+
+def _check_destination(session: Session, actor: Actor, request: NewRequest) -> None:
+    wallet = get_visible_wallet(session, actor, request.destination_wallet_id)
+    if not can_debit(session, actor, wallet):
+        raise Forbidden("money is requested into a wallet you own or contribute to", code="NOT_OWN_WALLET")
+    if wallet.type == WalletType.SYSTEM:
+        raise InvalidRequest("a P2P request pays into a PRIMARY or BONUS wallet", code="INVALID_DESTINATION")
+    if wallet.currency != request.currency:
+        raise InvalidRequest(
+            f"the destination wallet holds {wallet.currency}, not {request.currency}", code="CURRENCY_MISMATCH"
+        )
+    if wallet.status != WalletStatus.ACTIVE:
+        raise Conflict("the destination wallet is not ACTIVE", code="WALLET_NOT_ACTIVE")
+
+
+def create_request(session: Session, actor: Actor, request: NewRequest) -> P2PRequest:
+    """The caller (payee) asks the user with `payer_email` for money into one of their own wallets."""
+    payer = find_user_by_email(session, request.payer_email)
+    if payer is None:
+        raise NotFound("no user has this email", code="PAYER_NOT_FOUND")
+    if payer.id == actor.user_id:
+        raise InvalidRequest("you cannot request money from yourself", code="SELF_REQUEST")
+    _check_destination(session, actor, request)
+    p2p_request = P2PRequest(
+        payee_id=actor.user_id,
+        payee_organization_id=actor.organization_id,
+        payer_id=payer.id,
+        payer_organization_id=payer.organization_id,
+        amount=request.amount,
+        currency=request.currency,
+        destination_wallet_id=request.destination_wallet_id,
+        note=request.note,
+        status=P2PStatus.REQUESTED,
+    )
+    session.add(p2p_request)
+    session.flush()
+    session.refresh(p2p_request)
+    return p2p_request
+
+
+def _get_as(session: Session, actor: Actor, request_id: uuid.UUID, *parties: Party) -> P2PRequest:
+    """The request, locked, if the caller is one of `parties` to it; NotFound for anyone else."""
+    conditions = []
+    if Party.PAYER in parties:
+        conditions.append(P2PRequest.payer_id == actor.user_id)
+    if Party.PAYEE in parties:
+        conditions.append(P2PRequest.payee_id == actor.user_id)
+    found = session.scalars(
+        select(P2PRequest).where(P2PRequest.id == request_id, or_(*conditions)).with_for_update()
+    ).one_or_none()
+    if found is None:
+        raise NotFound("P2P request not found", code="P2P_REQUEST_NOT_FOUND")
+    return found
+
+
+def get_request(session: Session, actor: Actor, request_id: uuid.UUID) -> P2PRequest:
+    request = session.scalars(
+        select(P2PRequest).where(
+            P2PRequest.id == request_id,
+            or_(P2PRequest.payer_id == actor.user_id, P2PRequest.payee_id == actor.user_id),
+        )
+    ).one_or_none()
+    if request is None:
+        raise NotFound("P2P request not found", code="P2P_REQUEST_NOT_FOUND")
+    return request
+
+
+def _not_open(request: P2PRequest) -> Conflict:
+    return Conflict(
+        f"only a REQUESTED request can change; this one is {request.status}",
+        code="P2P_REQUEST_NOT_OPEN",
+        details={"status": str(request.status)},
+    )
+
+
+def settle(
+    session: Session,
+    actor: Actor,
+    request_id: uuid.UUID,
+    *,
+    source_wallet_id: uuid.UUID,
+    idempotency_key: str | None = None,
+) -> Settled:
+    """The payer accepts: one transfer intent from their wallet to the payee's. Safe to repeat."""
+    request = _get_as(session, actor, request_id, Party.PAYER)
+    if request.transaction_id is not None:
+        return _replay(session, request, source_wallet_id)
+    if request.status != P2PStatus.REQUESTED:
+        raise _not_open(request)
+    source = get_debitable_wallet(session, actor, source_wallet_id)
+    if source.currency != request.currency:
+        raise InvalidRequest(
+            f"the source wallet holds {source.currency}, the request is in {request.currency}",
+            code="CURRENCY_MISMATCH",
+        )
+    transfer = TransferRequest(
+        source_wallet_id=source_wallet_id,
+        destination_wallet_id=request.destination_wallet_id,
+        amount=request.amount,
+        currency=request.currency,
+        description=request.note,
+        metadata={"p2p_request_id": str(request.id)},
+    )
+    submitted = submit_transfer(session, actor, transfer, idempotency_key=idempotency_key)
+    if not submitted.created:
+        # The key's first use was another request: its fingerprint names that request, not this one.
+        raise InvalidRequest("this Idempotency-Key was used with a different request", code="IDEMPOTENCY_KEY_REUSED")
+    request.status = P2PStatus.SETTLING
+    request.transaction_id = submitted.transaction.id
+    session.flush()
+    return Settled(request, submitted.transaction, created=True)
+
+
+def _replay(session: Session, request: P2PRequest, source_wallet_id: uuid.UUID) -> Settled:
+    transaction = session.get_one(Transaction, request.transaction_id)
+    if transaction.source_wallet_id != source_wallet_id:
+        raise Conflict(
+            "this request is already being paid from another wallet",
+            code="P2P_REQUEST_ALREADY_SETTLED",
+            details={"status": str(request.status), "transaction_id": str(transaction.id)},
+        )
+    return Settled(request, transaction, created=False)
+
+
+def _resolve(session: Session, request: P2PRequest, status: P2PStatus) -> P2PRequest:
+    if request.status != P2PStatus.REQUESTED:
+        raise _not_open(request)
+    request.status = status
+    request.resolved_at = _now(session)
+    session.flush()
+    return request
+
+
+def decline(session: Session, actor: Actor, request_id: uuid.UUID) -> P2PRequest:
+    return _resolve(session, _get_as(session, actor, request_id, Party.PAYER), P2PStatus.DECLINED)
+
+
+def cancel(session: Session, actor: Actor, request_id: uuid.UUID) -> P2PRequest:
+    return _resolve(session, _get_as(session, actor, request_id, Party.PAYEE), P2PStatus.CANCELLED)
+
+
+def list_requests(
+    session: Session,
+    actor: Actor,
+    *,
+    role: Party | None,
+    status: P2PStatus | None,
+    limit: int,
+    cursor: str | None,
+) -> Page[P2PRequest]:
+    if role is Party.PAYER:
+        query = select(P2PRequest).where(P2PRequest.payer_id == actor.user_id)
+    elif role is Party.PAYEE:
+        query = select(P2PRequest).where(P2PRequest.payee_id == actor.user_id)
+    else:
+        query = select(P2PRequest).where(
+            or_(P2PRequest.payer_id == actor.user_id, P2PRequest.payee_id == actor.user_id)
+        )
+    if status is not None:
+        query = query.where(P2PRequest.status == status)
+    return paginate(
+        session,
+        query,
+        keys=(P2PRequest.created_at, P2PRequest.id),
+        kinds=(datetime, uuid.UUID),
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+def party_emails(session: Session, requests: Iterable[P2PRequest]) -> dict[uuid.UUID, str]:
+    ids = {u for r in requests for u in (r.payer_id, r.payee_id)}
+    if not ids:
+        return {}
+    return {row.id: row.email for row in session.execute(select(User.id, User.email).where(User.id.in_(ids)))}
+
+
+_FOLLOW = text(
+    """
+    UPDATE p2p_requests AS r
+       SET status = v.status, failure_reason = v.reason, resolved_at = coalesce(:at, clock_timestamp()),
+           updated_at = now()
+      FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:reasons AS text[]))
+           AS v(id, status, reason)
+     WHERE r.transaction_id = v.id AND r.status = 'SETTLING'
+    """
+)
+
+
+def follow_outcomes(
+    session: Session, completed: Sequence[uuid.UUID], failed: Mapping[uuid.UUID, str], at: datetime | None
+) -> None:
+    """Requests whose transactions just reached a final status follow them: SETTLED or FAILED.
+
+    Runs in the caller's database transaction, the one that writes those final statuses.
+    """
+    ids = [*completed, *failed]
+    if not ids:
+        return
+    statuses = [P2PStatus.SETTLED.value] * len(completed) + [P2PStatus.FAILED.value] * len(failed)
+    reasons: list[str | None] = [None] * len(completed) + [str(reason) for reason in failed.values()]
+    session.execute(_FOLLOW, {"ids": ids, "statuses": statuses, "reasons": reasons, "at": at})

@@ -1,0 +1,327 @@
+"""Settlement batches: net every organisation's unsettled obligations and settle them in one posting each.
+
+    advisory lock (one batch at a time)  →  cut-off  →  claim unsettled obligations before it
+    →  net them per organisation and currency (ledger.netting, pure)
+    →  lock every treasury and clearing wallet involved, in id order
+    →  post one SETTLEMENT per organisation: clearing → treasury by its net position
+    →  record the batch and its legs, and mark every obligation and its transfer with the batch.
+
+All of it is one database transaction: a crash leaves nothing, a commit leaves everything. The
+caller commits. Batches are serialised by the advisory lock and each claims only obligations with
+no batch yet, so two batches started together settle every obligation once; a cut-off is unique, so
+asking for the same cut-off twice returns the first batch.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, exists, false, func, insert, select, update
+from sqlalchemy.orm import Session, aliased
+
+from ledger.access import Actor, require_org_admin
+from ledger.clearing import system_wallet_ids
+from ledger.errors import Conflict, InvalidRequest, NotFound
+from ledger.netting import Obligation, Position, currency_totals, net_positions
+from ledger.pagination import Page, paginate
+from ledger.posting import PlannedEntry, WalletState, _write_balances, _write_entries, lock_wallets
+from models import (
+    CLEARING_WALLET_NAME,
+    TREASURY_WALLET_NAME,
+    BatchStatus,
+    BatchTrigger,
+    Direction,
+    LegDirection,
+    SettlementBatch,
+    SettlementLeg,
+    Transaction,
+    TransactionStatus,
+    TransactionType,
+    Wallet,
+)
+
+# One batch at a time, platform-wide (the migrator holds 7261001).
+BATCH_ADVISORY_LOCK_KEY = 7261004
+# Obligations one batch settles at most; the rest wait for the next batch, oldest first.
+BATCH_OBLIGATIONS_MAX = 50_000
+
+
+@dataclass(frozen=True)
+class ClaimedObligation:
+    id: uuid.UUID
+    parent_transaction_id: uuid.UUID
+    obligation: Obligation
+
+
+@dataclass(frozen=True)
+class BatchRun:
+    batch: SettlementBatch
+    created: bool
+
+
+@dataclass(frozen=True)
+class PlannedLeg:
+    position: Position
+    treasury_wallet_id: uuid.UUID
+    clearing_wallet_id: uuid.UUID
+    transaction_id: uuid.UUID | None
+
+
+def _claim_obligations(session: Session, cut_off: datetime) -> list[ClaimedObligation]:
+    """Unsettled CLEARING obligations completed before the cut-off, oldest first, row-locked."""
+    creditor_clearing, debtor_clearing = aliased(Wallet), aliased(Wallet)
+    rows = session.execute(
+        select(
+            Transaction.id,
+            Transaction.parent_transaction_id,
+            Transaction.amount,
+            Transaction.currency,
+            debtor_clearing.organization_id.label("debtor"),
+            creditor_clearing.organization_id.label("creditor"),
+        )
+        .join(creditor_clearing, creditor_clearing.id == Transaction.source_wallet_id)
+        .join(debtor_clearing, debtor_clearing.id == Transaction.destination_wallet_id)
+        .where(
+            Transaction.type == TransactionType.CLEARING,
+            Transaction.status == TransactionStatus.COMPLETED,
+            Transaction.settlement_batch_id.is_(None),
+            Transaction.completed_at < cut_off,
+        )
+        .order_by(Transaction.completed_at, Transaction.id)
+        .limit(BATCH_OBLIGATIONS_MAX)
+        .with_for_update(of=Transaction)
+    ).all()
+    return [
+        ClaimedObligation(r.id, r.parent_transaction_id, Obligation(r.debtor, r.creditor, r.currency, r.amount))
+        for r in rows
+    ]
+
+
+def _choose_cut_off(session: Session, requested: datetime | None) -> tuple[datetime, SettlementBatch | None]:
+    """The batch's cut-off, or the batch that already settled the requested one."""
+    now: datetime = session.execute(select(func.clock_timestamp())).scalar_one()
+    if requested is not None:
+        existing = session.scalars(select(SettlementBatch).where(SettlementBatch.cut_off == requested)).first()
+        if existing is not None:
+            return requested, existing
+        if requested > now:
+            raise InvalidRequest("the cut-off cannot be in the future", code="CUT_OFF_IN_FUTURE")
+    cut_off = requested or now
+    last = _last_cut_off(session)
+    if last is not None and cut_off < last:
+        raise Conflict(
+            "a later cut-off has already been settled",
+            code="CUT_OFF_ALREADY_SETTLED",
+            details={"last_cut_off": last.isoformat()},
+        )
+    return cut_off, None
+
+
+def _last_cut_off(session: Session) -> datetime | None:
+    return session.execute(select(func.max(SettlementBatch.cut_off))).scalar_one()
+
+
+def run_batch(
+    session: Session,
+    *,
+    trigger: BatchTrigger,
+    created_by: uuid.UUID | None = None,
+    cut_off: datetime | None = None,
+) -> BatchRun:
+    """Settle every unsettled cross-organisation obligation completed before the cut-off (default: now)."""
+    session.execute(select(func.pg_advisory_xact_lock(BATCH_ADVISORY_LOCK_KEY)))
+    window_start = _last_cut_off(session)
+    chosen, existing = _choose_cut_off(session, cut_off)
+    if existing is not None:
+        return BatchRun(existing, created=False)
+    claimed = _claim_obligations(session, chosen)
+    positions = net_positions(c.obligation for c in claimed)
+    keys = sorted(positions)
+    treasuries = system_wallet_ids(session, keys, TREASURY_WALLET_NAME)
+    clearings = system_wallet_ids(session, keys, CLEARING_WALLET_NAME)
+    wallets = lock_wallets(session, [*treasuries.values(), *clearings.values()])
+    legs, entries = _plan_legs([positions[k] for k in keys], treasuries, clearings, wallets)
+    posted_at: datetime = session.execute(select(func.clock_timestamp())).scalar_one()
+    batch = SettlementBatch(
+        id=uuid.uuid4(),
+        status=BatchStatus.COMPLETED,
+        trigger=trigger,
+        created_by=created_by,
+        window_start=window_start,
+        cut_off=chosen,
+        transfer_count=len(claimed),
+        totals=[vars(t) for t in currency_totals([c.obligation for c in claimed], positions.values())],
+        created_at=posted_at,
+    )
+    session.add(batch)
+    session.flush()
+    _write_leg_transactions(session, batch, legs, created_by, posted_at)
+    _write_entries(session, entries, posted_at)
+    _write_balances(session, [w for w in wallets.values() if w.touched])
+    _write_legs(session, batch, legs, posted_at)
+    _mark_settled(session, batch.id, claimed)
+    return BatchRun(batch, created=True)
+
+
+def _plan_legs(
+    positions: Sequence[Position],
+    treasuries: dict[tuple[uuid.UUID, str], uuid.UUID],
+    clearings: dict[tuple[uuid.UUID, str], uuid.UUID],
+    wallets: dict[uuid.UUID, WalletState],
+) -> tuple[list[PlannedLeg], list[PlannedEntry]]:
+    """One leg per position; a posting for each one that is not flat: clearing → treasury by its net.
+
+    A payer's clearing wallet holds what it owes (positive) and gives it to its treasury; a receiver's
+    treasury funds its clearing wallet's claim. Either way the treasury moves by the net position.
+    """
+    legs, entries = [], []
+    for p in positions:
+        key = (p.organization_id, p.currency)
+        treasury, clearing = wallets[treasuries[key]], wallets[clearings[key]]
+        transaction_id = uuid.uuid4() if p.net_position else None
+        if transaction_id is not None:
+            source, destination = (clearing, treasury) if p.net_position > 0 else (treasury, clearing)
+            amount = abs(p.net_position)
+            debit_after, debit_version = source.post(-amount)
+            credit_after, credit_version = destination.post(amount)
+            entries.append(PlannedEntry(source.id, transaction_id, Direction.DEBIT, amount, debit_after, debit_version))
+            entries.append(
+                PlannedEntry(destination.id, transaction_id, Direction.CREDIT, amount, credit_after, credit_version)
+            )
+        legs.append(PlannedLeg(p, treasury.id, clearing.id, transaction_id))
+    debits = sum(e.amount for e in entries if e.direction is Direction.DEBIT)
+    assert debits == sum(e.amount for e in entries if e.direction is Direction.CREDIT), "unbalanced batch"
+    return legs, entries
+
+
+def _leg_direction(position: Position) -> LegDirection:
+    if position.net_position > 0:
+        return LegDirection.PAY
+    return LegDirection.RECEIVE if position.net_position < 0 else LegDirection.FLAT
+
+
+def _write_leg_transactions(
+    session: Session,
+    batch: SettlementBatch,
+    legs: list[PlannedLeg],
+    created_by: uuid.UUID | None,
+    posted_at: datetime,
+) -> None:
+    rows: list[dict[str, Any]] = []
+    for leg in legs:
+        if leg.transaction_id is None:
+            continue
+        paying = leg.position.net_position > 0
+        rows.append(
+            {
+                "id": leg.transaction_id,
+                "organization_id": leg.position.organization_id,
+                "created_by": created_by,
+                "type": TransactionType.SETTLEMENT,
+                "status": TransactionStatus.COMPLETED,
+                "amount": abs(leg.position.net_position),
+                "currency": leg.position.currency,
+                "source_wallet_id": leg.clearing_wallet_id if paying else leg.treasury_wallet_id,
+                "destination_wallet_id": leg.treasury_wallet_id if paying else leg.clearing_wallet_id,
+                "description": f"net settlement, batch {batch.id}",
+                "metadata_": {"settlement_batch_id": str(batch.id), "net_position": leg.position.net_position},
+                "settlement_batch_id": batch.id,
+                "created_at": posted_at,
+                "completed_at": posted_at,
+            }
+        )
+    if rows:
+        session.execute(insert(Transaction), rows)
+
+
+def _write_legs(session: Session, batch: SettlementBatch, legs: list[PlannedLeg], posted_at: datetime) -> None:
+    if not legs:
+        return
+    session.execute(
+        insert(SettlementLeg),
+        [
+            {
+                "id": uuid.uuid4(),
+                "batch_id": batch.id,
+                "organization_id": leg.position.organization_id,
+                "currency": leg.position.currency,
+                "sent_amount": leg.position.sent_amount,
+                "received_amount": leg.position.received_amount,
+                "net_position": leg.position.net_position,
+                "direction": _leg_direction(leg.position),
+                "transfer_count": leg.position.transfer_count,
+                "treasury_wallet_id": leg.treasury_wallet_id,
+                "clearing_wallet_id": leg.clearing_wallet_id,
+                "transaction_id": leg.transaction_id,
+                "created_at": posted_at,
+            }
+            for leg in legs
+        ],
+    )
+
+
+def _mark_settled(session: Session, batch_id: uuid.UUID, claimed: list[ClaimedObligation]) -> None:
+    """Every obligation and the transfer it came from now name the batch."""
+    ids = [i for c in claimed for i in (c.id, c.parent_transaction_id)]
+    if not ids:
+        return
+    marked = session.execute(
+        update(Transaction)
+        .where(Transaction.id.in_(ids), Transaction.settlement_batch_id.is_(None))
+        .values(settlement_batch_id=batch_id)
+        .execution_options(synchronize_session=False)
+    )
+    assert marked.rowcount == len(ids), "every claimed obligation and its transfer are settled exactly once"  # type: ignore[attr-defined]
+
+
+# --- reading batches -------------------------------------------------------------------------------
+
+
+def visible_batches(actor: Actor) -> Select[tuple[SettlementBatch]]:
+    """Operators see every batch; an organisation's OWNER/ADMIN the batches with a leg of theirs."""
+    query = select(SettlementBatch)
+    if actor.is_operator:
+        return query
+    mine = exists().where(
+        SettlementLeg.batch_id == SettlementBatch.id, SettlementLeg.organization_id == actor.organization_id
+    )
+    return query.where(mine) if actor.is_org_admin else query.where(false())
+
+
+def list_batches(session: Session, actor: Actor, *, limit: int, cursor: str | None) -> Page[SettlementBatch]:
+    if not actor.is_operator:
+        require_org_admin(actor)
+    return paginate(
+        session,
+        visible_batches(actor),
+        keys=(SettlementBatch.created_at, SettlementBatch.id),
+        kinds=(datetime, uuid.UUID),
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+def get_batch(session: Session, actor: Actor, batch_id: uuid.UUID) -> SettlementBatch:
+    batch = session.scalars(visible_batches(actor).where(SettlementBatch.id == batch_id)).one_or_none()
+    if batch is None:
+        raise NotFound("settlement batch not found", code="SETTLEMENT_BATCH_NOT_FOUND")
+    return batch
+
+
+def visible_legs(
+    session: Session, actor: Actor, batch_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[SettlementLeg]]:
+    """Each batch's legs the caller may see: all for operators, their organisation's for the others."""
+    legs: dict[uuid.UUID, list[SettlementLeg]] = {b: [] for b in batch_ids}
+    if not batch_ids:
+        return legs
+    query = select(SettlementLeg).where(SettlementLeg.batch_id.in_(batch_ids))
+    if not actor.is_operator:
+        query = query.where(SettlementLeg.organization_id == actor.organization_id)
+    for leg in session.scalars(query.order_by(SettlementLeg.currency, SettlementLeg.organization_id)):
+        legs[leg.batch_id].append(leg)
+    return legs

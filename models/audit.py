@@ -1,0 +1,42 @@
+"""The audit trail: who did what, to what, from where. Append-only: the database refuses UPDATE and DELETE."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, uuid_pk
+
+AUDIT_ACTION_LENGTH_MAX = 64
+SOURCE_ADDRESS_LENGTH_MAX = 64
+REQUEST_ID_LENGTH_MAX = 64
+
+
+class AuditLog(Base):
+    __tablename__ = "audit_logs"
+    __table_args__ = (
+        # The API lists an organisation's rows newest first, filtered by action, actor or target.
+        Index("ix_audit_logs_org_occurred", "organization_id", "occurred_at", "id"),
+        Index("ix_audit_logs_target", "target_id"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    # clock_timestamp(): the instant the row was written, not the start of its transaction.
+    occurred_at: Mapped[datetime] = mapped_column(server_default=func.clock_timestamp(), nullable=False)
+    # NULL only for platform-wide actions (beat-run reconciliation, an unknown email's failed login).
+    organization_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("organizations.id"), nullable=True)
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    # Who, in words: an email for a failed login, "system:beat" for scheduled jobs.
+    actor_label: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    action: Mapped[str] = mapped_column(String(AUDIT_ACTION_LENGTH_MAX))
+    target_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    target_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
+    source_address: Mapped[str | None] = mapped_column(String(SOURCE_ADDRESS_LENGTH_MAX), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(REQUEST_ID_LENGTH_MAX), nullable=True)

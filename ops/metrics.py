@@ -1,0 +1,135 @@
+"""Prometheus metrics shared by the web and worker processes.
+
+Multi-process safe: when PROMETHEUS_MULTIPROC_DIR is set (by `make run` / the Procfile), every
+gunicorn worker and every Celery pool process writes its samples to files there, and the web
+app's `/metrics` aggregates them all. Without it (tests, a single process) the default registry
+is used. Gauges that describe the system rather than a process (queue depth, outbox lag, the last
+reconciliation) are read from Postgres and Redis at scrape time, in web/metrics.py.
+
+Counts that depend on a database transaction (intents accepted, transactions settled, runs) are
+observed only after it commits, from the notes the domain code leaves in `session.info`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from ledger.events import SETTLED_KEY
+from ledger.reconciliation import RUN_RECONCILIATION_NOTE
+
+logger = logging.getLogger("vaultcraft.settlement")
+
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+ACCEPTED_KEY = "vaultcraft.accepted"
+
+HTTP_REQUESTS = Counter(
+    "vaultcraft_http_requests_total", "HTTP requests answered, by route and status", ["method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "vaultcraft_http_request_duration_seconds",
+    "Time to answer an HTTP request",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+INTENTS_ACCEPTED = Counter("vaultcraft_intents_accepted_total", "Intents accepted (202) by the API", ["type"])
+TRANSACTIONS_SETTLED = Counter(
+    "vaultcraft_transactions_settled_total", "Transactions that reached a final status", ["type", "status"]
+)
+SETTLE_LATENCY = Histogram(
+    "vaultcraft_transaction_accepted_to_final_seconds",
+    "From an intent's acceptance (created_at) to its final status (completed_at)",
+    ["status"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+RECONCILIATION_RUNS = Counter("vaultcraft_reconciliation_runs_total", "Reconciliation runs", ["mode", "status"])
+RECONCILIATION_DRIFT = Counter(
+    "vaultcraft_reconciliation_drift_findings_total", "Drift findings reported by reconciliation runs", ["mode"]
+)
+EVENTS_PUBLISHED = Counter("vaultcraft_outbox_events_published_total", "Outbox events published to the broker")
+EVENTS_PUBLISH_FAILURES = Counter("vaultcraft_outbox_publish_failures_total", "Outbox publish attempts that failed")
+
+
+def multiprocess_enabled() -> bool:
+    return bool(os.environ.get(MULTIPROC_DIR_ENV))
+
+
+def note_accepted(session: Session, transaction_type: str) -> None:
+    session.info.setdefault(ACCEPTED_KEY, []).append(transaction_type)
+
+
+def _observe(info: dict[str, Any]) -> None:
+    for transaction_type in info.pop(ACCEPTED_KEY, ()):
+        INTENTS_ACCEPTED.labels(transaction_type).inc()
+    for status, transaction_type, latency_seconds, request_id, transaction_id in info.pop(SETTLED_KEY, ()):
+        TRANSACTIONS_SETTLED.labels(transaction_type, status).inc()
+        SETTLE_LATENCY.labels(status).observe(latency_seconds)
+        logger.info(
+            "transaction %s",
+            status.lower(),
+            extra={
+                "transaction_id": str(transaction_id),
+                "request_id": request_id,
+                "status": status,
+                "latency_ms": round(latency_seconds * 1000, 1),
+            },
+        )
+    run = info.pop(RUN_RECONCILIATION_NOTE, None)
+    if run is not None:
+        mode, status, findings = run
+        RECONCILIATION_RUNS.labels(mode, status).inc()
+        if findings:
+            RECONCILIATION_DRIFT.labels(mode).inc(findings)
+
+
+def _after_commit(session: Session) -> None:
+    try:
+        _observe(session.info)
+    except Exception:  # metrics must never fail the work they describe
+        logger.warning("could not record metrics", exc_info=True)
+
+
+def _after_rollback(session: Session) -> None:
+    for key in (ACCEPTED_KEY, SETTLED_KEY, RUN_RECONCILIATION_NOTE):
+        session.info.pop(key, None)
+
+
+def _after_soft_rollback(session: Session, previous_transaction: Any) -> None:
+    if not previous_transaction.nested:  # a savepoint's rollback leaves the outer work standing
+        _after_rollback(session)
+
+
+_installed = False
+
+
+def install_commit_hooks() -> None:
+    """Observe committed work in every Session of this process. Idempotent."""
+    global _installed
+    if _installed:
+        return
+    event.listen(Session, "after_commit", _after_commit)
+    event.listen(Session, "after_soft_rollback", _after_soft_rollback)
+    _installed = True
+
+
+def mark_process_dead(pid: int) -> None:
+    """A gunicorn worker or Celery pool process exited: drop its live-gauge files."""
+    if multiprocess_enabled():
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
+def prepare_multiprocess_dir(path: Path) -> Path:
+    """An empty directory for this run's metric files (stale files from a past run would be summed)."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path

@@ -1,0 +1,169 @@
+"""The outbox relay: publishes committed events to the topic exchange `vaultcraft.events`.
+
+    routing key  = event type (`transaction.completed`, `reconciliation.drift_found`, ...)
+    message id   = the event's stable id; the body's `id` is the same, so consumers drop duplicates
+    order        = `outbox_events.id`; one relay at a time (advisory lock), and a failed event blocks
+                   the ones behind it until it goes out, so no consumer sees a wallet's events reordered
+
+Delivery is at least once: an event is marked published only after the broker accepted it, so a
+crash between the two publishes it again. Failures are retried with a growing delay, for ever.
+
+The relay runs when a unit of work that wrote events commits (an after-commit hook sends it), and
+on a short beat schedule as a safety net for a hook that could not reach the broker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+from kombu import Connection, Exchange, Producer
+from sqlalchemy import event, func, select, text
+from sqlalchemy.orm import Session
+
+from ledger.events import OUTBOX_WRITTEN_KEY
+from models import OutboxEvent
+from models.db import session_factory
+from ops.metrics import EVENTS_PUBLISH_FAILURES, EVENTS_PUBLISHED
+from workers.app import app
+
+logger = logging.getLogger(__name__)
+
+EVENTS_EXCHANGE = Exchange("vaultcraft.events", type="topic", durable=True)
+RELAY_LOCK_KEY = 7261004
+# Bounds: events per transaction, transactions per task run, the retry delay, the error text kept.
+RELAY_BATCH_SIZE_MAX = 500
+RELAY_BATCHES_MAX = 20
+RETRY_DELAY_SECONDS_MAX = 300
+LAST_ERROR_LENGTH_MAX = 2000
+PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+
+
+def envelope(row: OutboxEvent) -> dict[str, Any]:
+    """The message body consumers receive: the event exactly as recorded."""
+    return {
+        "id": str(row.event_id),
+        "type": row.event_type,
+        "created_at": row.created_at.isoformat(),
+        "aggregate": {"type": row.aggregate_type, "id": row.aggregate_id},
+        "wallet_ids": [str(w) for w in row.wallet_ids],
+        "organization_ids": [str(o) for o in row.organization_ids],
+        "data": row.payload,
+    }
+
+
+def publish(producer: Producer, row: OutboxEvent) -> None:
+    producer.publish(
+        envelope(row),
+        exchange=EVENTS_EXCHANGE,
+        routing_key=row.event_type,
+        declare=[EVENTS_EXCHANGE],
+        serializer="json",
+        delivery_mode=2,
+        message_id=str(row.event_id),
+        headers={"event_id": str(row.event_id), "event_type": row.event_type},
+        retry=True,
+        retry_policy=PUBLISH_RETRY_POLICY,
+    )
+
+
+def _retry_delay(attempts: int) -> timedelta:
+    return timedelta(seconds=min(2 ** min(attempts, 16), RETRY_DELAY_SECONDS_MAX))
+
+
+def relay_batch(session: Session, producer: Producer) -> tuple[int, bool]:
+    """Publish the oldest unpublished events in order. (published, more_may_remain).
+
+    Stops at the first event that fails, or that waits for its retry time: those behind it wait too.
+    """
+    rows = session.scalars(
+        select(OutboxEvent)
+        .where(OutboxEvent.published_at.is_(None))
+        .order_by(OutboxEvent.id)
+        .limit(RELAY_BATCH_SIZE_MAX)
+    ).all()
+    now: datetime = session.execute(select(func.clock_timestamp())).scalar_one()
+    published = 0
+    for row in rows:
+        if row.next_attempt_at is not None and row.next_attempt_at > now:
+            return published, False
+        try:
+            publish(producer, row)
+        except Exception as error:  # any broker failure: keep the event, count, back off
+            row.attempts += 1
+            row.last_error = f"{type(error).__name__}: {error}"[:LAST_ERROR_LENGTH_MAX]
+            row.next_attempt_at = now + _retry_delay(row.attempts)
+            EVENTS_PUBLISH_FAILURES.inc()
+            logger.warning("event publish failed; will retry", extra={"event_id": str(row.event_id)}, exc_info=True)
+            return published, False
+        row.published_at = session.execute(select(func.clock_timestamp())).scalar_one()
+        published += 1
+    return published, len(rows) == RELAY_BATCH_SIZE_MAX
+
+
+def _take_relay_lock(session: Session) -> bool:
+    return bool(session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": RELAY_LOCK_KEY}).scalar_one())
+
+
+@contextmanager
+def events_producer(broker_url: str | None = None) -> Iterator[Producer]:
+    with Connection(broker_url or app.conf.broker_url, connect_timeout=2) as connection:
+        yield connection.Producer()
+
+
+def relay_pending(broker_url: str | None = None) -> int:
+    """Publish everything pending, in bounded batches, each in its own transaction. Returns the count
+    published; 0 at once when another relay holds the lock (it will see the new rows)."""
+    total = 0
+    with events_producer(broker_url) as producer:
+        for _ in range(RELAY_BATCHES_MAX):
+            with session_factory().begin() as session:
+                if not _take_relay_lock(session):
+                    return total
+                published, more = relay_batch(session, producer)
+            total += published
+            EVENTS_PUBLISHED.inc(published)
+            if not more:
+                break
+    return total
+
+
+@app.task(name="tasks.relay_events", acks_late=True, ignore_result=True)
+def relay_events() -> int:
+    return relay_pending()
+
+
+def wake_relay() -> None:
+    """Ask a worker to relay now; on failure the beat schedule picks the events up shortly."""
+    try:
+        relay_events.apply_async(retry=False)
+    except Exception:
+        logger.warning("could not wake the outbox relay; beat will run it", exc_info=True)
+
+
+def _after_commit(session: Session) -> None:
+    if session.info.pop(OUTBOX_WRITTEN_KEY, False):
+        wake_relay()
+
+
+def _after_soft_rollback(session: Session, previous_transaction: Any) -> None:
+    if not previous_transaction.nested:
+        session.info.pop(OUTBOX_WRITTEN_KEY, None)
+
+
+_installed = False
+
+
+def install_wake_hook() -> None:
+    """Wake the relay after every commit that wrote events, in this process. Idempotent."""
+    global _installed
+    if not _installed:
+        event.listen(Session, "after_commit", _after_commit)
+        event.listen(Session, "after_soft_rollback", _after_soft_rollback)
+        _installed = True
+
+
+install_wake_hook()

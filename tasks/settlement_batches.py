@@ -1,0 +1,49 @@
+"""The cross-organisation settlement batch: a beat task, and the runner the API and the CLI share."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+
+from sqlalchemy.exc import DBAPIError
+
+from ledger.settlement_batches import run_batch
+from models import BatchTrigger, SettlementBatch
+from models.db import session_factory
+from settings import get_settings
+from tasks.settlement import CONTENTION_ERRORS
+from workers.app import app
+
+logger = logging.getLogger(__name__)
+
+
+def run_settlement_batch(
+    trigger: BatchTrigger, *, created_by: uuid.UUID | None = None, cut_off: datetime | None = None
+) -> tuple[SettlementBatch, bool]:
+    """Run one batch in its own database transaction; lock contention is retried a bounded number of times.
+
+    Returns the batch and whether this call created it (False: the cut-off was already settled).
+    """
+    attempts_max = get_settings().settle_retries_max
+    for attempt in range(1, attempts_max + 1):
+        try:
+            with session_factory().begin() as session:
+                run = run_batch(session, trigger=trigger, created_by=created_by, cut_off=cut_off)
+            logger.info(
+                "settlement batch",
+                extra={"batch_id": str(run.batch.id), "new_batch": run.created, "transfers": run.batch.transfer_count},
+            )
+            return run.batch, run.created
+        except DBAPIError as error:
+            if not isinstance(error.orig, CONTENTION_ERRORS) or attempt == attempts_max:
+                raise
+            logger.warning("settlement batch contention, retrying", extra={"attempt": attempt})
+    raise AssertionError("unreachable")
+
+
+@app.task(name="tasks.run_settlement_batch", acks_late=True)
+def run_scheduled_settlement_batch() -> dict[str, object]:
+    """Beat's batch: settles everything completed up to now that no earlier batch settled."""
+    batch, _ = run_settlement_batch(BatchTrigger.SCHEDULE)
+    return {"batch_id": str(batch.id), "transfer_count": batch.transfer_count}

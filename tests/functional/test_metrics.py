@@ -1,0 +1,184 @@
+"""/metrics: per-route requests and latency, intents, settlements, queue depth, outbox lag, reconciliation;
+aggregated across gunicorn and Celery prefork processes; JSON logs whose request id follows an intent."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import requests
+
+from tests import environment
+from tests.conftest import stop_worker
+
+STARTUP_SECONDS_MAX = 30
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text format (0 when absent)."""
+    total = 0.0
+    for line in text.splitlines():
+        match = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$", line)
+        if not match or match.group(1) != name:
+            continue
+        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(2) or ""))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(match.group(3))
+    return total
+
+
+def test_metrics_in_one_process(api):
+    owner = api.signup()
+    source = api.funded_wallet(owner, 1_000)
+    destination = api.create_wallet(owner)
+    client = api.app.test_client()
+    before = client.get("/metrics").get_data(as_text=True)
+    response = api.transfer(owner, source, destination, 10)
+    assert response.status_code == 202
+    api.wait_final(owner, response.json["id"])
+    after = client.get("/metrics").get_data(as_text=True)
+    route = {"method": "POST", "route": "/api/v1/transactions/transfer"}
+    assert sample(after, "vaultcraft_http_requests_total", **route, status="202") == (
+        sample(before, "vaultcraft_http_requests_total", **route, status="202") + 1
+    )
+    assert sample(after, "vaultcraft_http_request_duration_seconds_count", **route) >= 1
+    assert sample(after, "vaultcraft_intents_accepted_total", type="TRANSFER") == (
+        sample(before, "vaultcraft_intents_accepted_total", type="TRANSFER") + 1
+    )
+    assert 'vaultcraft_queue_depth{queue="settlement"}' in after
+    assert "vaultcraft_outbox_backlog_events" in after and "vaultcraft_outbox_lag_seconds" in after
+    assert client.get("/metrics").content_type.startswith("text/plain")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_http(url: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS_MAX
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with {process.returncode}")
+        try:
+            if requests.get(url, timeout=5).status_code < 500:
+                return
+        except requests.RequestException:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer")
+
+
+@pytest.fixture
+def stack(tmp_path):
+    """gunicorn (2 processes) and a prefork Celery worker (2 processes) sharing one metrics directory,
+    on a Redis database of their own so no other worker takes their tasks."""
+    metrics_dir = tmp_path / "prometheus"
+    metrics_dir.mkdir()
+    redis_url = environment._claim_redis_database(os.environ["REDIS_URL"], uuid.uuid4().hex[:10])
+    port = _free_port()
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "WEB_PORT": str(port),
+        "WEB_PROCESSES": "2",
+        "PYTHONUNBUFFERED": "1",
+    }
+    worker_log = open(tmp_path / "worker.log", "w+b")  # noqa: SIM115 (closed below)
+    web = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--config", "web/gunicorn_conf.py", "web.wsgi:app"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    worker = None
+    old_broker = os.environ["REDIS_URL"]
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/health", web)
+        worker = _start_worker_on(redis_url, env, worker_log)
+        yield f"http://127.0.0.1:{port}", tmp_path / "worker.log"
+    finally:
+        os.environ["REDIS_URL"] = old_broker
+        if worker is not None:
+            stop_worker(worker)
+        web.terminate()
+        web.wait(timeout=20)
+        worker_log.close()
+        import redis
+
+        redis.Redis.from_url(redis_url).flushdb()
+
+
+def _start_worker_on(redis_url: str, env: dict[str, str], log) -> subprocess.Popen:
+    command = [
+        sys.executable, "-m", "celery", "--app", "workers.app", "worker", "--loglevel", "INFO",
+        "--concurrency", "2", "--pool", "prefork", "--queues", "settlement",
+        "--hostname", f"metrics-{uuid.uuid4().hex[:6]}@%h", "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + STARTUP_SECONDS_MAX
+    while time.monotonic() < deadline:
+        log.flush()
+        if b"ready" in open(log.name, "rb").read():  # noqa: SIM115
+            return process
+        if process.poll() is not None:
+            raise RuntimeError("metrics worker exited")
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("metrics worker did not start")
+
+
+def test_metrics_aggregate_every_process_and_the_request_id_follows_the_intent(stack):
+    base, worker_log = stack
+    http = requests.Session()
+
+    def call(method: str, path: str, token: str | None = None, **kwargs):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers.update(kwargs.pop("headers", {}))
+        return http.request(method, f"{base}/api/v1{path}", headers=headers, timeout=10, **kwargs)
+
+    email = f"metrics-{uuid.uuid4().hex[:8]}@example.com"
+    signup = call(
+        "POST",
+        "/auth/signup",
+        json={"email": email, "password": "correct horse", "full_name": "M", "organization_name": "M"},
+    )
+    token = signup.json()["access_token"]
+    source = call("POST", "/wallets/", token, json={"type": "PRIMARY", "currency": "INR"}).json()["id"]
+    destination = call("POST", "/wallets/", token, json={"type": "PRIMARY", "currency": "INR"}).json()["id"]
+    deposit = call("POST", f"/wallets/{source}/deposit", token, json={"amount": 1_000}).json()
+    assert call("GET", f"/transactions/{deposit['id']}?wait=20", token).json()["status"] == "COMPLETED"
+    request_id = f"trace-{uuid.uuid4().hex[:12]}"
+    transfer = call(
+        "POST", "/transactions/transfer", token, headers={"X-Request-ID": request_id},
+        json={"source_wallet_id": source, "destination_wallet_id": destination, "amount": 10, "currency": "INR"},
+    )  # fmt: skip
+    assert transfer.status_code == 202 and transfer.headers["X-Request-ID"] == request_id
+    assert call("GET", f"/transactions/{transfer.json()['id']}?wait=20", token).json()["status"] == "COMPLETED"
+    requests_made = 20
+    for _ in range(requests_made):
+        assert call("GET", "/auth/me", token).status_code == 200
+
+    text = requests.get(f"{base}/metrics", timeout=10).text
+    # Both gunicorn processes answered some of the 20 calls; the sum is exact whichever did.
+    assert sample(text, "vaultcraft_http_requests_total", route="/api/v1/auth/me", status="200") == requests_made
+    assert sample(text, "vaultcraft_intents_accepted_total", type="TRANSFER") == 1
+    assert sample(text, "vaultcraft_intents_accepted_total", type="DEPOSIT") == 1
+    # Settlement happened in Celery pool processes, and /metrics on the web app reports it.
+    assert sample(text, "vaultcraft_transactions_settled_total", type="TRANSFER", status="COMPLETED") == 1
+    assert sample(text, "vaultcraft_transaction_accepted_to_final_seconds_count", status="COMPLETED") == 2
+    assert sample(text, "vaultcraft_queue_depth", queue="settlement") >= 0
+
+    # The worker's JSON log line for the settled transfer carries the API request's id.
+    lines = [json.loads(line) for line in worker_log.read_bytes().splitlines() if line.startswith(b"{")]
+    settled = [line for line in lines if line.get("transaction_id") == transfer.json()["id"]]
+    assert settled and settled[0]["request_id"] == request_id and settled[0]["status"] == "COMPLETED"
+    assert settled[0]["service"] == "worker" and settled[0]["level"] == "INFO"

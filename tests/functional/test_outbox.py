@@ -1,0 +1,159 @@
+"""Events: written with the change, relayed to the topic exchange `vaultcraft.events`, received as recorded."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import defaultdict
+
+import pytest
+from kombu import Connection, Queue
+from sqlalchemy import select, text
+
+RECEIVE_SECONDS_MAX = 30
+CANCEL_ATTEMPTS_MAX = 5
+
+
+@pytest.fixture
+def events_queue(api):
+    """A real queue on the broker, bound to every transaction event, deleted afterwards."""
+    from tasks.outbox import EVENTS_EXCHANGE
+    from workers.app import app
+
+    connection = Connection(app.conf.broker_url)
+    queue = Queue(f"test-events-{uuid.uuid4().hex[:8]}", EVENTS_EXCHANGE, routing_key="transaction.#")
+    bound = queue(connection.default_channel)
+    bound.declare()
+    yield connection, bound
+    bound.delete()
+    connection.release()
+
+
+def receive(connection, queue, wanted: set[str]) -> list:
+    """Messages until every wanted event id has arrived (or the time bound passes)."""
+    received, deadline = [], time.monotonic() + RECEIVE_SECONDS_MAX
+    seen: set[str] = set()
+    while not wanted <= seen and time.monotonic() < deadline:
+        message = queue.get(no_ack=False)
+        if message is None:
+            time.sleep(0.05)
+            continue
+        message.ack()
+        received.append(message)
+        seen.add(message.payload["id"])
+    return received
+
+
+def recorded_events(transaction_ids: list[str]) -> list:
+    from models import OutboxEvent
+    from models.db import session_factory
+
+    with session_factory().begin() as session:
+        return list(
+            session.scalars(
+                select(OutboxEvent)
+                .where(OutboxEvent.aggregate_id.in_(transaction_ids), OutboxEvent.aggregate_type == "transaction")
+                .order_by(OutboxEvent.id)
+            )
+        )
+
+
+def test_every_transaction_event_arrives_exactly_as_recorded(api, events_queue, unpublished):
+    from tasks.outbox import envelope
+    from tasks.settlement import enqueue_settlement
+
+    connection, queue = events_queue
+    unpublished.start()
+    owner, payee = api.signup(), api.signup()
+    # Deposits settle through the worker (the `unpublished` fixture holds back only what it names).
+    source = api.create_wallet(owner)
+    deposit = api.deposit(owner, source, 1_000)
+    enqueue_settlement([deposit["id"]])
+    assert api.wait_final(owner, deposit["id"])["status"] == "COMPLETED"
+    destination = api.create_wallet(payee)
+    # A busy worker may drain a held intent before the cancel reaches it; then it simply completed.
+    cancelled: str | None = None
+    early: list[str] = []
+    while cancelled is None and len(early) < CANCEL_ATTEMPTS_MAX:
+        candidate = api.transfer(owner, source, destination, 5).json["id"]
+        if api.post(f"/transactions/{candidate}/cancel", owner).status_code == 200:
+            cancelled = candidate
+        else:
+            early.append(candidate)
+    assert cancelled is not None
+    completed = [api.transfer(owner, source, destination, 100).json["id"] for _ in range(3)]
+    failed = api.transfer(owner, source, destination, 10_000).json["id"]
+    enqueue_settlement([*completed, failed])
+    for transaction_id in [*completed, failed]:
+        api.wait_final(owner, transaction_id)
+
+    for transaction_id in early:
+        assert api.wait_final(owner, transaction_id)["status"] == "COMPLETED"
+    ids = [deposit["id"], *early, *completed, failed, cancelled]
+    recorded = recorded_events(ids)
+    # One event per final status; the batch's events in intent order (the cancel lands wherever it
+    # committed relative to the batch, which may be drained by a busy worker before it is published).
+    assert sorted((e.aggregate_id, e.event_type) for e in recorded) == sorted(
+        [
+            (deposit["id"], "transaction.completed"),
+            *[(i, "transaction.completed") for i in early],
+            (cancelled, "transaction.cancelled"),
+            *[(i, "transaction.completed") for i in completed],
+            (failed, "transaction.failed"),
+        ]
+    )
+    settled_order = [e.aggregate_id for e in recorded if e.aggregate_id in (*completed, failed)]
+    assert settled_order == [*completed, failed]
+    messages = receive(connection, queue, {str(e.event_id) for e in recorded})
+    mine = [m for m in messages if m.payload["data"]["id"] in ids]
+    by_id = {m.payload["id"]: m for m in mine}
+    assert len(mine) == len(by_id) == len(recorded)  # each once
+    for event in recorded:
+        message = by_id[str(event.event_id)]
+        assert message.payload == envelope(event)
+        assert message.delivery_info["routing_key"] == event.event_type
+        assert message.properties["message_id"] == str(event.event_id)
+        assert message.headers["event_type"] == event.event_type
+    failed_event = by_id[str(next(e.event_id for e in recorded if e.aggregate_id == failed))].payload
+    assert failed_event["data"]["failure_reason"] == "INSUFFICIENT_FUNDS"
+    assert failed_event["data"]["amount"] == 10_000
+    # Ordered per wallet: each wallet's events arrive in the order they were recorded.
+    arrival = defaultdict(list)
+    for message in mine:
+        for wallet_id in message.payload["wallet_ids"]:
+            arrival[wallet_id].append(message.payload["id"])
+    for wallet_id, arrived in arrival.items():
+        assert arrived == [str(e.event_id) for e in recorded if uuid.UUID(wallet_id) in e.wallet_ids]
+    assert all(e.published_at is not None for e in recorded_events(ids))
+
+
+def test_a_failed_publish_is_kept_and_retried_in_order(api):
+    from ledger.events import record_event
+    from models import OutboxEvent
+    from models.db import session_factory
+    from tasks.outbox import RELAY_LOCK_KEY, events_producer, relay_batch, relay_pending
+
+    relay_pending()  # publish whatever is pending, so the events below are first in line
+    with session_factory().begin() as session:
+        # Hold the relay lock: the worker's relay stays out of this test's way until it rolls back.
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RELAY_LOCK_KEY})
+        record_event(session, "test.first", aggregate=("test", "1"), data={"n": 1})
+        record_event(session, "test.second", aggregate=("test", "2"), data={"n": 2})
+        with events_producer("redis://127.0.0.1:1/0") as unreachable:
+            published, more = relay_batch(session, unreachable)
+        rows = list(
+            session.scalars(select(OutboxEvent).where(OutboxEvent.aggregate_type == "test").order_by(OutboxEvent.id))
+        )
+        assert (published, more) == (0, False)
+        first, second = rows[-2:]
+        assert first.published_at is None and first.attempts == 1 and first.last_error
+        assert first.next_attempt_at is not None
+        # The event behind the failed one waits for it: order is never broken to make progress.
+        assert second.attempts == 0 and second.published_at is None
+        # Until its retry time, the relay publishes nothing, even with a working broker.
+        with events_producer() as working:
+            assert relay_batch(session, working) == (0, False)
+            first.next_attempt_at = None
+            published, _ = relay_batch(session, working)
+        assert published >= 2 and first.published_at is not None and second.published_at is not None
+        session.rollback()

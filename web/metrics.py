@@ -1,0 +1,141 @@
+"""`/metrics` for Prometheus, and the per-request measurements behind it.
+
+Under gunicorn (PROMETHEUS_MULTIPROC_DIR set) the answer aggregates every web and worker process's
+samples; the system gauges (queue depth, outbox lag, last reconciliation) are read at scrape time
+from Redis and Postgres, so they are right whichever process answers and after any restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+from flask import Blueprint, Flask, Response, g, request
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+from sqlalchemy import text
+
+from models.db import get_engine
+from ops.metrics import HTTP_LATENCY, HTTP_REQUESTS, multiprocess_enabled
+from settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+blp = Blueprint("metrics", __name__)
+
+# Scrape-time reads must answer fast even when something is wrong.
+SCRAPE_STATEMENT_TIMEOUT_MS = 2000
+UNMATCHED_ROUTE = "<unmatched>"
+
+_OUTBOX_LAG = text(
+    """
+    SELECT COUNT(*), COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - MIN(created_at)), 0)
+      FROM outbox_events WHERE published_at IS NULL
+    """
+)
+_LAST_RUN = text(
+    """
+    SELECT mode, status, findings_count, EXTRACT(EPOCH FROM finished_at) AS finished
+      FROM reconciliation_runs WHERE organization_id IS NULL
+     ORDER BY started_at DESC LIMIT 1
+    """
+)
+
+
+class SystemCollector(Collector):
+    """Gauges read from Postgres and Redis when Prometheus scrapes."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield from self._queue_depth()
+        yield from self._database_gauges()
+
+    def _queue_depth(self) -> Iterator[GaugeMetricFamily]:
+        from workers.app import app as celery_app
+
+        family = GaugeMetricFamily("vaultcraft_queue_depth", "Messages waiting in a Celery queue", labels=["queue"])
+        try:
+            client = redis.Redis.from_url(get_settings().redis_url, socket_timeout=1, socket_connect_timeout=1)
+            for queue in celery_app.conf.task_queues or ():
+                family.add_metric([queue.name], client.llen(queue.name))
+        except redis.RedisError:
+            logger.warning("queue depth unavailable", exc_info=True)
+            return
+        yield family
+
+    def _database_gauges(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            with get_engine().connect() as connection:
+                connection.execute(text(f"SET LOCAL statement_timeout = {SCRAPE_STATEMENT_TIMEOUT_MS}"))
+                backlog, oldest_seconds = connection.execute(_OUTBOX_LAG).one()
+                last_run = connection.execute(_LAST_RUN).one_or_none()
+        except Exception:  # a scrape must answer even when Postgres does not
+            logger.warning("database gauges unavailable", exc_info=True)
+            return
+        yield GaugeMetricFamily("vaultcraft_outbox_backlog_events", "Events not yet published", value=backlog)
+        yield GaugeMetricFamily(
+            "vaultcraft_outbox_lag_seconds", "Age of the oldest unpublished event", value=float(oldest_seconds)
+        )
+        yield from self._last_run(last_run)
+
+    @staticmethod
+    def _last_run(row: Any) -> Iterator[GaugeMetricFamily]:
+        clean = GaugeMetricFamily(
+            "vaultcraft_reconciliation_last_clean",
+            "1 when the last platform-wide reconciliation run found no drift, 0 when it did",
+            labels=["mode"],
+        )
+        drift = GaugeMetricFamily(
+            "vaultcraft_reconciliation_last_drift_findings", "Findings of the last platform-wide run", labels=["mode"]
+        )
+        finished = GaugeMetricFamily(
+            "vaultcraft_reconciliation_last_run_timestamp_seconds", "When the last platform-wide run finished"
+        )
+        if row is not None:
+            clean.add_metric([row.mode], 1.0 if row.status == "CLEAN" else 0.0)
+            drift.add_metric([row.mode], float(row.findings_count))
+            finished.add_metric([], float(row.finished or 0))
+        yield from (clean, drift, finished)
+
+
+_system_registry = CollectorRegistry(auto_describe=False)
+_system_registry.register(SystemCollector())
+
+
+def _process_samples() -> bytes:
+    if not multiprocess_enabled():
+        return generate_latest(REGISTRY)
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry)
+
+
+@blp.route("/metrics")
+def metrics() -> Response:
+    """Prometheus text format: every process's samples and the system gauges."""
+    return Response(_process_samples() + generate_latest(_system_registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def _start_timer() -> None:
+    g.metrics_started = time.perf_counter()
+
+
+def _observe(response: Response) -> Response:
+    started = g.pop("metrics_started", None)
+    if started is not None:
+        route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
+        HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        HTTP_LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
+    return response
+
+
+def install(app: Flask) -> None:
+    app.before_request(_start_timer)
+    app.after_request(_observe)
+    app.register_blueprint(blp)

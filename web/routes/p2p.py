@@ -1,0 +1,150 @@
+"""Peer-to-peer requests: ask, list, settle (payer), decline (payer), cancel (payee)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask_smorest import Blueprint
+from sqlalchemy.orm import Session
+
+from ledger import p2p
+from ledger.p2p import NewRequest, Party, Settled
+from models import P2PRequest, P2PStatus
+from web.db import unit_of_work
+from web.routes import transactions as transaction_routes
+from web.schemas.common import IdempotencyHeaderSchema, page_schema
+from web.schemas.p2p import (
+    P2PListArgsSchema,
+    P2PRequestCreateSchema,
+    P2PRequestSchema,
+    P2PSettledSchema,
+    P2PSettleSchema,
+)
+from web.security import authenticated, current_actor
+
+blp = Blueprint("p2p", __name__, url_prefix="/api/v1/p2p", description="Peer-to-peer requests")
+
+P2PRequestPageSchema = page_schema(P2PRequestSchema, "P2PRequestPage")
+
+
+def request_views(session: Session, requests: list[P2PRequest]) -> list[dict[str, Any]]:
+    emails = p2p.party_emails(session, requests)
+    return [
+        {
+            "id": r.id,
+            "status": r.status,
+            "payee_id": r.payee_id,
+            "payee_email": emails.get(r.payee_id),
+            "payee_organization_id": r.payee_organization_id,
+            "payer_id": r.payer_id,
+            "payer_email": emails.get(r.payer_id),
+            "payer_organization_id": r.payer_organization_id,
+            "amount": r.amount,
+            "currency": r.currency,
+            "destination_wallet_id": r.destination_wallet_id,
+            "note": r.note,
+            "transaction_id": r.transaction_id,
+            "failure_reason": r.failure_reason,
+            "created_at": r.created_at,
+            "updated_at": r.updated_at,
+            "resolved_at": r.resolved_at,
+        }
+        for r in requests
+    ]
+
+
+def create_request(body: dict[str, Any]) -> dict[str, Any]:
+    new = NewRequest(
+        payer_email=body["payer_email"],
+        amount=body["amount"],
+        currency=body["currency"],
+        destination_wallet_id=body["destination_wallet_id"],
+        note=body["note"],
+    )
+    with unit_of_work() as session:
+        request = p2p.create_request(session, current_actor(session), new)
+        return request_views(session, [request])[0]
+
+
+def settle_request(
+    request_id: uuid.UUID, body: dict[str, Any], idempotency_key: str | None
+) -> tuple[dict[str, Any], int]:
+    """Write the transfer intent with the request's new state, commit, then publish it."""
+    with unit_of_work() as session:
+        settled: Settled = p2p.settle(
+            session,
+            current_actor(session),
+            request_id,
+            source_wallet_id=body["source_wallet_id"],
+            idempotency_key=idempotency_key,
+        )
+        view = {"request": request_views(session, [settled.request])[0], "transaction": settled.transaction}
+    if settled.created:
+        # Looked up on the module so a test can stand in for the broker in one place.
+        transaction_routes.enqueue_settlement([settled.transaction.id])
+    return view, 202 if settled.created else 200
+
+
+@blp.route("/requests", methods=["POST"])
+@authenticated(blp)
+@blp.arguments(P2PRequestCreateSchema)
+@blp.response(201, P2PRequestSchema)
+def create(body: dict[str, Any]) -> dict[str, Any]:
+    """The caller (payee) asks another user, in any organisation, for money into their own wallet."""
+    return create_request(body)
+
+
+@blp.route("/requests", methods=["GET"])
+@authenticated(blp)
+@blp.arguments(P2PListArgsSchema, location="query")
+@blp.response(200, P2PRequestPageSchema)
+def list_requests(args: dict[str, Any]) -> dict[str, Any]:
+    """Requests the caller is party to, newest first; `role=payer|payee` narrows to one side."""
+    with unit_of_work() as session:
+        page = p2p.list_requests(
+            session,
+            current_actor(session),
+            role=Party(args["role"]) if args["role"] else None,
+            status=P2PStatus(args["status"]) if args["status"] else None,
+            limit=args["limit"],
+            cursor=args["cursor"],
+        )
+        return {"items": request_views(session, page.items), "next_cursor": page.next_cursor}
+
+
+@blp.route("/requests/<uuid:request_id>", methods=["GET"])
+@authenticated(blp)
+@blp.response(200, P2PRequestSchema)
+def get_request(request_id: uuid.UUID) -> dict[str, Any]:
+    with unit_of_work() as session:
+        return request_views(session, [p2p.get_request(session, current_actor(session), request_id)])[0]
+
+
+@blp.route("/requests/<uuid:request_id>/settle", methods=["POST"])
+@authenticated(blp)
+@blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
+@blp.arguments(P2PSettleSchema)
+@blp.response(202, P2PSettledSchema)
+@blp.alt_response(200, schema=P2PSettledSchema, description="The request was already being paid: same transaction")
+def settle(body: dict[str, Any], request_id: uuid.UUID, idempotency_key: str | None) -> Any:
+    """The payer pays: one transfer intent; the request becomes SETTLED or FAILED with it."""
+    return settle_request(request_id, body, idempotency_key)
+
+
+@blp.route("/requests/<uuid:request_id>/decline", methods=["POST"])
+@authenticated(blp)
+@blp.response(200, P2PRequestSchema)
+def decline(request_id: uuid.UUID) -> dict[str, Any]:
+    """The payer refuses a REQUESTED request."""
+    with unit_of_work() as session:
+        return request_views(session, [p2p.decline(session, current_actor(session), request_id)])[0]
+
+
+@blp.route("/requests/<uuid:request_id>/cancel", methods=["POST"])
+@authenticated(blp)
+@blp.response(200, P2PRequestSchema)
+def cancel(request_id: uuid.UUID) -> dict[str, Any]:
+    """The payee withdraws a REQUESTED request."""
+    with unit_of_work() as session:
+        return request_views(session, [p2p.cancel(session, current_actor(session), request_id)])[0]

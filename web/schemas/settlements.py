@@ -1,0 +1,58 @@
+"""Settlement batch shapes."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields
+
+from web.schemas.common import PageArgsSchema
+
+
+class SettlementRunSchema(Schema):
+    cut_off = fields.AwareDateTime(
+        load_default=None,
+        metadata={"description": "settle obligations completed before this instant (default: now)"},
+    )
+
+
+class SettlementTotalSchema(Schema):
+    currency = fields.String()
+    gross_amount = fields.Integer(metadata={"description": "sum of every cross-organisation transfer settled"})
+    settled_amount = fields.Integer(metadata={"description": "what actually moved after netting"})
+    transfer_count = fields.Integer()
+
+
+class SettlementLegSchema(Schema):
+    id = fields.UUID()
+    organization_id = fields.UUID()
+    currency = fields.String()
+    sent_amount = fields.Integer(metadata={"description": "gross sent to other organisations"})
+    received_amount = fields.Integer(metadata={"description": "gross received from other organisations"})
+    net_position = fields.Integer(
+        metadata={
+            "description": "sent - received: > 0 the organisation pays, < 0 it receives; the treasury moves by it"
+        }
+    )
+    direction = fields.String(metadata={"description": "PAY, RECEIVE or FLAT"})
+    amount = fields.Integer(metadata={"description": "absolute value of net_position"})
+    transfer_count = fields.Integer()
+    treasury_wallet_id = fields.UUID()
+    clearing_wallet_id = fields.UUID()
+    transaction_id = fields.UUID(allow_none=True, metadata={"description": "the SETTLEMENT posting; null when FLAT"})
+
+
+class SettlementBatchSchema(Schema):
+    id = fields.UUID()
+    status = fields.String()
+    trigger = fields.String(metadata={"description": "SCHEDULE, OPERATOR or CLI"})
+    window_start = fields.DateTime(allow_none=True)
+    cut_off = fields.DateTime()
+    transfer_count = fields.Integer()
+    totals = fields.List(fields.Nested(SettlementTotalSchema))
+    legs = fields.List(
+        fields.Nested(SettlementLegSchema),
+        metadata={"description": "all legs for an operator; your organisation's for an OWNER/ADMIN"},
+    )
+    created_at = fields.DateTime()
+
+
+SettlementListArgsSchema = PageArgsSchema
