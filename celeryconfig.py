@@ -46,10 +46,30 @@ task_soft_time_limit = 90
 worker_prefetch_multiplier = 4
 worker_max_tasks_per_child = 10_000
 worker_send_task_events = True
-task_send_sent_event = True
+# Off (issue 3 request profile): on, every publish (one per accepted intent) also publishes a
+# task-sent event to the broker from the web process. Flower still sees every task through the
+# worker's received/started/succeeded events.
+task_send_sent_event = False
 
+# Settle tasks have the `settlement` queue to themselves (issue 3 profile). The outbox relay (woken
+# after every commit that writes events, so about one per settle task), the sweep, reconciliation
+# and settlement batches go to `maintenance`: a settle task never waits behind them in one FIFO, and
+# the `settlement` depth counts only intents waiting. The Procfile worker consumes both queues.
 task_default_queue = "settlement"
-task_queues = (Queue("settlement", Exchange("settlement"), routing_key="settlement"),)
+task_queues = (
+    Queue("settlement", Exchange("settlement"), routing_key="settlement"),
+    Queue("maintenance", Exchange("maintenance"), routing_key="maintenance"),
+)
+task_routes = {
+    name: {"queue": "maintenance"}
+    for name in (
+        "tasks.relay_events",
+        "tasks.sweep_pending_transactions",
+        "tasks.run_settlement_batch",
+        "tasks.reconcile_incremental",
+        "tasks.reconcile_full",
+    )
+}
 
 imports = ("tasks.settlement", "tasks.settlement_batches", "tasks.outbox", "tasks.reconciliation")
 

@@ -30,7 +30,8 @@ from datetime import datetime
 from sqlalchemy import insert, select, tuple_
 from sqlalchemy.orm import Session
 
-from ledger.posting import Intent, Plan, PlannedEntry, WalletState, plan_postings
+from ledger.posting import Intent, Plan, PlannedEntry, WalletState, any_id, plan_postings
+from ledger.risk import RiskBudget
 from ledger.wallets import get_or_create_system_wallet
 from models import (
     CLEARING_WALLET_NAME,
@@ -109,7 +110,7 @@ def route_intents(session: Session, intents: Sequence[Intent]) -> Routes:
     owners = {
         row.id: (row.organization_id, row.currency)
         for row in session.execute(
-            select(Wallet.id, Wallet.organization_id, Wallet.currency).where(Wallet.id.in_(wallet_ids))
+            select(Wallet.id, Wallet.organization_id, Wallet.currency).where(any_id(Wallet.id, wallet_ids))
         )
     }
     crossing = []
@@ -139,7 +140,7 @@ def _clearing_active(route: Route, wallets: dict[uuid.UUID, WalletState]) -> boo
 
 
 def plan_with_obligations(
-    intents: Sequence[Intent], wallets: dict[uuid.UUID, WalletState], routes: Routes
+    intents: Sequence[Intent], wallets: dict[uuid.UUID, WalletState], routes: Routes, budget: RiskBudget | None = None
 ) -> tuple[Plan, list[PlannedObligation]]:
     """`plan_postings`, plus one obligation per completed cross-organisation intent. Pure.
 
@@ -151,7 +152,7 @@ def plan_with_obligations(
         for i in intents
         if i.id in routes.by_intent and not _clearing_active(routes.by_intent[i.id], wallets)
     }
-    plan = plan_postings([i for i in intents if i.id not in refused], wallets)
+    plan = plan_postings([i for i in intents if i.id not in refused], wallets, budget)
     plan.failed.update(refused)
     by_id = {i.id: i for i in intents}
     obligations = []

@@ -25,10 +25,10 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import insert, text
+from sqlalchemy.orm import Session
 
-from models import OutboxEvent, Transaction, TransactionStatus, Wallet
+from models import OutboxEvent, Transaction, TransactionStatus
 
 if TYPE_CHECKING:
     from ledger.posting import Plan
@@ -94,24 +94,6 @@ def record_event(
     _insert(session, [_row(event_type, aggregate, data, wallet_ids, organization_ids)])
 
 
-def _transaction_rows(session: Session, transaction_ids: Sequence[uuid.UUID]) -> list[Any]:
-    source, destination = aliased(Wallet), aliased(Wallet)
-    return list(
-        session.execute(
-            select(
-                Transaction,
-                source.organization_id.label("source_organization_id"),
-                destination.organization_id.label("destination_organization_id"),
-            )
-            .join(source, source.id == Transaction.source_wallet_id)
-            .join(destination, destination.id == Transaction.destination_wallet_id)
-            .where(Transaction.id.in_(transaction_ids))
-            .order_by(Transaction.created_at, Transaction.id)
-            .execution_options(populate_existing=True)
-        )
-    )
-
-
 def transaction_data(transaction: Transaction) -> dict[str, Any]:
     """The transaction as events carry it (the same fields the API shows)."""
     return {
@@ -132,27 +114,76 @@ def transaction_data(transaction: Transaction) -> dict[str, Any]:
     }
 
 
+def _iso(column: str) -> str:
+    """SQL for `datetime.isoformat()` of a timestamptz in the session's time zone, as `_json` writes it
+    (microseconds only when non-zero, offset as +HH:MM)."""
+    return (
+        f"to_char({column}, 'YYYY-MM-DD\"T\"HH24:MI:SS')"
+        f" || CASE WHEN extract(microseconds FROM {column})::bigint % 1000000 = 0 THEN ''"
+        f" ELSE to_char({column}, '.US') END || to_char({column}, 'TZH:TZM')"
+    )
+
+
+def _sorted_pair(a: str, b: str) -> str:
+    """SQL for `sorted({a, b})` of two uuids (uuid order in Postgres is Python's `UUID.int` order)."""
+    return f"CASE WHEN {a} = {b} THEN ARRAY[{a}] ELSE ARRAY[LEAST({a}, {b}), GREATEST({a}, {b})] END"
+
+
+_EVENT_TYPE_SQL = " ".join(f"WHEN '{status.value}' THEN '{name}'" for status, name in TRANSACTION_EVENT_TYPES.items())
+
+# One statement per unit of work, whatever its size: the events are built in Postgres from the rows
+# as they stand now (the same fields as `transaction_data`, converted as `_json` converts them), in
+# intent order (the identity follows the ORDER BY), and only what the after-commit hooks need
+# comes back. An id whose status has no event (still PENDING) gets none.
+_RECORD_TRANSACTION_EVENTS = text(
+    f"""
+    WITH final AS MATERIALIZED (
+        SELECT t.id, t.type, t.status, t.failure_reason, t.amount, t.currency, t.source_wallet_id,
+               t.destination_wallet_id, t.organization_id, t.description, t.metadata, t.request_id,
+               t.created_at, t.completed_at,
+               s.organization_id AS source_organization_id, d.organization_id AS destination_organization_id,
+               CASE t.status {_EVENT_TYPE_SQL} END AS event_type
+          FROM transactions AS t
+          JOIN wallets AS s ON s.id = t.source_wallet_id
+          JOIN wallets AS d ON d.id = t.destination_wallet_id
+         WHERE t.id = ANY(CAST(:ids AS uuid[]))
+    ), written AS (
+        INSERT INTO outbox_events (event_id, event_type, aggregate_type, aggregate_id, payload, wallet_ids,
+                                   organization_ids)
+        SELECT gen_random_uuid(), f.event_type, 'transaction', f.id::text,
+               jsonb_build_object(
+                   'id', f.id::text, 'type', f.type, 'status', f.status, 'failure_reason', f.failure_reason,
+                   'amount', f.amount, 'currency', f.currency, 'source_wallet_id', f.source_wallet_id::text,
+                   'destination_wallet_id', f.destination_wallet_id::text,
+                   'organization_id', f.organization_id::text, 'description', f.description,
+                   'metadata', f.metadata, 'request_id', f.request_id,
+                   'created_at', {_iso("f.created_at")}, 'completed_at', {_iso("f.completed_at")}
+               ),
+               {_sorted_pair("f.source_wallet_id", "f.destination_wallet_id")},
+               {_sorted_pair("f.source_organization_id", "f.destination_organization_id")}
+          FROM (SELECT * FROM final WHERE event_type IS NOT NULL ORDER BY created_at, id) AS f
+    )
+    SELECT status, type, greatest(extract(epoch FROM completed_at - created_at), 0)::float8, request_id, id
+      FROM final
+     WHERE event_type IS NOT NULL
+     ORDER BY created_at, id
+    """
+)
+
+
 def record_transaction_events(session: Session, transaction_ids: Sequence[uuid.UUID]) -> None:
-    """One event per transaction that reached a final status in this unit of work, in intent order."""
+    """One event per transaction that reached a final status in this unit of work, in intent order.
+
+    Set-based: one INSERT ... SELECT, however many transactions (a settlement batch has 1,000)."""
     if not transaction_ids:
         return
     session.flush()
-    rows, settled = [], []
-    for transaction, source_org, destination_org in _transaction_rows(session, transaction_ids):
-        status = TransactionStatus(transaction.status)
-        rows.append(
-            _row(
-                TRANSACTION_EVENT_TYPES[status],
-                ("transaction", transaction.id),
-                transaction_data(transaction),
-                (transaction.source_wallet_id, transaction.destination_wallet_id),
-                (source_org, destination_org),
-            )
-        )
-        latency = (transaction.completed_at - transaction.created_at).total_seconds()
-        settled.append((status.value, transaction.type, max(latency, 0.0), transaction.request_id, transaction.id))
-    _insert(session, rows)
-    session.info.setdefault(SETTLED_KEY, []).extend(settled)
+    settled = session.execute(_RECORD_TRANSACTION_EVENTS, {"ids": list(transaction_ids)}).all()
+    if not settled:
+        return
+    session.info[OUTBOX_WRITTEN_KEY] = True
+    # (status, type, accepted-to-final seconds, request id, transaction id) per transaction.
+    session.info.setdefault(SETTLED_KEY, []).extend(tuple(row) for row in settled)
 
 
 def record_settlement_events(session: Session, plan: Plan, posted_at: datetime) -> None:

@@ -10,6 +10,9 @@ second settle (a retry, or another thread at the same moment) finds the request 
 the same transaction back. The request follows its transaction in the database transaction that
 settles it: `ledger.posting` calls `follow_outcomes`, and cancelling the intent calls it too.
 Only the payer sees settle and decline, only the payee cancel; for anyone else the request is 404.
+
+Every change of state writes a `p2p_request.<status>` event (`p2p_request.requested`, `.settling`,
+`.settled`, `.failed`, `.declined`, `.cancelled`) to the outbox in the same database transaction.
 """
 
 from __future__ import annotations
@@ -19,18 +22,39 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import func, or_, select, text
 from sqlalchemy.orm import Session
 
 from ledger.access import Actor, can_debit, get_debitable_wallet, get_visible_wallet
 from ledger.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from ledger.events import record_event
 from ledger.identity import find_user_by_email
 from ledger.intents import TransferRequest, submit_transfer
 from ledger.pagination import Page, paginate
 from models import P2PRequest, P2PStatus, Transaction, User, WalletStatus, WalletType
 
 TRANSACTION_CANCELLED = "TRANSACTION_CANCELLED"
+# The outbox event each state is announced with.
+EVENT_TYPES = {status: f"p2p_request.{status.value.lower()}" for status in P2PStatus}
+# What a request's events carry: the request as the API shows it, without the parties' emails.
+EVENT_FIELDS = (
+    "id",
+    "status",
+    "payee_id",
+    "payee_organization_id",
+    "payer_id",
+    "payer_organization_id",
+    "amount",
+    "currency",
+    "destination_wallet_id",
+    "note",
+    "transaction_id",
+    "failure_reason",
+    "created_at",
+    "resolved_at",
+)
 
 
 class Party(StrEnum):
@@ -52,6 +76,25 @@ class Settled:
     request: P2PRequest
     transaction: Transaction
     created: bool
+
+
+def request_data(request: Any) -> dict[str, Any]:
+    """A request (a P2PRequest, or a row with the same column names) as its events carry it."""
+    data = {name: getattr(request, name) for name in EVENT_FIELDS}
+    data["status"] = str(P2PStatus(data["status"]))
+    return data
+
+
+def record_request_event(session: Session, request: Any) -> None:
+    """Announce the request's current state, in the caller's database transaction."""
+    record_event(
+        session,
+        EVENT_TYPES[P2PStatus(request.status)],
+        aggregate=("p2p_request", request.id),
+        data=request_data(request),
+        wallet_ids=[request.destination_wallet_id],
+        organization_ids=[request.payee_organization_id, request.payer_organization_id],
+    )
 
 
 def _now(session: Session) -> datetime:
@@ -94,6 +137,7 @@ def create_request(session: Session, actor: Actor, request: NewRequest) -> P2PRe
     session.add(p2p_request)
     session.flush()
     session.refresh(p2p_request)
+    record_request_event(session, p2p_request)
     return p2p_request
 
 
@@ -167,6 +211,7 @@ def settle(
     request.status = P2PStatus.SETTLING
     request.transaction_id = submitted.transaction.id
     session.flush()
+    record_request_event(session, request)
     return Settled(request, submitted.transaction, created=True)
 
 
@@ -187,6 +232,7 @@ def _resolve(session: Session, request: P2PRequest, status: P2PStatus) -> P2PReq
     request.status = status
     request.resolved_at = _now(session)
     session.flush()
+    record_request_event(session, request)
     return request
 
 
@@ -242,6 +288,9 @@ _FOLLOW = text(
       FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:reasons AS text[]))
            AS v(id, status, reason)
      WHERE r.transaction_id = v.id AND r.status = 'SETTLING'
+    RETURNING r.id, r.status, r.payee_id, r.payee_organization_id, r.payer_id, r.payer_organization_id,
+              r.amount, r.currency, r.destination_wallet_id, r.note, r.transaction_id, r.failure_reason,
+              r.created_at, r.resolved_at
     """
 )
 
@@ -251,11 +300,15 @@ def follow_outcomes(
 ) -> None:
     """Requests whose transactions just reached a final status follow them: SETTLED or FAILED.
 
-    Runs in the caller's database transaction, the one that writes those final statuses.
+    Runs in the caller's database transaction, the one that writes those final statuses, and writes
+    each changed request's `p2p_request.settled` / `.failed` event in it too.
     """
     ids = [*completed, *failed]
     if not ids:
         return
     statuses = [P2PStatus.SETTLED.value] * len(completed) + [P2PStatus.FAILED.value] * len(failed)
     reasons: list[str | None] = [None] * len(completed) + [str(reason) for reason in failed.values()]
-    session.execute(_FOLLOW, {"ids": ids, "statuses": statuses, "reasons": reasons, "at": at})
+    changed = session.execute(_FOLLOW, {"ids": ids, "statuses": statuses, "reasons": reasons, "at": at}).all()
+    position = {transaction_id: index for index, transaction_id in enumerate(ids)}
+    for request in sorted(changed, key=lambda row: position[row.transaction_id]):  # in intent order
+        record_request_event(session, request)

@@ -10,6 +10,9 @@ All of it is one database transaction: a crash leaves nothing, a commit leaves e
 caller commits. Batches are serialised by the advisory lock and each claims only obligations with
 no batch yet, so two batches started together settle every obligation once; a cut-off is unique, so
 asking for the same cut-off twice returns the first batch.
+
+A new batch writes a `settlement_batch.completed` event (the batch with its legs) in the same
+transaction, while it still holds its wallets' locks; `audit_run` records who ran it.
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ from typing import Any
 from sqlalchemy import Select, exists, false, func, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
+from ledger import audit
 from ledger.access import Actor, require_org_admin
 from ledger.clearing import system_wallet_ids
 from ledger.errors import Conflict, InvalidRequest, NotFound
+from ledger.events import record_event
 from ledger.netting import Obligation, Position, currency_totals, net_positions
 from ledger.pagination import Page, paginate
 from ledger.posting import PlannedEntry, WalletState, _write_balances, _write_entries, lock_wallets
@@ -48,6 +53,9 @@ from models import (
 BATCH_ADVISORY_LOCK_KEY = 7261004
 # Obligations one batch settles at most; the rest wait for the next batch, oldest first.
 BATCH_OBLIGATIONS_MAX = 50_000
+BATCH_COMPLETED = "settlement_batch.completed"
+# Who ran a batch without a user behind it, as the audit log names them.
+SYSTEM_ACTOR_LABELS = {BatchTrigger.SCHEDULE: "system:beat", BatchTrigger.CLI: "system:cli"}
 
 
 @dataclass(frozen=True)
@@ -164,6 +172,7 @@ def run_batch(
     _write_balances(session, [w for w in wallets.values() if w.touched])
     _write_legs(session, batch, legs, posted_at)
     _mark_settled(session, batch.id, claimed)
+    _record_completed(session, batch, legs)
     return BatchRun(batch, created=True)
 
 
@@ -276,6 +285,80 @@ def _mark_settled(session: Session, batch_id: uuid.UUID, claimed: list[ClaimedOb
         .execution_options(synchronize_session=False)
     )
     assert marked.rowcount == len(ids), "every claimed obligation and its transfer are settled exactly once"  # type: ignore[attr-defined]
+
+
+def _leg_data(leg: PlannedLeg) -> dict[str, Any]:
+    p = leg.position
+    return {
+        "organization_id": str(p.organization_id),
+        "currency": p.currency,
+        "sent_amount": p.sent_amount,
+        "received_amount": p.received_amount,
+        "net_position": p.net_position,
+        "direction": str(_leg_direction(p)),
+        "transfer_count": p.transfer_count,
+        "treasury_wallet_id": str(leg.treasury_wallet_id),
+        "clearing_wallet_id": str(leg.clearing_wallet_id),
+        "transaction_id": str(leg.transaction_id) if leg.transaction_id else None,
+    }
+
+
+def batch_data(batch: SettlementBatch) -> dict[str, Any]:
+    """The batch as its event and audit rows carry it (without legs)."""
+    return {
+        "id": batch.id,
+        "status": str(batch.status),
+        "trigger": str(batch.trigger),
+        "window_start": batch.window_start,
+        "cut_off": batch.cut_off,
+        "transfer_count": batch.transfer_count,
+        "totals": batch.totals,
+        "created_at": batch.created_at,
+    }
+
+
+def _record_completed(session: Session, batch: SettlementBatch, legs: list[PlannedLeg]) -> None:
+    """`settlement_batch.completed`, naming every organisation and system wallet the batch moved."""
+    record_event(
+        session,
+        BATCH_COMPLETED,
+        aggregate=("settlement_batch", batch.id),
+        data={**batch_data(batch), "legs": [_leg_data(leg) for leg in legs]},
+        wallet_ids=[w for leg in legs for w in (leg.treasury_wallet_id, leg.clearing_wallet_id)],
+        organization_ids=[leg.position.organization_id for leg in legs],
+    )
+
+
+def audit_run(session: Session, run: BatchRun, *, actor: Actor | None, origin: audit.Origin) -> None:
+    """`settlement.run` for whoever ran the batch (an operator, or beat / the CLI as `system:...`), and,
+    for a new batch, one row per organisation with a leg in it, so its OWNER/ADMIN see the run too."""
+    batch = run.batch
+    after = {**batch_data(batch), "new_batch": run.created}
+    label = None if actor else SYSTEM_ACTOR_LABELS.get(BatchTrigger(batch.trigger), "system")
+    positions = _positions_by_organization(session, batch.id) if run.created else {}
+    own = actor.organization_id if actor else None
+    rows = [(own, positions.get(own) if own else None)]
+    rows += [(org, positions[org]) for org in sorted(positions) if org != own]
+    for organization_id, own_positions in rows:
+        audit.record(
+            session,
+            actor,
+            "settlement.run",
+            target=("settlement_batch", batch.id),
+            after={**after, "positions": own_positions} if own_positions else after,
+            organization_id=organization_id,
+            actor_label=label,
+            origin=origin,
+        )
+
+
+def _positions_by_organization(session: Session, batch_id: uuid.UUID) -> dict[uuid.UUID, list[dict[str, Any]]]:
+    positions: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    for leg in session.scalars(select(SettlementLeg).where(SettlementLeg.batch_id == batch_id)):
+        positions.setdefault(leg.organization_id, []).append(
+            {"currency": leg.currency, "net_position": leg.net_position, "direction": str(leg.direction)}
+        )
+    return positions
 
 
 # --- reading batches -------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from models.reconciliation import (
     ReconciliationRun,
     ReconciliationStatus,
 )
+from models.risk import RiskLimits
 from models.settlement import BatchStatus, BatchTrigger, LegDirection, SettlementBatch, SettlementLeg
 from models.token import RevokedToken
 from models.transaction import (
@@ -62,6 +63,7 @@ __all__ = [
     "ReconciliationRun",
     "ReconciliationStatus",
     "RevokedToken",
+    "RiskLimits",
     "Role",
     "SettlementBatch",
     "SettlementLeg",

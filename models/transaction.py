@@ -39,6 +39,8 @@ class FailureReason(enum.StrEnum):
     INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
     WALLET_NOT_ACTIVE = "WALLET_NOT_ACTIVE"
     CURRENCY_MISMATCH = "CURRENCY_MISMATCH"
+    # Over one of the source organisation's risk limits (models/risk.py, ledger/risk.py).
+    RISK_LIMIT = "RISK_LIMIT"
 
 
 DESCRIPTION_LENGTH_MAX = 500

@@ -9,6 +9,7 @@ unix socket only and Redis on a free loopback port, so nothing assumes the stand
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import shutil
 import socket
@@ -47,6 +48,9 @@ def _redis_dir() -> Path:
 def ensure_postgres() -> str:
     """Start (or reuse) the embedded Postgres; return a URL to the `vaultcraft` database."""
     import pgserver  # imported lazily: only an embedded set-up needs it
+
+    # pgserver logs every handle at INFO, also from an atexit hook after test runners closed streams.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
 
     with _exclusive("postgres"):
         server = pgserver.get_server(_postgres_dir(), cleanup_mode=None)

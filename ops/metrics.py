@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections import Counter as Counter_
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,25 +70,57 @@ def note_accepted(session: Session, transaction_type: str) -> None:
 def _observe(info: dict[str, Any]) -> None:
     for transaction_type in info.pop(ACCEPTED_KEY, ()):
         INTENTS_ACCEPTED.labels(transaction_type).inc()
-    for status, transaction_type, latency_seconds, request_id, transaction_id in info.pop(SETTLED_KEY, ()):
-        TRANSACTIONS_SETTLED.labels(transaction_type, status).inc()
-        SETTLE_LATENCY.labels(status).observe(latency_seconds)
-        logger.info(
-            "transaction %s",
-            status.lower(),
-            extra={
-                "transaction_id": str(transaction_id),
-                "request_id": request_id,
-                "status": status,
-                "latency_ms": round(latency_seconds * 1000, 1),
-            },
-        )
+    settled = info.pop(SETTLED_KEY, ())
+    if settled:
+        _observe_settled(settled)
     run = info.pop(RUN_RECONCILIATION_NOTE, None)
     if run is not None:
         mode, status, findings = run
         RECONCILIATION_RUNS.labels(mode, status).inc()
         if findings:
             RECONCILIATION_DRIFT.labels(mode).inc(findings)
+
+
+def _observe_settled(settled: Sequence[tuple[str, str, float, str | None, Any]]) -> None:
+    """Transactions that reached a final status in one commit (a settlement batch: up to 1,000).
+
+    Counters move once per (type, status); the latency histogram takes every observation. Logging
+    is one summary line per commit, plus one line per transaction that carries an API request id
+    (so that request can be followed into its settlement); the others log at DEBUG only.
+    """
+    counts: Counter_[tuple[str, str]] = Counter_()
+    latency_max: dict[str, float] = {}
+    debug = logger.isEnabledFor(logging.DEBUG)
+    histograms: dict[str, Any] = {}
+    for status, transaction_type, latency_seconds, request_id, transaction_id in settled:
+        counts[(transaction_type, status)] += 1
+        histogram = histograms.get(status) or histograms.setdefault(status, SETTLE_LATENCY.labels(status))
+        histogram.observe(latency_seconds)
+        latency_max[status] = max(latency_max.get(status, 0.0), latency_seconds)
+        if request_id is not None or debug:
+            logger.log(
+                logging.INFO if request_id is not None else logging.DEBUG,
+                "transaction %s",
+                status.lower(),
+                extra={
+                    "transaction_id": str(transaction_id),
+                    "request_id": request_id,
+                    "status": status,
+                    "latency_ms": round(latency_seconds * 1000, 1),
+                },
+            )
+    by_status: Counter_[str] = Counter_()
+    for (transaction_type, status), count in counts.items():
+        TRANSACTIONS_SETTLED.labels(transaction_type, status).inc(count)
+        by_status[status] += count
+    logger.info(
+        "transactions final",
+        extra={
+            "count": len(settled),
+            **{status.lower(): count for status, count in sorted(by_status.items())},
+            "latency_ms_max": round(max(latency_max.values()) * 1000, 1),
+        },
+    )
 
 
 def _after_commit(session: Session) -> None:

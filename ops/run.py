@@ -13,6 +13,20 @@ from pathlib import Path
 from ops import devservers
 from settings import PROJECT_ROOT, VAR_DIR
 
+# Broker clients that a Redis blip can kill (see ops/respawn.py); honcho would stop everything with them.
+SUPERVISED_PROCESSES = ("worker", "beat")
+
+
+def supervised_procfile(procfile: str) -> str:
+    """The Procfile with worker and beat run under ops.respawn; docker compose restarts them instead."""
+    lines = []
+    for line in procfile.splitlines():
+        name, _, command = line.partition(": ")
+        if name in SUPERVISED_PROCESSES:
+            line = f"{name}: python -m ops.respawn -- {command}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
 
 def main() -> int:
     embedded = {name: not os.environ.get(name) for name in ("DATABASE_URL", "REDIS_URL")}
@@ -34,7 +48,9 @@ def main() -> int:
         f"Flower http://127.0.0.1:{os.environ['FLOWER_PORT']}  (Ctrl-C stops everything)",
         flush=True,
     )
-    honcho = [sys.executable, "-m", "honcho", "-f", str(PROJECT_ROOT / "Procfile"), "start"]
+    run_procfile = VAR_DIR / "Procfile.run"
+    run_procfile.write_text(supervised_procfile((PROJECT_ROOT / "Procfile").read_text()))
+    honcho = [sys.executable, "-m", "honcho", "-f", str(run_procfile), "-d", str(PROJECT_ROOT), "start"]
     try:
         return subprocess.call(honcho, cwd=PROJECT_ROOT)
     except KeyboardInterrupt:

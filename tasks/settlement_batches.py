@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import datetime
 
 from sqlalchemy.exc import DBAPIError
 
-from ledger.settlement_batches import run_batch
+from ledger.access import Actor
+from ledger.audit import SYSTEM_ORIGIN, Origin
+from ledger.settlement_batches import audit_run, run_batch
 from models import BatchTrigger, SettlementBatch
 from models.db import session_factory
 from settings import get_settings
@@ -19,17 +20,24 @@ logger = logging.getLogger(__name__)
 
 
 def run_settlement_batch(
-    trigger: BatchTrigger, *, created_by: uuid.UUID | None = None, cut_off: datetime | None = None
+    trigger: BatchTrigger,
+    *,
+    actor: Actor | None = None,
+    cut_off: datetime | None = None,
+    origin: Origin = SYSTEM_ORIGIN,
 ) -> tuple[SettlementBatch, bool]:
     """Run one batch in its own database transaction; lock contention is retried a bounded number of times.
 
-    Returns the batch and whether this call created it (False: the cut-off was already settled).
+    `actor` is the operator who asked (None for beat and the CLI); the run is audited in the same
+    transaction. Returns the batch and whether this call created it (False: the cut-off was already settled).
     """
+    created_by = actor.user_id if actor else None
     attempts_max = get_settings().settle_retries_max
     for attempt in range(1, attempts_max + 1):
         try:
             with session_factory().begin() as session:
                 run = run_batch(session, trigger=trigger, created_by=created_by, cut_off=cut_off)
+                audit_run(session, run, actor=actor, origin=origin)
             logger.info(
                 "settlement batch",
                 extra={"batch_id": str(run.batch.id), "new_batch": run.created, "transfers": run.batch.transfer_count},

@@ -62,7 +62,7 @@ def start_worker(name: str, concurrency: int = 2, extra_env: dict[str, str] | No
         "--pool",
         "prefork",
         "--queues",
-        "settlement",
+        "settlement,maintenance",
         "--hostname",
         f"{name}@%h",
         "--without-gossip",

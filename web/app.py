@@ -7,7 +7,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from ops.logging_setup import configure_logging
 from ops.metrics import install_commit_hooks
-from settings import get_settings
+from settings import Settings, get_settings
 from tasks.outbox import install_wake_hook
 from web import metrics, request_context
 from web.api import api
@@ -22,6 +22,7 @@ from web.routes import (
     organizations,
     p2p,
     reconciliation,
+    risk,
     settlements,
     transactions,
     wallets,
@@ -40,10 +41,11 @@ API_BLUEPRINTS = (
     compat.blp,
     reconciliation.blp,
     audit.blp,
+    risk.blp,
 )
 
 
-def _configure_openapi(app: Flask) -> None:
+def _configure_openapi(app: Flask, settings: Settings) -> None:
     app.config.update(
         API_TITLE="VaultCraft",
         API_VERSION="v1",
@@ -54,7 +56,13 @@ def _configure_openapi(app: Flask) -> None:
         # Swagger UI's assets come from a pip package, so /docs works with no internet access.
         OPENAPI_SWAGGER_UI_URL="/docs/assets/",
         API_SPEC_OPTIONS={
-            "info": {"description": "Durable transfer intents settled into a double-entry ledger."},
+            "info": {
+                "description": (
+                    "Durable transfer intents settled into a double-entry ledger. Amounts are integers in "
+                    f"minor units. Request bodies are limited to {settings.request_body_bytes_max} bytes "
+                    "(413 beyond); every string field states its maxLength."
+                )
+            },
             "components": {"securitySchemes": SECURITY_SCHEMES},
         },
     )
@@ -68,7 +76,7 @@ def create_app() -> Flask:
     app = Flask("vaultcraft")
     app.config["MAX_CONTENT_LENGTH"] = settings.request_body_bytes_max
     app.url_map.strict_slashes = False
-    _configure_openapi(app)
+    _configure_openapi(app, settings)
     configure_jwt(app, settings)
     init_limits(app, settings)
     api.init_app(app)

@@ -14,14 +14,14 @@ import uuid
 from typing import Any
 
 from flask import Flask, Response, g, has_request_context, request
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from ledger import audit as audit_trail
 from ledger import events
 from ledger.access import Actor
 from ledger.intents import Submitted
-from models import Transaction, User, Wallet, WalletMember
+from models import Transaction, TransactionStatus, User, Wallet, WalletMember
 from models.audit import REQUEST_ID_LENGTH_MAX
 from ops.logging_setup import request_id_var
 from ops.metrics import note_accepted
@@ -107,10 +107,19 @@ def _end(_error: BaseException | None) -> None:
             request_id_var.reset(token)
 
 
+def _stamp_intent(_mapper: Any, _connection: Any, target: Transaction) -> None:
+    """An intent inserted while answering a request carries the request's id in its INSERT, so
+    `intent_accepted` then sets an equal value and no UPDATE of the new row follows."""
+    if target.request_id is None and target.status == TransactionStatus.PENDING and has_request_context():
+        target.request_id = request_id()
+
+
 def install(app: Flask) -> None:
     app.before_request(_begin)
     app.after_request(_answer)
     app.teardown_request(_end)
+    if not event.contains(Transaction, "before_insert", _stamp_intent):
+        event.listen(Transaction, "before_insert", _stamp_intent)
 
 
 def wallet_status(session: Session, wallet_id: uuid.UUID) -> str | None:

@@ -10,7 +10,7 @@ from functools import lru_cache
 from typing import Any
 
 import redis
-from flask import Flask
+from flask import Flask, g, has_request_context
 from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token, decode_token
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -69,6 +69,8 @@ def revoke(payload: dict[str, Any], refresh_lifetime: timedelta) -> None:
 
     Postgres is the record, so a logout survives a Redis restart or outage; Redis answers most checks.
     """
+    if has_request_context():
+        g.pop(_REVOKED_ANSWERS, None)  # this request's cached answer is out of date
     # Keep the mark as long as the longest-lived token it covers could still be presented.
     ttl_seconds = max(int(payload["exp"] - time.time()), int(refresh_lifetime.total_seconds()), 1)
     jtis = _jtis_of(payload)
@@ -102,11 +104,23 @@ def _revoked_in_postgres(jtis: list[str]) -> bool:
         return session.scalar(select(RevokedToken.jti).where(RevokedToken.jti.in_(jtis)).limit(1)) is not None
 
 
+# flask.g key: this request's revocation answers, by the token's jtis.
+_REVOKED_ANSWERS = "vaultcraft_revoked_answers"
+
+
 @jwt.token_in_blocklist_loader
 def _is_revoked(_header: dict[str, Any], payload: dict[str, Any]) -> bool:
     jtis = _jtis_of(payload)
+    # A token is verified twice per write request (the rate limiter's key, then the view); the
+    # answer is asked once per request: a Redis round trip and a Postgres query each time otherwise.
+    answers: dict[tuple[str, ...], bool] | None = g.setdefault(_REVOKED_ANSWERS, {}) if has_request_context() else None
+    if answers is not None and tuple(jtis) in answers:
+        return answers[tuple(jtis)]
     # A hit in Redis is final. A miss is confirmed in Postgres: Redis may have restarted empty.
-    return bool(_revoked_in_redis(jtis)) or _revoked_in_postgres(jtis)
+    revoked = bool(_revoked_in_redis(jtis)) or _revoked_in_postgres(jtis)
+    if answers is not None:
+        answers[tuple(jtis)] = revoked
+    return revoked
 
 
 def _unauthenticated(code: str, message: str) -> Any:

@@ -110,6 +110,7 @@ def test_other_write_endpoints_validate(api, db, world):
             {"email": "a@b.co", "password": "long enough", "full_name": "A", "role": "OWNER"},
         ),
         ("POST", "/auth/signup", {"email": "a@b.co", "password": "x" * 73, "full_name": "A", "organization_name": "O"}),
+        ("POST", "/auth/signup", {"email": "a@b.co", "password": "é" * 40, "full_name": "A", "organization_name": "O"}),
         (
             "POST",
             "/auth/signup",

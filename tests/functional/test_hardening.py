@@ -145,3 +145,10 @@ def test_signup_ignores_no_role_or_tenant_fields(api, db):
     assert response.status_code == 422
     assert "role" in response.json["error"]["details"]
     assert db.row_counts() == before
+
+
+def test_login_is_limited_per_address(api, app, monkeypatch):
+    users = [api.signup() for _ in range(4)]
+    monkeypatch.setitem(app.config, "LOGIN_LIMIT_PER_ADDRESS", "3 per minute")
+    codes = [api.post("/auth/login", json={"email": u.email, "password": u.password}).status_code for u in users]
+    assert codes == [200, 200, 200, 429]

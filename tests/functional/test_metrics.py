@@ -120,7 +120,7 @@ def stack(tmp_path):
 def _start_worker_on(redis_url: str, env: dict[str, str], log) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "celery", "--app", "workers.app", "worker", "--loglevel", "INFO",
-        "--concurrency", "2", "--pool", "prefork", "--queues", "settlement",
+        "--concurrency", "2", "--pool", "prefork", "--queues", "settlement,maintenance",
         "--hostname", f"metrics-{uuid.uuid4().hex[:6]}@%h", "--without-gossip", "--without-mingle",
     ]  # fmt: skip
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -93,3 +93,10 @@ def test_transfer_over_real_http_completes(web_url, worker):
     assert response.status_code == 202
     final = requests.get(f"{web_url}{response.headers['Location']}?wait=10", headers=auth, timeout=15).json()
     assert final["status"] == "COMPLETED"
+
+
+def test_openapi_states_the_body_limit(web_url):
+    spec = requests.get(f"{web_url}/openapi.json", timeout=5).json()
+    assert "1048576 bytes" in spec["info"]["description"]
+    transfer = spec["components"]["schemas"]["Transfer"]["properties"]
+    assert transfer["description"]["maxLength"] == 500

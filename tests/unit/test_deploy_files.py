@@ -35,3 +35,16 @@ def test_compose_has_the_backing_services_and_a_one_shot_migration():
     assert compose["migrate"]["command"] == ["vaultcraft", "migrate"]
     for name in ("web", "worker", "beat", "flower"):
         assert compose[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_web_and_worker_share_one_metrics_directory():
+    """/metrics (web) sums every process's samples, the workers' too: one volume at the same path."""
+    compose = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
+    mounts = set()
+    for name in ("web", "worker"):
+        service = compose["services"][name]
+        path = service["environment"]["PROMETHEUS_MULTIPROC_DIR"]
+        [volume] = [v.split(":")[0] for v in service["volumes"] if v.split(":")[1] == path]
+        mounts.add((volume, path))
+    [(volume, _)] = mounts
+    assert volume in compose["volumes"]

@@ -1,4 +1,7 @@
-"""Bulk intake: many transfer intents in one request, one commit, one publish per settle batch."""
+"""Bulk intake: many transfer intents in one request, one commit, one publish per settle batch.
+
+Each new intent is audited as `transfer.created`, as a single transfer is, in the same commit.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +10,19 @@ from typing import Any
 from flask import Response, jsonify
 from flask_smorest import Blueprint
 from marshmallow import ValidationError
+from sqlalchemy.orm import Session
 
+from ledger import audit as audit_trail
 from ledger import bulk
+from ledger.access import Actor
 from ledger.bulk import AcceptedIntent, BulkItem, ItemOutcome
 from ledger.intents import TransferRequest
+from ops.metrics import note_accepted
 from settings import get_settings
 from tasks.settlement import enqueue_settlement
 from web.db import unit_of_work
 from web.errors import DOMAIN_STATUS
+from web.request_context import origin
 from web.schemas.bulk import BulkResultSchema, BulkTransferItemSchema, BulkTransferSchema
 from web.security import authenticated, current_actor
 
@@ -68,6 +76,23 @@ def _item_result(index: int, outcome: ItemOutcome) -> dict[str, Any]:
     return {"index": index, "status_code": status, "transaction": _intent_body(outcome.intent), "error": None}
 
 
+def _audit_accepted(session: Session, actor: Actor, items: list[BulkItem | None], outcomes: list[ItemOutcome]) -> None:
+    """One `transfer.created` row per new intent (a replay records nothing), and count it once committed."""
+    changes = []
+    for item, outcome in zip(items, outcomes, strict=True):
+        if item is None or outcome.intent is None or not outcome.created:
+            continue
+        after = {
+            **_intent_body(outcome.intent),
+            "organization_id": actor.organization_id,
+            "description": item.request.description,
+            "metadata": item.request.metadata,
+        }
+        changes.append((("transaction", outcome.intent.id), after))
+        note_accepted(session, outcome.intent.type)
+    audit_trail.record_many(session, actor, "transfer.created", changes, origin=origin())
+
+
 def _publish(outcomes: list[ItemOutcome]) -> None:
     """After commit: one message per settle batch, not one per intent."""
     created = [o.intent.id for o in outcomes if o.created and o.intent is not None]
@@ -90,7 +115,9 @@ def create_transfers(body: dict[str, Any]) -> Response:
     parsed = [_parse(raw) for raw in body["transfers"]]
     items = [p if isinstance(p, BulkItem) else None for p in parsed]
     with unit_of_work() as session:
-        outcomes = bulk.submit_transfers(session, current_actor(session), items)
+        actor = current_actor(session)
+        outcomes = bulk.submit_transfers(session, actor, items)
+        _audit_accepted(session, actor, items, outcomes)
     _publish(outcomes)
     results: list[dict[str, Any]] = []
     for index, (p, outcome) in enumerate(zip(parsed, outcomes, strict=True)):

@@ -1,4 +1,9 @@
-"""Peer-to-peer requests: ask, list, settle (payer), decline (payer), cancel (payee)."""
+"""Peer-to-peer requests: ask, list, settle (payer), decline (payer), cancel (payee).
+
+Each action is audited in its own unit of work: `p2p_request.created`, `p2p_request.settled` (the payer
+accepted it for settlement; its transfer intent is audited as `transfer.created` too),
+`p2p_request.declined`, `p2p_request.cancelled`.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,12 @@ from flask_smorest import Blueprint
 from sqlalchemy.orm import Session
 
 from ledger import p2p
+from ledger.access import Actor
+from ledger.intents import Submitted
 from ledger.p2p import NewRequest, Party, Settled
 from models import P2PRequest, P2PStatus
 from web.db import unit_of_work
+from web.request_context import audit, intent_accepted
 from web.routes import transactions as transaction_routes
 from web.schemas.common import IdempotencyHeaderSchema, page_schema
 from web.schemas.p2p import (
@@ -54,6 +62,19 @@ def request_views(session: Session, requests: list[P2PRequest]) -> list[dict[str
     ]
 
 
+def _audit(session: Session, actor: Actor, action: str, view: dict[str, Any], before: str | None) -> None:
+    after = {"status": view["status"], "amount": view["amount"], "currency": view["currency"]}
+    after.update({k: view[k] for k in ("payer_id", "payee_id", "destination_wallet_id", "transaction_id")})
+    audit(
+        session,
+        actor,
+        action,
+        target=("p2p_request", view["id"]),
+        before={"status": before} if before else None,
+        after=after,
+    )
+
+
 def create_request(body: dict[str, Any]) -> dict[str, Any]:
     new = NewRequest(
         payer_email=body["payer_email"],
@@ -63,8 +84,10 @@ def create_request(body: dict[str, Any]) -> dict[str, Any]:
         note=body["note"],
     )
     with unit_of_work() as session:
-        request = p2p.create_request(session, current_actor(session), new)
-        return request_views(session, [request])[0]
+        actor = current_actor(session)
+        view = request_views(session, [p2p.create_request(session, actor, new)])[0]
+        _audit(session, actor, "p2p_request.created", view, None)
+        return view
 
 
 def settle_request(
@@ -72,14 +95,19 @@ def settle_request(
 ) -> tuple[dict[str, Any], int]:
     """Write the transfer intent with the request's new state, commit, then publish it."""
     with unit_of_work() as session:
+        actor = current_actor(session)
         settled: Settled = p2p.settle(
             session,
-            current_actor(session),
+            actor,
             request_id,
             source_wallet_id=body["source_wallet_id"],
             idempotency_key=idempotency_key,
         )
-        view = {"request": request_views(session, [settled.request])[0], "transaction": settled.transaction}
+        request_view = request_views(session, [settled.request])[0]
+        view = {"request": request_view, "transaction": settled.transaction}
+        if settled.created:  # a repeated settle changed nothing and records nothing
+            intent_accepted(session, actor, Submitted(settled.transaction, created=True))
+            _audit(session, actor, "p2p_request.settled", request_view, str(P2PStatus.REQUESTED))
     if settled.created:
         # Looked up on the module so a test can stand in for the broker in one place.
         transaction_routes.enqueue_settlement([settled.transaction.id])
@@ -138,7 +166,10 @@ def settle(body: dict[str, Any], request_id: uuid.UUID, idempotency_key: str | N
 def decline(request_id: uuid.UUID) -> dict[str, Any]:
     """The payer refuses a REQUESTED request."""
     with unit_of_work() as session:
-        return request_views(session, [p2p.decline(session, current_actor(session), request_id)])[0]
+        actor = current_actor(session)
+        view = request_views(session, [p2p.decline(session, actor, request_id)])[0]
+        _audit(session, actor, "p2p_request.declined", view, str(P2PStatus.REQUESTED))
+        return view
 
 
 @blp.route("/requests/<uuid:request_id>/cancel", methods=["POST"])
@@ -147,4 +178,7 @@ def decline(request_id: uuid.UUID) -> dict[str, Any]:
 def cancel(request_id: uuid.UUID) -> dict[str, Any]:
     """The payee withdraws a REQUESTED request."""
     with unit_of_work() as session:
-        return request_views(session, [p2p.cancel(session, current_actor(session), request_id)])[0]
+        actor = current_actor(session)
+        view = request_views(session, [p2p.cancel(session, actor, request_id)])[0]
+        _audit(session, actor, "p2p_request.cancelled", view, str(P2PStatus.REQUESTED))
+        return view

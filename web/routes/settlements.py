@@ -14,6 +14,7 @@ from ledger.errors import Forbidden
 from models import BatchTrigger, SettlementBatch, SettlementLeg
 from tasks.settlement_batches import run_settlement_batch
 from web.db import unit_of_work
+from web.request_context import origin
 from web.schemas.common import page_schema
 from web.schemas.settlements import SettlementBatchSchema, SettlementListArgsSchema, SettlementRunSchema
 from web.security import authenticated, current_actor
@@ -69,7 +70,7 @@ def run(body: dict[str, Any]) -> Any:
         actor = current_actor(session)
     if not actor.is_operator:
         raise Forbidden("only a platform operator runs settlement", code="OPERATOR_REQUIRED")
-    batch, created = run_settlement_batch(BatchTrigger.OPERATOR, created_by=actor.user_id, cut_off=body["cut_off"])
+    batch, created = run_settlement_batch(BatchTrigger.OPERATOR, actor=actor, cut_off=body["cut_off"], origin=origin())
     with unit_of_work() as session:
         return batch_views(session, actor, [batch])[0], 201 if created else 200
 

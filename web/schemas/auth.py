@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from ledger.passwords import PASSWORD_BYTES_MAX
 from web.schemas.fields import bounded_string
@@ -10,12 +10,20 @@ from web.schemas.fields import bounded_string
 PASSWORD_LENGTH_MIN = 8
 
 
+def _fits_bcrypt(password: str) -> None:
+    # bcrypt reads at most 72 bytes; a longer password (in UTF-8) would be silently cut or refused.
+    if len(password.encode()) > PASSWORD_BYTES_MAX:
+        raise ValidationError(f"must be at most {PASSWORD_BYTES_MAX} bytes in UTF-8")
+
+
 def _password() -> fields.String:
     return fields.String(
         required=True,
         load_only=True,
-        validate=validate.Length(min=PASSWORD_LENGTH_MIN, max=PASSWORD_BYTES_MAX),
-        metadata={"description": f"{PASSWORD_LENGTH_MIN} to {PASSWORD_BYTES_MAX} characters"},
+        validate=[validate.Length(min=PASSWORD_LENGTH_MIN, max=PASSWORD_BYTES_MAX), _fits_bcrypt],
+        metadata={
+            "description": f"{PASSWORD_LENGTH_MIN} to {PASSWORD_BYTES_MAX} characters, {PASSWORD_BYTES_MAX} bytes"
+        },
     )
 
 

@@ -36,6 +36,12 @@ class TransactionSchema(Schema):
     idempotency_key = fields.String(allow_none=True)
     created_at = fields.DateTime()
     completed_at = fields.DateTime(allow_none=True)
+    # The cross-organisation settlement batch that settled it (and its clearing obligation), if any.
+    settlement_batch_id = fields.UUID(allow_none=True, dump_only=True)
+    # On a CLEARING obligation: the cross-organisation transfer it was posted for.
+    parent_transaction_id = fields.UUID(allow_none=True, dump_only=True)
+    # The X-Request-ID of the API request that accepted it: the same id is on its log lines.
+    request_id = fields.String(allow_none=True, dump_only=True)
 
 
 class WaitQuerySchema(Schema):
