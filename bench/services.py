@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import socket
 import subprocess
 import sys
 import threading
@@ -14,6 +13,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ops.processes import free_loopback_port as free_port
+from ops.processes import process_tree
 from settings import PROJECT_ROOT
 
 READY_SECONDS_MAX = 60
@@ -30,33 +31,6 @@ def procfile_command(name: str) -> list[str]:
             program, *args = shlex.split(line.split(":", 1)[1])
             return [sys.executable, "-m", program, *args]
     raise KeyError(f"no {name} in the Procfile")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def process_tree(pid: int) -> list[int]:
-    tree, frontier = [pid], [pid]
-    while frontier:
-        frontier = [child for parent in frontier for child in _children(parent)]
-        tree.extend(frontier)
-    return tree
 
 
 def _status_kib(pid: int, key: str) -> int:

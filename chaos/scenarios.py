@@ -19,7 +19,8 @@ from typing import Any
 from chaos import invariants
 from chaos.invariants import Check
 from chaos.load import Api, LoadResult, RetryPolicy, plan_transfers, run_load
-from chaos.stack import Stack, children_of, identities, process_tree, signal_pids
+from chaos.stack import Stack, identities, signal_pids
+from ops.processes import children_of, process_tree
 
 SETTLE_POLL_SECONDS = 0.5
 RECEIVED_TASK = re.compile(r"Task tasks\.settle_transfers\[([0-9a-f-]{36})\] received")

@@ -27,6 +27,7 @@ from typing import IO, Any
 
 from celery import Celery
 
+from ops.processes import free_loopback_port, process_tree
 from settings import PROJECT_ROOT
 
 DATABASE_NAME = "vaultcraft"
@@ -48,12 +49,6 @@ class StackConfig:
     pending_stale_seconds: int = 5
 
 
-def free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def procfile_command(name: str) -> list[str]:
     for line in (PROJECT_ROOT / "Procfile").read_text().splitlines():
         if line.startswith(f"{name}:"):
@@ -67,28 +62,6 @@ def _without_option(command: list[str], option: str) -> list[str]:
         return command
     at = command.index(option)
     return command[:at] + command[at + 2 :]
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
-
-
-def process_tree(pid: int) -> list[int]:
-    tree, frontier = [pid], [pid]
-    while frontier:
-        frontier = [child for parent in frontier for child in children_of(parent)]
-        tree.extend(frontier)
-    return tree
 
 
 def start_time(pid: int) -> int | None:

@@ -20,6 +20,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
+from ops.processes import free_loopback_port
 from settings import VAR_DIR
 
 DATABASE_NAME = "vaultcraft"
@@ -84,12 +85,6 @@ def stop_postgres() -> None:
     (pgdata / ".handle_pids.json").unlink(missing_ok=True)
 
 
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _redis_answers(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
@@ -115,7 +110,7 @@ def ensure_redis() -> str:
             if _redis_answers(port):
                 return f"redis://127.0.0.1:{port}/0"
         data_dir.mkdir(parents=True, exist_ok=True)
-        port = _free_loopback_port()
+        port = free_loopback_port()
         subprocess.run(
             [
                 _redis_executable(),

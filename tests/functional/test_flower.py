@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 
 import requests
 
+from ops.processes import free_loopback_port
+
 FLOWER_READY_SECONDS_MAX = 60
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_flower_lists_the_worker(worker):
-    port = _free_port()
+    port = free_loopback_port()
     command = [
         sys.executable,
         "-m",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import subprocess
 import tempfile
 import time
@@ -16,6 +15,7 @@ import redis
 from flask_jwt_extended import create_access_token
 
 import web.tokens
+from ops.processes import free_loopback_port
 
 
 def _b64(data: dict) -> str:
@@ -46,12 +46,6 @@ def test_access_tokens_live_fifteen_minutes_or_less(api):
     payload = owner.token.split(".")[1]
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     assert claims["exp"] - claims["iat"] <= 15 * 60
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _start_redis(port: int, directory: str) -> subprocess.Popen[bytes]:
@@ -85,7 +79,7 @@ def _start_redis(port: int, directory: str) -> subprocess.Popen[bytes]:
 
 def test_logout_survives_a_redis_restart_that_lost_everything(api, monkeypatch):
     owner = api.signup()
-    port = _free_port()
+    port = free_loopback_port()
     with tempfile.TemporaryDirectory() as directory:
         process = _start_redis(port, directory)
         monkeypatch.setattr(web.tokens, "redis_client", lambda: redis.Redis(port=port, socket_timeout=1))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import uuid
 import pytest
 import requests
 
+from ops.processes import free_loopback_port
 from tests import environment
 from tests.conftest import stop_worker
 
@@ -57,12 +57,6 @@ def test_metrics_in_one_process(api):
     assert client.get("/metrics").content_type.startswith("text/plain")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _wait_http(url: str, process: subprocess.Popen) -> None:
     deadline = time.monotonic() + STARTUP_SECONDS_MAX
     while time.monotonic() < deadline:
@@ -83,7 +77,7 @@ def stack(tmp_path):
     metrics_dir = tmp_path / "prometheus"
     metrics_dir.mkdir()
     redis_url = environment._claim_redis_database(os.environ["REDIS_URL"], uuid.uuid4().hex[:10])
-    port = _free_port()
+    port = free_loopback_port()
     env = {
         **os.environ,
         "REDIS_URL": redis_url,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -14,13 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from ops.processes import free_loopback_port
 from settings import PROJECT_ROOT
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _procfile_command(name: str) -> list[str]:
@@ -32,7 +26,7 @@ def _procfile_command(name: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def web_url() -> Iterator[str]:
-    port = _free_port()
+    port = free_loopback_port()
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {**os.environ, "WEB_PORT": str(port), "WEB_PROCESSES": "1", "PATH": path}
     process = subprocess.Popen(
