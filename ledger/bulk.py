@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from psycopg.types.json import Jsonb
 from sqlalchemy import func, select, text
@@ -276,23 +276,3 @@ def _settle_primaries(session: Session, actor: Actor, items: dict[int, BulkItem]
     earlier = _load_intents(session, set(replays.values()))
     for index, transaction_id in replays.items():
         outcomes[index].intent = earlier[transaction_id]
-
-
-def claim_oldest_pending(session: Session, *, limit: int, min_age: timedelta) -> list[uuid.UUID]:
-    """Lock up to `limit` of the oldest PENDING intents at least `min_age` old that no one else holds.
-
-    For draining a backlog: the caller settles them in the same transaction, so two drainers take
-    disjoint batches (SKIP LOCKED) and an intent is never claimed twice.
-    """
-    return list(
-        session.scalars(
-            select(Transaction.id)
-            .where(
-                Transaction.status == TransactionStatus.PENDING,
-                Transaction.created_at < func.now() - min_age,
-            )
-            .order_by(Transaction.created_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True, key_share=True)
-        )
-    )

@@ -11,10 +11,9 @@ from typing import Any
 import psycopg.errors
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from ledger.bulk import claim_oldest_pending
 from ledger.posting import SettleOutcome
 from ledger.posting import settle_transfers as post_transfers
-from ledger.sweep import stale_pending_ids
+from ledger.sweep import claim_oldest_pending, stale_pending_ids
 from models.db import session_factory
 from settings import get_settings
 from workers.app import app

@@ -160,16 +160,21 @@ def settle(body: dict[str, Any], request_id: uuid.UUID, idempotency_key: str | N
     return settle_request(request_id, body, idempotency_key)
 
 
+def _end_request(request_id: uuid.UUID, end: Any, action: str) -> dict[str, Any]:
+    """Move a REQUESTED request to a final state through `end`, and audit it, in one transaction."""
+    with unit_of_work() as session:
+        actor = current_actor(session)
+        view = request_views(session, [end(session, actor, request_id)])[0]
+        _audit(session, actor, action, view, str(P2PStatus.REQUESTED))
+        return view
+
+
 @blp.route("/requests/<uuid:request_id>/decline", methods=["POST"])
 @authenticated(blp)
 @blp.response(200, P2PRequestSchema)
 def decline(request_id: uuid.UUID) -> dict[str, Any]:
     """The payer refuses a REQUESTED request."""
-    with unit_of_work() as session:
-        actor = current_actor(session)
-        view = request_views(session, [p2p.decline(session, actor, request_id)])[0]
-        _audit(session, actor, "p2p_request.declined", view, str(P2PStatus.REQUESTED))
-        return view
+    return _end_request(request_id, p2p.decline, "p2p_request.declined")
 
 
 @blp.route("/requests/<uuid:request_id>/cancel", methods=["POST"])
@@ -177,8 +182,4 @@ def decline(request_id: uuid.UUID) -> dict[str, Any]:
 @blp.response(200, P2PRequestSchema)
 def cancel(request_id: uuid.UUID) -> dict[str, Any]:
     """The payee withdraws a REQUESTED request."""
-    with unit_of_work() as session:
-        actor = current_actor(session)
-        view = request_views(session, [p2p.cancel(session, actor, request_id)])[0]
-        _audit(session, actor, "p2p_request.cancelled", view, str(P2PStatus.REQUESTED))
-        return view
+    return _end_request(request_id, p2p.cancel, "p2p_request.cancelled")
