@@ -68,13 +68,11 @@ class Settings:
     settle_batch_size_max: int = 1000
     pending_stale_seconds: int = 30
     sweep_batch_size_max: int = 5000
-    # After its own ids, a settle task drains up to this many more batches of the oldest PENDING
-    # intents (settle_batch_size_max each), so a backlog is settled 1,000 at a time and the messages
-    # behind it find their intents final: cheap no-ops instead of one transaction each.
+    # A drain (and a settle task, after its own ids) settles up to this many batches of the oldest
+    # PENDING intents (settle_batch_size_max each), then hands the rest to a new task: a backlog is
+    # settled 1,000 at a time, messages behind it find their intents final (cheap no-ops), and no
+    # one task runs long enough to near its time limit.
     settle_drain_batches_max: int = 10
-    # Only intents at least this old are drained: a message normally settles its own intent sooner,
-    # so draining starts only when the queue lags instead of racing the message of every new intent.
-    settle_drain_min_age_ms: int = 100
     # Items in one POST /transactions/batch request.
     bulk_transfers_max: int = 1000
 

@@ -60,11 +60,37 @@ def can_debit(session: Session, actor: Actor, wallet: Wallet) -> bool:
     return session.scalars(contributor).first() is not None
 
 
+def _not_debitor() -> Forbidden:
+    return Forbidden("only the wallet's owner or a CONTRIBUTOR may debit it", code="NOT_WALLET_DEBITOR")
+
+
 def get_debitable_wallet(session: Session, actor: Actor, wallet_id: uuid.UUID) -> Wallet:
     wallet = get_visible_wallet(session, actor, wallet_id)
     if not can_debit(session, actor, wallet):
-        raise Forbidden("only the wallet's owner or a CONTRIBUTOR may debit it", code="NOT_WALLET_DEBITOR")
+        raise _not_debitor()
     return wallet
+
+
+def require_transfer_access(
+    session: Session, actor: Actor, source_wallet_id: uuid.UUID, destination_wallet_id: uuid.UUID
+) -> None:
+    """The rules of `get_debitable_wallet` for the source, and the destination exists (in any
+    organisation), asked in one round trip: this runs on every transfer request."""
+    source = visible_wallets(actor).where(Wallet.id == source_wallet_id)
+    debitable = or_(Wallet.owner_id == actor.user_id, Wallet.id.in_(member_wallet_ids(actor, MemberRole.CONTRIBUTOR)))
+    source_visible, source_debitable, destination_exists = session.execute(
+        select(
+            source.exists(),
+            source.where(debitable).exists(),
+            select(Wallet.id).where(Wallet.id == destination_wallet_id).exists(),
+        )
+    ).one()
+    if not source_visible:
+        raise NotFound("wallet not found", code="WALLET_NOT_FOUND")
+    if not source_debitable:
+        raise _not_debitor()
+    if not destination_exists:
+        raise NotFound("destination wallet not found", code="DESTINATION_WALLET_NOT_FOUND")
 
 
 def require_org_admin(actor: Actor) -> None:

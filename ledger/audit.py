@@ -79,26 +79,26 @@ def record(
     organization_id: uuid.UUID | None = None,
     actor_label: str | None = None,
     origin: Origin = SYSTEM_ORIGIN,
-) -> AuditLog:
+) -> None:
     """Append one audit row to the caller's transaction: it commits or rolls back with the action."""
     actor_id, actor_org = _who(actor)
     target_type, target_id = _target(target)
-    row = AuditLog(
-        id=uuid.uuid4(),
-        organization_id=organization_id or actor_org,
-        actor_id=actor_id,
-        actor_label=actor_label[:ACTOR_LABEL_LENGTH_MAX] if actor_label else None,
-        action=action,
-        target_type=target_type,
-        target_id=target_id,
-        before=_plain(before) if before is not None else None,
-        after=_plain(after) if after is not None else None,
-        source_address=(origin.source_address or None) and origin.source_address[:SOURCE_ADDRESS_LENGTH_MAX],
-        request_id=(origin.request_id or None) and origin.request_id[:REQUEST_ID_LENGTH_MAX],
+    # A Core INSERT, not an ORM flush: nothing reads the row back, and it runs on every write request.
+    session.execute(
+        insert(AuditLog).values(
+            id=uuid.uuid4(),
+            organization_id=organization_id or actor_org,
+            actor_id=actor_id,
+            actor_label=actor_label[:ACTOR_LABEL_LENGTH_MAX] if actor_label else None,
+            action=action,
+            target_type=target_type,
+            target_id=target_id,
+            before=_plain(before) if before is not None else None,
+            after=_plain(after) if after is not None else None,
+            source_address=(origin.source_address or None) and origin.source_address[:SOURCE_ADDRESS_LENGTH_MAX],
+            request_id=(origin.request_id or None) and origin.request_id[:REQUEST_ID_LENGTH_MAX],
+        )
     )
-    session.add(row)
-    session.flush()
-    return row
 
 
 def record_many(

@@ -13,7 +13,14 @@ from typing import Any
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
-from ledger.access import Actor, get_debitable_wallet, get_visible_wallet, require_org_admin, visible_wallets
+from ledger.access import (
+    Actor,
+    get_debitable_wallet,
+    get_visible_wallet,
+    require_org_admin,
+    require_transfer_access,
+    visible_wallets,
+)
 from ledger.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from ledger.idempotency import claim_key, request_hash
 from ledger.pagination import Page, paginate
@@ -95,9 +102,7 @@ def submit_transfer(
         return Submitted(earlier, created=False)
     if request.source_wallet_id == request.destination_wallet_id:
         raise InvalidRequest("source and destination must be different wallets", code="SAME_WALLET")
-    get_debitable_wallet(session, actor, request.source_wallet_id)
-    if session.get(Wallet, request.destination_wallet_id) is None:
-        raise NotFound("destination wallet not found", code="DESTINATION_WALLET_NOT_FOUND")
+    require_transfer_access(session, actor, request.source_wallet_id, request.destination_wallet_id)
     intent = _insert_intent(
         session,
         actor,

@@ -131,7 +131,7 @@ def unpublished(monkeypatch: pytest.MonkeyPatch) -> MessageLoss:
     from web.routes import transactions
 
     loss = MessageLoss()
-    publish = transactions.enqueue_settlement
+    publish = transactions.settle_soon
 
     def maybe_lose(transaction_ids):
         if not loss.active:
@@ -139,7 +139,7 @@ def unpublished(monkeypatch: pytest.MonkeyPatch) -> MessageLoss:
         loss.ids.extend(str(i) for i in transaction_ids)
         return True
 
-    monkeypatch.setattr(transactions, "enqueue_settlement", maybe_lose)
+    monkeypatch.setattr(transactions, "settle_soon", maybe_lose)
     return loss
 
 

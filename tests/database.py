@@ -14,6 +14,11 @@ class Database:
         with get_engine().connect() as connection:
             return connection.execute(text(sql), params).scalar()
 
+    def execute(self, sql: str, **params: Any) -> None:
+        """A write behind the API's back, committed at once (to stage what a fault would leave)."""
+        with get_engine().begin() as connection:
+            connection.execute(text(sql), params)
+
     def rows(self, sql: str, **params: Any) -> list[Any]:
         with get_engine().connect() as connection:
             return list(connection.execute(text(sql), params).all())

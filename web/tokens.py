@@ -12,7 +12,7 @@ from typing import Any
 import redis
 from flask import Flask, g, has_request_context
 from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token, decode_token
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from models import RevokedToken
@@ -67,7 +67,7 @@ def _jtis_of(payload: dict[str, Any]) -> list[str]:
 def revoke(payload: dict[str, Any], refresh_lifetime: timedelta) -> None:
     """Mark the token (and its session's refresh token) revoked: durably in Postgres, then in Redis.
 
-    Postgres is the record, so a logout survives a Redis restart or outage; Redis answers most checks.
+    Postgres is the record, so a logout survives a Redis restart or outage; Redis answers the checks.
     """
     if has_request_context():
         g.pop(_REVOKED_ANSWERS, None)  # this request's cached answer is out of date
@@ -88,20 +88,66 @@ def revoke(payload: dict[str, Any], refresh_lifetime: timedelta) -> None:
         pipe.execute()
     except redis.RedisError:
         logger.warning("revocation not cached in Redis; Postgres still holds it", exc_info=True)
+        _forget_cache_is_complete()
 
 
-def _revoked_in_redis(jtis: list[str]) -> bool | None:
-    """True/False from the cache, or None when Redis cannot answer."""
+# Redis holds every revocation Postgres holds while this key exists: a miss is then final. It is
+# set after a full copy from Postgres and lives a bounded time, so a cache that missed a write (a
+# restart that lost everything, or a logout during a network fault) is re-copied within that bound.
+CACHE_COMPLETE_KEY = "vaultcraft:revoked:complete"
+CACHE_COMPLETE_SECONDS = 60
+
+
+def _forget_cache_is_complete() -> None:
     try:
-        return bool(redis_client().exists(*(REVOKED_KEY_PREFIX + jti for jti in jtis)))
+        redis_client().delete(CACHE_COMPLETE_KEY)
+    except redis.RedisError:
+        logger.error("revocation cache may miss a revocation until it is re-copied", exc_info=True)
+
+
+def _revoked_in_redis(jtis: list[str]) -> tuple[bool, bool] | None:
+    """(revoked, the cache is complete) in one round trip, or None when Redis cannot answer."""
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        pipe.exists(*(REVOKED_KEY_PREFIX + jti for jti in jtis))
+        pipe.exists(CACHE_COMPLETE_KEY)
+        revoked, complete = pipe.execute()
     except redis.RedisError:
         logger.warning("revocation cache unavailable; asking Postgres", exc_info=True)
         return None
+    return bool(revoked), bool(complete)
+
+
+def _copy_revocations_to_redis() -> None:
+    """Every unexpired revocation into Redis, then the mark that says the cache is complete."""
+    with session_factory()() as session:
+        rows = session.execute(
+            select(RevokedToken.jti, RevokedToken.expires_at).where(RevokedToken.expires_at > func.now())
+        ).all()
+    now = datetime.now(UTC)
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        for jti, expires_at in rows:
+            pipe.set(REVOKED_KEY_PREFIX + jti, "1", ex=max(int((expires_at - now).total_seconds()), 1))
+        pipe.set(CACHE_COMPLETE_KEY, "1", ex=CACHE_COMPLETE_SECONDS)
+        pipe.execute()
+    except redis.RedisError:
+        logger.warning("revocation cache not refilled; Postgres answers meanwhile", exc_info=True)
 
 
 def _revoked_in_postgres(jtis: list[str]) -> bool:
     with session_factory()() as session:
         return session.scalar(select(RevokedToken.jti).where(RevokedToken.jti.in_(jtis)).limit(1)) is not None
+
+
+def _revoked(jtis: list[str]) -> bool:
+    cached = _revoked_in_redis(jtis)
+    if cached is not None:
+        revoked, complete = cached
+        if revoked or complete:
+            return revoked  # one Redis round trip: the common case
+        _copy_revocations_to_redis()
+    return _revoked_in_postgres(jtis)
 
 
 # flask.g key: this request's revocation answers, by the token's jtis.
@@ -111,13 +157,11 @@ _REVOKED_ANSWERS = "vaultcraft_revoked_answers"
 @jwt.token_in_blocklist_loader
 def _is_revoked(_header: dict[str, Any], payload: dict[str, Any]) -> bool:
     jtis = _jtis_of(payload)
-    # A token is verified twice per write request (the rate limiter's key, then the view); the
-    # answer is asked once per request: a Redis round trip and a Postgres query each time otherwise.
+    # A token is verified twice per write request (the rate limiter's key, then the view): ask once.
     answers: dict[tuple[str, ...], bool] | None = g.setdefault(_REVOKED_ANSWERS, {}) if has_request_context() else None
     if answers is not None and tuple(jtis) in answers:
         return answers[tuple(jtis)]
-    # A hit in Redis is final. A miss is confirmed in Postgres: Redis may have restarted empty.
-    revoked = bool(_revoked_in_redis(jtis)) or _revoked_in_postgres(jtis)
+    revoked = _revoked(jtis)
     if answers is not None:
         answers[tuple(jtis)] = revoked
     return revoked

@@ -146,3 +146,21 @@ def test_login_is_limited_per_address(api, app, monkeypatch):
     monkeypatch.setitem(app.config, "LOGIN_LIMIT_PER_ADDRESS", "3 per minute")
     codes = [api.post("/auth/login", json={"email": u.email, "password": u.password}).status_code for u in users]
     assert codes == [200, 200, 200, 429]
+
+
+def test_a_revocation_the_cache_missed_is_found_once_the_cache_is_copied_again(api, db):
+    """A logout that reached Postgres but not Redis (a network fault at the wrong moment): once the
+    cache's completeness mark is gone (it lapses, or the failed write deleted it), the next check
+    copies every revocation from Postgres and refuses the token, and later checks stay in Redis."""
+    owner = api.signup()
+    assert _me(api, owner.token).status_code == 200
+    client = web.tokens.redis_client()
+    payload = owner.token.split(".")[1]
+    jti = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["jti"]
+    db.execute("INSERT INTO revoked_tokens (jti, expires_at) VALUES (:jti, now() + interval '1 hour')", jti=jti)
+    client.delete(web.tokens.CACHE_COMPLETE_KEY)
+
+    refused = _me(api, owner.token)
+    assert (refused.status_code, refused.json["error"]["code"]) == (401, "TOKEN_REVOKED")
+    assert client.exists(web.tokens.REVOKED_KEY_PREFIX + jti)
+    assert 0 < client.ttl(web.tokens.CACHE_COMPLETE_KEY) <= web.tokens.CACHE_COMPLETE_SECONDS

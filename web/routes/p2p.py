@@ -110,7 +110,7 @@ def settle_request(
             _audit(session, actor, "p2p_request.settled", request_view, str(P2PStatus.REQUESTED))
     if settled.created:
         # Looked up on the module so a test can stand in for the broker in one place.
-        transaction_routes.enqueue_settlement([settled.transaction.id])
+        transaction_routes.settle_soon([settled.transaction.id])
     return view, 202 if settled.created else 200
 
 

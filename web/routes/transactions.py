@@ -12,7 +12,7 @@ from flask_smorest import Blueprint
 from ledger import intents
 from ledger.intents import Submitted, TransactionFilters, TransferRequest
 from models import Transaction, TransactionStatus, TransactionType
-from tasks.settlement import enqueue_settlement
+from tasks.settlement import settle_soon
 from web.db import unit_of_work
 from web.request_context import intent_accepted, transaction_cancelled
 from web.schemas.common import IdempotencyHeaderSchema, page_schema
@@ -46,7 +46,7 @@ def submit_and_enqueue(submit: Any) -> tuple[Transaction, int, dict[str, str]]:
         submitted: Submitted = submit(session, actor)
         intent_accepted(session, actor, submitted)
     if submitted.created:
-        enqueue_settlement([submitted.transaction.id])
+        settle_soon([submitted.transaction.id])
     return accepted(submitted)
 
 
