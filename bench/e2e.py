@@ -74,16 +74,27 @@ def phase(
     seconds: float,
     rate_per_second: float | None,
     timeout_seconds: float,
+    cpu_meter: Callable[[], dict[str, float]] | None = None,
 ) -> dict[str, Any]:
-    """Load for `seconds`, wait for every intent to be final, and read the figures from the database."""
+    """Load for `seconds`, wait for every intent to be final, and read the figures from the database.
+
+    With a `cpu_meter` (CPU seconds used so far, by process group), also the CPU milliseconds each
+    group spent per settled intent over the phase: where the machine's cores went."""
     token = login(port, data.email)
+    cpu_before = cpu_meter() if cpu_meter else {}
     started = database_now(dsn)
     result = load(port, token, path, make_body, clients=clients, seconds=seconds, rate_per_second=rate_per_second)
     finished = wait_until_nothing_pending(dsn, timeout_seconds)
+    figures = settled(dsn, tag, since=started)
+    cpu_after = cpu_meter() if cpu_meter else {}
+    intents = max(figures["intents"], 1)
     return {
         "clients": clients,
         "offered_per_second": rate_per_second,
         "http": result.as_dict(),
-        "database": settled(dsn, tag, since=started),
+        "database": figures,
+        "cpu_ms_per_intent": {
+            name: 1000 * (cpu_after[name] - cpu_before.get(name, 0.0)) / intents for name in cpu_after
+        },
         "finished": finished,
     }

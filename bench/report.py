@@ -17,6 +17,12 @@ def _latency(latency: dict[str, float]) -> str:
     return " / ".join(f"{latency[p]:,.0f}" for p in ("p50", "p95", "p99"))
 
 
+def _cpu(phase: dict[str, Any]) -> str:
+    """Where a phase's CPU went, per settled intent (blank for results written before it was measured)."""
+    cpu = phase.get("cpu_ms_per_intent") or {}
+    return " / ".join(f"{cpu.get(name, 0):.2f}" for name in ("web", "worker", "postgres", "load"))
+
+
 def rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
     """(figure, uniform, hot) rows of the table."""
     base, engine, e2e, bulk = (results[k] for k in ("baseline", "engine", "e2e", "bulk"))
@@ -48,6 +54,8 @@ def rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
         ("bulk intake: accepted", *(_rate(bulk[m]["http"]["accepted_per_second"]) for m in MODES)),
         ("bulk intake: settled", *(_rate(bulk[m]["database"]["settled_per_second"]) for m in MODES)),
         ("bulk: accepted->COMPLETED ms", *(_latency(bulk[m]["database"]["latency_ms"]) for m in MODES)),
+        ("e2e CPU ms per intent: web/worker/postgres/load", *(_cpu(e2e[m]["max"]) for m in MODES)),
+        ("bulk CPU ms per intent: web/worker/postgres/load", *(_cpu(bulk[m]) for m in MODES)),
     ]
     rss = results["rss"]
     table.append(

@@ -64,12 +64,13 @@ def _engine(dsn: str, data: Any, config: BenchConfig) -> dict[str, Any]:
     return out
 
 
-def _e2e(dsn: str, port: int, data: Any, config: BenchConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+def _e2e(services: Any, dsn: str, data: Any, config: BenchConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     from bench import e2e
 
     singles: dict[str, Any] = {}
     bulk: dict[str, Any] = {}
-    common = {"timeout_seconds": config.settle_timeout_seconds}
+    port = services.web_port
+    common = {"timeout_seconds": config.settle_timeout_seconds, "cpu_meter": services.cpu_seconds}
     for mode in ("uniform", "hot"):
         hot = mode == "hot"
         tag = f"bench-e2e-{mode}-max"
@@ -122,7 +123,7 @@ def measure(config: BenchConfig, dsn: str) -> dict[str, Any]:
         services.start_web()
         services.start_sampling()
         results["engine"] = _engine(dsn, data, config)
-        results["e2e"], results["bulk"] = _e2e(dsn, services.web_port, data, config)
+        results["e2e"], results["bulk"] = _e2e(services, dsn, data, config)
     finally:
         services.stop()
     results["rss"] = _rss(services)

@@ -43,6 +43,31 @@ def _status_kib(pid: int, key: str) -> int:
     return 0
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process so far (/proc/<pid>/stat fields 14 and 15)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _postgres_pids() -> list[int]:
+    """Every Postgres server process on the machine: its backends do the web's and workers' SQL."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
 @dataclass
 class MemoryTrace:
     """Per process type: the largest single-process peak (VmHWM) and the tree's total RSS over time."""
@@ -94,6 +119,14 @@ class Services:
             except OSError:
                 time.sleep(0.2)
         raise RuntimeError("gunicorn did not become ready")
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU used so far by each service's process tree, by Postgres, and by this (load) process.
+        Differences over a phase say where each intent's CPU goes on a machine with nothing else on."""
+        used = {name: sum(map(_cpu_seconds, process_tree(p.pid))) for name, p in self.processes.items()}
+        used["postgres"] = sum(map(_cpu_seconds, _postgres_pids()))
+        used["load"] = _cpu_seconds(os.getpid())
+        return used
 
     def start_sampling(self) -> None:
         self._sampler = threading.Thread(target=self._sample, daemon=True)

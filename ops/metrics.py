@@ -63,13 +63,15 @@ def multiprocess_enabled() -> bool:
     return bool(os.environ.get(MULTIPROC_DIR_ENV))
 
 
-def note_accepted(session: Session, transaction_type: str) -> None:
-    session.info.setdefault(ACCEPTED_KEY, []).append(transaction_type)
+def note_accepted(session: Session, transaction_type: str, count: int = 1) -> None:
+    """Count `count` accepted intents of this type once the unit of work commits."""
+    accepted = session.info.setdefault(ACCEPTED_KEY, {})
+    accepted[transaction_type] = accepted.get(transaction_type, 0) + count
 
 
 def _observe(info: dict[str, Any]) -> None:
-    for transaction_type in info.pop(ACCEPTED_KEY, ()):
-        INTENTS_ACCEPTED.labels(transaction_type).inc()
+    for transaction_type, count in info.pop(ACCEPTED_KEY, {}).items():
+        INTENTS_ACCEPTED.labels(transaction_type).inc(count)
     settled = info.pop(SETTLED_KEY, ())
     if settled:
         _observe_settled(settled)

@@ -8,8 +8,8 @@
 Delivery is at least once: an event is marked published only after the broker accepted it, so a
 crash between the two publishes it again. Failures are retried with a growing delay, for ever.
 
-The relay runs when a unit of work that wrote events commits (an after-commit hook sends it), and
-on a short beat schedule as a safety net for a hook that could not reach the broker.
+The relay runs soon after a unit of work that wrote events commits (an after-commit hook wakes it,
+debounced), and on a short beat schedule as a safety net for a hook that could not reach the broker.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from kombu import Connection, Exchange, Producer
-from sqlalchemy import event, func, select, text
+from sqlalchemy import event, func, select, text, update
 from sqlalchemy.orm import Session
 
 from ledger.events import OUTBOX_WRITTEN_KEY
 from models import OutboxEvent
 from models.db import session_factory
 from ops.metrics import EVENTS_PUBLISH_FAILURES, EVENTS_PUBLISHED
+from tasks.wake import Wake
 from workers.app import app
 
 logger = logging.getLogger(__name__)
@@ -86,22 +87,36 @@ def relay_batch(session: Session, producer: Producer) -> tuple[int, bool]:
         .limit(RELAY_BATCH_SIZE_MAX)
     ).all()
     now: datetime = session.execute(select(func.clock_timestamp())).scalar_one()
-    published = 0
-    for row in rows:
-        if row.next_attempt_at is not None and row.next_attempt_at > now:
-            return published, False
-        try:
-            publish(producer, row)
-        except Exception as error:  # any broker failure: keep the event, count, back off
-            row.attempts += 1
-            row.last_error = f"{type(error).__name__}: {error}"[:LAST_ERROR_LENGTH_MAX]
-            row.next_attempt_at = now + _retry_delay(row.attempts)
-            EVENTS_PUBLISH_FAILURES.inc()
-            logger.warning("event publish failed; will retry", extra={"event_id": str(row.event_id)}, exc_info=True)
-            return published, False
-        row.published_at = session.execute(select(func.clock_timestamp())).scalar_one()
-        published += 1
-    return published, len(rows) == RELAY_BATCH_SIZE_MAX
+    published: list[OutboxEvent] = []
+    try:
+        for row in rows:
+            if row.next_attempt_at is not None and row.next_attempt_at > now:
+                return len(published), False
+            try:
+                publish(producer, row)
+            except Exception as error:  # any broker failure: keep the event, count, back off
+                row.attempts += 1
+                row.last_error = f"{type(error).__name__}: {error}"[:LAST_ERROR_LENGTH_MAX]
+                row.next_attempt_at = now + _retry_delay(row.attempts)
+                EVENTS_PUBLISH_FAILURES.inc()
+                logger.warning("event publish failed; will retry", extra={"event_id": str(row.event_id)}, exc_info=True)
+                return len(published), False
+            published.append(row)
+    finally:
+        _mark_published(session, published)
+    return len(published), len(rows) == RELAY_BATCH_SIZE_MAX
+
+
+def _mark_published(session: Session, rows: list[OutboxEvent]) -> None:
+    """One UPDATE for the batch's published events (not a round trip per event): they commit
+    together anyway, and a crash before the commit publishes them all again (at least once)."""
+    if rows:
+        session.execute(
+            update(OutboxEvent)
+            .where(OutboxEvent.id.in_([row.id for row in rows]))
+            .values(published_at=func.clock_timestamp())
+            .execution_options(synchronize_session="fetch")
+        )
 
 
 def _take_relay_lock(session: Session) -> bool:
@@ -131,17 +146,33 @@ def relay_pending(broker_url: str | None = None) -> int:
     return total
 
 
+# Woken after commits that wrote events, debounced (tasks/wake.py): a busy system runs one relay per
+# burst of commits, not one per settlement batch, each opening a broker connection of its own.
+RELAY_WAKE = Wake(key="vaultcraft:outbox:wake", ttl_ms=2000)
+
+
+# A relay that finds another one running asks again this much later: the running one may have read
+# its batch before the commits that woke this one.
+RELAY_BUSY_RETRY_SECONDS = 1
+
+
 @app.task(name="tasks.relay_events", acks_late=True, ignore_result=True)
 def relay_events() -> int:
-    return relay_pending()
+    RELAY_WAKE.started()
+    published = relay_pending()
+    if published == 0 and _relay_running():
+        RELAY_WAKE.request(relay_events, countdown=RELAY_BUSY_RETRY_SECONDS)
+    return published
+
+
+def _relay_running() -> bool:
+    with session_factory().begin() as session:
+        return not _take_relay_lock(session)
 
 
 def wake_relay() -> None:
-    """Ask a worker to relay now; on failure the beat schedule picks the events up shortly."""
-    try:
-        relay_events.apply_async(retry=False)
-    except Exception:
-        logger.warning("could not wake the outbox relay; beat will run it", exc_info=True)
+    """Ask a worker to relay soon; if neither Redis nor the broker takes it, the beat schedule will."""
+    RELAY_WAKE.request(relay_events)
 
 
 def _after_commit(session: Session) -> None:

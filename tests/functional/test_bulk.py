@@ -120,3 +120,147 @@ def test_the_endpoint_is_documented(api):
     assert "202" in operation["responses"]
     schemas = spec["components"]["schemas"]
     assert "idempotency_key" in schemas["BulkTransferItem"]["properties"]
+
+
+def test_wallet_ids_in_any_uuid_spelling_are_answered_and_fingerprinted_canonically(api):
+    owner = api.signup()
+    source = api.funded_wallet(owner, 1_000)
+    destination = api.create_wallet(owner)
+    spelled = bulk_item(source.upper(), "{" + destination + "}", 5, key="spelled", metadata={"b": [1, 2], "a": "x"})
+    first = api.transfer_batch(owner, [spelled]).json["items"][0]
+    assert first["status_code"] == 202, first
+    assert (first["transaction"]["source_wallet_id"], first["transaction"]["destination_wallet_id"]) == (
+        source,
+        destination,
+    )
+    # The same request in canonical spelling is the same promise, on either endpoint.
+    canonical = bulk_item(source, destination, 5, key="spelled", metadata={"a": "x", "b": [1, 2]})
+    again = api.transfer_batch(owner, [canonical]).json["items"][0]
+    assert (again["status_code"], again["transaction"]["id"]) == (200, first["transaction"]["id"])
+    single = api.post(
+        "/transactions/transfer",
+        owner,
+        json={k: v for k, v in canonical.items() if k != "idempotency_key"},
+        headers={"Idempotency-Key": "spelled"},
+    )
+    assert single.status_code == 200 and single.json["id"] == first["transaction"]["id"], single.json
+
+
+def test_the_audit_row_carries_the_intent_as_answered(api, db):
+    owner = api.signup()
+    source = api.funded_wallet(owner, 1_000)
+    destination = api.create_wallet(owner)
+    item = bulk_item(source, destination, 42, description="rent ✓", metadata={"invoice": 7})
+    response = api.transfer_batch(owner, [item])
+    transaction = response.json["items"][0]["transaction"]
+    [after] = db.rows("SELECT after FROM audit_logs WHERE target_id = :t", t=transaction["id"])
+    assert after[0] == {
+        **transaction,
+        "organization_id": owner.organization_id,
+        "description": "rent ✓",
+        "metadata": {"invoice": 7},
+    }
+    stored = db.rows("SELECT description, metadata, created_by FROM transactions WHERE id = :t", t=transaction["id"])
+    assert [tuple(row) for row in stored] == [("rent ✓", {"invoice": 7}, uuid.UUID(owner.id))]
+
+
+def test_a_key_comes_first_even_when_the_item_would_now_be_refused(api):
+    owner = api.signup()
+    member = api.add_user(owner)
+    source = api.funded_wallet(owner, 1_000)
+    destination = api.create_wallet(owner)
+    item = bulk_item(source, destination, 10, key="owners-key")
+    created = api.transfer_batch(owner, [item]).json["items"][0]
+    # The member may not debit the owner's wallet, but the key (scoped to the organisation) was used
+    # with this very request: as for a single transfer, that is a replay, not a refusal.
+    replayed, refused = api.transfer_batch(member, [item, bulk_item(source, destination, 10)]).json["items"]
+    assert (replayed["status_code"], replayed["transaction"]["id"]) == (200, created["transaction"]["id"])
+    assert (refused["status_code"], refused["error"]["code"]) == (404, "WALLET_NOT_FOUND")
+
+
+def test_a_duplicate_of_a_refused_item_shares_its_refusal_and_claims_nothing(api, db):
+    owner = api.signup()
+    source = api.funded_wallet(owner, 1_000)
+    item = bulk_item(source, source, 10, key="twice-refused")
+    results = api.transfer_batch(owner, [item, item]).json["items"]
+    assert [(r["status_code"], r["error"]["code"]) for r in results] == [(422, "SAME_WALLET")] * 2
+    assert db.scalar("SELECT count(*) FROM idempotency_keys WHERE key = 'twice-refused'") == 0
+
+
+def _post_together(api, batches):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(batches)) as pool:
+        return [f.result() for f in [pool.submit(api.transfer_batch, user, items) for user, items in batches]]
+
+
+def test_concurrent_batches_sharing_keys_make_one_intent_per_key(api, db):
+    owner = api.signup()
+    source = api.funded_wallet(owner, 100_000)
+    destination = api.create_wallet(owner)
+    shared = [bulk_item(source, destination, 1 + n) for n in range(200)]
+    for _ in range(3):
+        # The same keys, in opposite orders: each key claimed once, and no deadlock.
+        fresh = [bulk_item(source, destination, 1 + n) for n in range(200)]
+        first, second = _post_together(api, [(owner, fresh + shared), (owner, list(reversed(fresh + shared)))])
+        assert first.status_code == second.status_code == 202, (first.json, second.json)
+        by_key: dict[str, list[dict]] = {}
+        for response, items in ((first, fresh + shared), (second, list(reversed(fresh + shared)))):
+            for item, result in zip(items, response.json["items"], strict=True):
+                by_key.setdefault(item["idempotency_key"], []).append(result)
+        for results in by_key.values():
+            assert sorted(r["status_code"] for r in results) in ([200, 202], [200, 200])
+            assert len({r["transaction"]["id"] for r in results}) == 1
+        shared = fresh
+    keys = [item["idempotency_key"] for item in shared]
+    assert db.scalar("SELECT count(*) FROM transactions WHERE idempotency_key = ANY(:k)", k=keys) == len(keys)
+
+
+def test_concurrent_batches_with_one_key_for_two_requests_refuse_the_loser(api, db):
+    owner = api.signup()
+    source = api.funded_wallet(owner, 100_000)
+    destination = api.create_wallet(owner)
+    keys = [uuid.uuid4().hex for _ in range(100)]
+    mine = [bulk_item(source, destination, 1, key=k) for k in keys]
+    theirs = [bulk_item(source, destination, 2, key=k) for k in reversed(keys)]
+    first, second = _post_together(api, [(owner, mine), (owner, theirs)])
+    outcomes: dict[str, list[object]] = {}
+    for response, items in ((first, mine), (second, theirs)):
+        for item, result in zip(items, response.json["items"], strict=True):
+            outcomes.setdefault(item["idempotency_key"], []).append(
+                result["error"]["code"] if result["error"] else result["status_code"]
+            )
+    assert all(sorted(map(str, o)) == ["202", "IDEMPOTENCY_KEY_REUSED"] for o in outcomes.values()), outcomes
+    assert db.scalar("SELECT count(*) FROM transactions WHERE idempotency_key = ANY(:k)", k=keys) == len(keys)
+
+
+def test_a_failure_after_the_write_leaves_nothing_behind(api, db, monkeypatch):
+    from ledger import bulk
+
+    owner = api.signup()
+    source = api.funded_wallet(owner, 1_000)
+    destination = api.create_wallet(owner)
+    items = [bulk_item(source, destination, 3), bulk_item(source, destination, 4)]
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("injected after the write")
+
+    monkeypatch.setattr(bulk, "note_accepted", fail)
+    api.app.config["PROPAGATE_EXCEPTIONS"] = False
+    try:
+        assert api.transfer_batch(owner, items).status_code == 500
+    finally:
+        api.app.config["PROPAGATE_EXCEPTIONS"] = None
+    keys = [item["idempotency_key"] for item in items]
+    assert db.scalar("SELECT count(*) FROM idempotency_keys WHERE key = ANY(:k)", k=keys) == 0
+    assert db.scalar("SELECT count(*) FROM transactions WHERE idempotency_key = ANY(:k)", k=keys) == 0
+    assert db.scalar("SELECT count(*) FROM audit_logs WHERE after->>'idempotency_key' = ANY(:k)", k=keys) == 0
+
+
+def test_the_request_body_documents_each_item_as_the_item_schema(api):
+    spec = api.app.test_client().get("/openapi.json").json
+    operation = spec["paths"]["/api/v1/transactions/batch"]["post"]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    transfers = spec["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]["properties"]["transfers"]
+    assert transfers["type"] == "array" and transfers["items"]["$ref"].endswith("/BulkTransferItem")
+    assert (transfers["minItems"], transfers["maxItems"]) == (1, 1_000)
