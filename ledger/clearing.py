@@ -14,7 +14,7 @@ obligations not yet settled; `ledger.settlement_batches` settles them against th
 
 The hook into `ledger.posting.settle_transfers`:
 
-    routes  = route_intents(session, intents)        # before any wallet lock; creates clearing wallets
+    routes  = route_intents(session, intents, owners)    # before any wallet lock; creates clearing wallets
     wallets = lock_wallets(session, [..., *routes.wallet_ids])      # one global id order, as always
     plan, obligations = plan_with_obligations(intents, wallets, routes)           # pure
     write_obligations(session, obligations, posted_at)                # before the entries that name them
@@ -23,14 +23,14 @@ The hook into `ledger.posting.settle_transfers`:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import insert, select, tuple_
 from sqlalchemy.orm import Session
 
-from ledger.posting import Intent, Plan, PlannedEntry, WalletState, any_id, plan_postings
+from ledger.posting import Intent, OrgCurrency, Plan, PlannedEntry, WalletState, plan_postings
 from ledger.risk import RiskBudget
 from ledger.wallets import get_or_create_system_wallet
 from models import (
@@ -44,8 +44,6 @@ from models import (
     WalletStatus,
     WalletType,
 )
-
-OrgCurrency = tuple[uuid.UUID, str]
 
 
 @dataclass(frozen=True)
@@ -100,19 +98,13 @@ def system_wallet_ids(
     return found
 
 
-def route_intents(session: Session, intents: Sequence[Intent]) -> Routes:
+def route_intents(session: Session, intents: Sequence[Intent], owners: Mapping[uuid.UUID, OrgCurrency]) -> Routes:
     """The intents that cross organisations, with the clearing wallets their obligations need.
 
-    Wallets' organisations and currencies never change, so reading them before the locks is safe.
-    An intent whose wallets disagree on currency will fail CURRENCY_MISMATCH: it gets no route.
+    `owners` is each named wallet's (organisation, currency), read with the intents: neither ever
+    changes, so reading them before the locks is safe. An intent whose wallets disagree on currency
+    will fail CURRENCY_MISMATCH: it gets no route. With no intent crossing, no query runs.
     """
-    wallet_ids = {w for i in intents for w in (i.source_wallet_id, i.destination_wallet_id)}
-    owners = {
-        row.id: (row.organization_id, row.currency)
-        for row in session.execute(
-            select(Wallet.id, Wallet.organization_id, Wallet.currency).where(any_id(Wallet.id, wallet_ids))
-        )
-    }
     crossing = []
     for intent in intents:
         (source_org, source_currency) = owners[intent.source_wallet_id]

@@ -23,15 +23,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from models import OutboxEvent, Transaction, TransactionStatus
-
-if TYPE_CHECKING:
-    from ledger.posting import Plan
 
 # Keys of the notes left in session.info for after-commit hooks.
 OUTBOX_WRITTEN_KEY = "vaultcraft.outbox_written"
@@ -117,11 +114,7 @@ def transaction_data(transaction: Transaction) -> dict[str, Any]:
 def _iso(column: str) -> str:
     """SQL for `datetime.isoformat()` of a timestamptz in the session's time zone, as `_json` writes it
     (microseconds only when non-zero, offset as +HH:MM)."""
-    return (
-        f"to_char({column}, 'YYYY-MM-DD\"T\"HH24:MI:SS')"
-        f" || CASE WHEN extract(microseconds FROM {column})::bigint % 1000000 = 0 THEN ''"
-        f" ELSE to_char({column}, '.US') END || to_char({column}, 'TZH:TZM')"
-    )
+    return f"replace(to_char({column}, 'YYYY-MM-DD\"T\"HH24:MI:SS.USTZH:TZM'), '.000000', '')"
 
 
 def _sorted_pair(a: str, b: str) -> str:
@@ -131,22 +124,28 @@ def _sorted_pair(a: str, b: str) -> str:
 
 _EVENT_TYPE_SQL = " ".join(f"WHEN '{status.value}' THEN '{name}'" for status, name in TRANSACTION_EVENT_TYPES.items())
 
-# One statement per unit of work, whatever its size: the events are built in Postgres from the rows
-# as they stand now (the same fields as `transaction_data`, converted as `_json` converts them), in
-# intent order (the identity follows the ORDER BY), and only what the after-commit hooks need
-# comes back. An id whose status has no event (still PENDING) gets none.
-_RECORD_TRANSACTION_EVENTS = text(
-    f"""
-    WITH final AS MATERIALIZED (
+
+def with_transaction_events(transactions: str) -> str:
+    """One statement that records the event of each transaction row `transactions` yields (a SELECT,
+    or an UPDATE ... RETURNING t.* that writes the final statuses), whatever the number of rows.
+
+    The events are built in Postgres from the rows as they stand now (the same fields as
+    `transaction_data`, converted as `_json` converts them), in intent order (the identity follows
+    the ORDER BY), and only what the after-commit hooks need comes back: (status, type,
+    accepted-to-final seconds, request id, transaction id) per event. A row whose status has no
+    event (still PENDING) gets none. Written for the driver: parameters as `%(name)b`.
+    """
+    return f"""
+    WITH changed AS ({transactions}),
+    final AS MATERIALIZED (
         SELECT t.id, t.type, t.status, t.failure_reason, t.amount, t.currency, t.source_wallet_id,
                t.destination_wallet_id, t.organization_id, t.description, t.metadata, t.request_id,
                t.created_at, t.completed_at,
                s.organization_id AS source_organization_id, d.organization_id AS destination_organization_id,
                CASE t.status {_EVENT_TYPE_SQL} END AS event_type
-          FROM transactions AS t
+          FROM changed AS t
           JOIN wallets AS s ON s.id = t.source_wallet_id
           JOIN wallets AS d ON d.id = t.destination_wallet_id
-         WHERE t.id = ANY(CAST(:ids AS uuid[]))
     ), written AS (
         INSERT INTO outbox_events (event_id, event_type, aggregate_type, aggregate_id, payload, wallet_ids,
                                    organization_ids)
@@ -168,30 +167,29 @@ _RECORD_TRANSACTION_EVENTS = text(
      WHERE event_type IS NOT NULL
      ORDER BY created_at, id
     """
-)
+
+
+_RECORD_TRANSACTION_EVENTS = with_transaction_events("SELECT * FROM transactions WHERE id = ANY(%(ids)b)")
 
 
 def record_transaction_events(session: Session, transaction_ids: Sequence[uuid.UUID]) -> None:
     """One event per transaction that reached a final status in this unit of work, in intent order.
 
-    Set-based: one INSERT ... SELECT, however many transactions (a settlement batch has 1,000)."""
+    Set-based: one INSERT ... SELECT, however many transactions."""
     if not transaction_ids:
         return
     session.flush()
-    settled = session.execute(_RECORD_TRANSACTION_EVENTS, {"ids": list(transaction_ids)}).all()
+    settled = session.connection().exec_driver_sql(_RECORD_TRANSACTION_EVENTS, {"ids": list(transaction_ids)}).all()
+    note_transaction_events(session, settled)
+
+
+def note_transaction_events(session: Session, settled: Sequence[Sequence[Any]]) -> None:
+    """Leave the after-commit notes for events a `with_transaction_events` statement wrote: that the
+    outbox has new rows, and each transaction's (status, type, seconds, request id, id) for metrics."""
     if not settled:
         return
     session.info[OUTBOX_WRITTEN_KEY] = True
-    # (status, type, accepted-to-final seconds, request id, transaction id) per transaction.
     session.info.setdefault(SETTLED_KEY, []).extend(tuple(row) for row in settled)
-
-
-def record_settlement_events(session: Session, plan: Plan, posted_at: datetime) -> None:
-    """Called at the end of a settlement batch: completed and failed events for every intent it
-    finalised, written while the batch still holds its wallets' row locks (so per-wallet order holds).
-    `posted_at` is the batch's completion time; the rows already carry it."""
-    del posted_at  # the events take completed_at from the transactions, written with posted_at
-    record_transaction_events(session, [*plan.completed, *plan.failed])
 
 
 def record_drift_event(session: Session, run_id: uuid.UUID, findings: Sequence[dict[str, Any]]) -> None:

@@ -36,6 +36,8 @@ from ledger.pagination import Page, paginate
 from models import P2PRequest, P2PStatus, Transaction, User, WalletStatus, WalletType
 
 TRANSACTION_CANCELLED = "TRANSACTION_CANCELLED"
+# The metadata key naming the request a transfer pays: settling finds the requests to follow by it.
+REQUEST_METADATA_KEY = "p2p_request_id"
 # The outbox event each state is announced with.
 EVENT_TYPES = {status: f"p2p_request.{status.value.lower()}" for status in P2PStatus}
 # What a request's events carry: the request as the API shows it, without the parties' emails.
@@ -202,7 +204,7 @@ def settle(
         amount=request.amount,
         currency=request.currency,
         description=request.note,
-        metadata={"p2p_request_id": str(request.id)},
+        metadata={REQUEST_METADATA_KEY: str(request.id)},
     )
     submitted = submit_transfer(session, actor, transfer, idempotency_key=idempotency_key)
     if not submitted.created:

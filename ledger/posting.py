@@ -5,34 +5,37 @@
 
 Each intent still succeeds or fails on its own: it sees the balances the intents before it left,
 gets its own balance_after and wallet versions, and a failure writes no entry. The caller commits.
+
+A batch is 1,000 intents, so its statements carry arrays of thousands of ids. They go to Postgres
+as binary parameters (`%(name)b`, written for the driver): psycopg sends a list in text format
+otherwise, and printing and parsing the text costs more than the statement's own work.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, any_, bindparam, func, select, text
-from sqlalchemy.dialects.postgresql import ARRAY, UUID
-from sqlalchemy.orm import QueryableAttribute, Session
+from sqlalchemy import CursorResult, func, select
+from sqlalchemy.orm import Session
 
-from ledger import events, risk
-from models import (
-    Direction,
-    FailureReason,
-    Transaction,
-    TransactionStatus,
-    Wallet,
-    WalletStatus,
-    WalletType,
-)
+from ledger import events, p2p, risk
+from models import Direction, FailureReason, TransactionStatus, WalletStatus, WalletType
 
 BIGINT_MAX = 2**63 - 1
+# Plain strings: the plan compares them once per intent, and an enum member costs a lookup each time.
+_ACTIVE = WalletStatus.ACTIVE.value
+_SYSTEM = WalletType.SYSTEM.value
+_DEBIT = Direction.DEBIT.value
+_CREDIT = Direction.CREDIT.value
+
+OrgCurrency = tuple[uuid.UUID, str]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Intent:
     id: uuid.UUID
     source_wallet_id: uuid.UUID
@@ -41,7 +44,7 @@ class Intent:
     currency: str
 
 
-@dataclass
+@dataclass(slots=True)
 class WalletState:
     """A locked wallet's balance and version as the plan moves through the batch."""
 
@@ -54,7 +57,7 @@ class WalletState:
     touched: bool = False
 
     def may_go_negative(self) -> bool:
-        return self.type == WalletType.SYSTEM
+        return self.type == _SYSTEM
 
     def post(self, delta: int) -> tuple[int, int]:
         self.balance += delta
@@ -64,8 +67,7 @@ class WalletState:
         return self.balance, self.version
 
 
-@dataclass(frozen=True)
-class PlannedEntry:
+class PlannedEntry(NamedTuple):
     wallet_id: uuid.UUID
     transaction_id: uuid.UUID
     direction: Direction
@@ -83,11 +85,11 @@ class Plan:
 
 def refusal(intent: Intent, source: WalletState, destination: WalletState) -> FailureReason | None:
     """Why the intent cannot post against these balances, or None when it can."""
-    if source.status != WalletStatus.ACTIVE or destination.status != WalletStatus.ACTIVE:
+    if source.status != _ACTIVE or destination.status != _ACTIVE:
         return FailureReason.WALLET_NOT_ACTIVE
     if not (intent.currency == source.currency == destination.currency):
         return FailureReason.CURRENCY_MISMATCH
-    if not source.may_go_negative() and source.balance < intent.amount:
+    if source.balance < intent.amount and not source.may_go_negative():
         return FailureReason.INSUFFICIENT_FUNDS
     return None
 
@@ -100,6 +102,7 @@ def plan_postings(
     With a risk budget, an intent that would otherwise complete is charged to it, or fails RISK_LIMIT.
     """
     plan = Plan()
+    entries, completed = plan.entries, plan.completed
     for intent in intents:
         source, destination = wallets[intent.source_wallet_id], wallets[intent.destination_wallet_id]
         reason = refusal(intent, source, destination)
@@ -108,15 +111,12 @@ def plan_postings(
         if reason is not None:
             plan.failed[intent.id] = reason
             continue
-        debit_after, debit_version = source.post(-intent.amount)
-        credit_after, credit_version = destination.post(intent.amount)
-        plan.entries.append(
-            PlannedEntry(source.id, intent.id, Direction.DEBIT, intent.amount, debit_after, debit_version)
-        )
-        plan.entries.append(
-            PlannedEntry(destination.id, intent.id, Direction.CREDIT, intent.amount, credit_after, credit_version)
-        )
-        plan.completed.append(intent.id)
+        amount = intent.amount
+        debit_after, debit_version = source.post(-amount)
+        credit_after, credit_version = destination.post(amount)
+        entries.append(PlannedEntry(source.id, intent.id, Direction.DEBIT, amount, debit_after, debit_version))
+        entries.append(PlannedEntry(destination.id, intent.id, Direction.CREDIT, amount, credit_after, credit_version))
+        completed.append(intent.id)
     _assert_balanced(plan)
     return plan
 
@@ -135,81 +135,158 @@ class SettleOutcome:
     skipped: int
 
 
-def any_id(column: QueryableAttribute[uuid.UUID], ids: Iterable[uuid.UUID]) -> ColumnElement[bool]:
-    """`column = ANY(:ids)` with one array parameter. `in_` expands to one bind parameter per id, and
-    for a batch (1,000 intents, up to 2,000 wallets) building and parsing that costs more than the query."""
-    return column == any_(bindparam(None, list(ids), type_=ARRAY(UUID(as_uuid=True))))
+@dataclass
+class Claim:
+    """Intents locked for settling, in the order they apply, with what settling them needs to know."""
+
+    intents: list[Intent] = field(default_factory=list)
+    # Each wallet they name: its organisation and currency (neither ever changes, so no lock is needed).
+    owners: dict[uuid.UUID, OrgCurrency] = field(default_factory=dict)
+    # The intents that pay a P2P request (ledger/p2p.py), which follows its transaction's outcome.
+    paying_requests: list[uuid.UUID] = field(default_factory=list)
 
 
-def claim_pending(session: Session, transaction_ids: Sequence[uuid.UUID]) -> list[Intent]:
-    """Lock the given intents that are still PENDING; skip those another worker holds right now.
+def execute(session: Session, statement: str, parameters: Mapping[str, Any]) -> CursorResult[Any]:
+    """Run SQL written for the driver (`%(name)b` binary parameters) in the session's transaction."""
+    return session.connection().exec_driver_sql(statement, dict(parameters))
 
-    A skipped intent is being settled by that worker; if it crashes, its transaction rolls back and
-    the message is redelivered or the sweep re-enqueues it. Order: first accepted, first applied.
-    """
-    rows = session.execute(
-        select(
-            Transaction.id,
-            Transaction.source_wallet_id,
-            Transaction.destination_wallet_id,
-            Transaction.amount,
-            Transaction.currency,
-        )
-        .where(any_id(Transaction.id, transaction_ids), Transaction.status == TransactionStatus.PENDING)
-        .order_by(Transaction.created_at, Transaction.id)
-        .with_for_update(skip_locked=True, key_share=True)
-    ).all()
-    return [Intent(*row) for row in rows]
+
+# The claimed intents with their wallets' organisations and currencies, first accepted first. The
+# intents come from `{locked}`: transactions rows, still PENDING, locked FOR NO KEY UPDATE SKIP LOCKED.
+# A skipped intent is being settled by another worker; if it crashes, its transaction rolls back and
+# the message is redelivered or the sweep re-enqueues it. The wallets are read, not locked.
+_CLAIM = """
+    SELECT t.id, t.source_wallet_id, t.destination_wallet_id, t.amount, t.currency,
+           s.organization_id, s.currency, d.organization_id, d.currency,
+           coalesce(t.metadata ? '{request_key}', false)
+      FROM ({locked}) AS t
+      JOIN wallets AS s ON s.id = t.source_wallet_id
+      JOIN wallets AS d ON d.id = t.destination_wallet_id
+     ORDER BY t.created_at, t.id
+"""
+_PENDING_COLUMNS = "id, source_wallet_id, destination_wallet_id, amount, currency, metadata, created_at"
+# PENDING is asked as `completed_at IS NULL` (the same rows: ck_transactions_completed_at_when_final).
+# No partial index has that predicate, so the named intents are found through the primary key
+# rather than by reading the whole backlog in ix_transactions_pending, whatever its size.
+_STILL_PENDING = "completed_at IS NULL"
+_LOCK_BY_ID = f"""
+    SELECT {_PENDING_COLUMNS} FROM transactions
+     WHERE id = ANY(%(ids)b) AND {_STILL_PENDING}
+       FOR NO KEY UPDATE SKIP LOCKED
+"""
+# As `ledger.sweep` finds them: the oldest by created_at, through ix_transactions_pending (the
+# status a literal: a partial index only matches a constant).
+_LOCK_OLDEST = f"""
+    SELECT {_PENDING_COLUMNS} FROM transactions
+     WHERE status = '{TransactionStatus.PENDING}' AND created_at < now() - %(min_age)b
+     ORDER BY created_at
+     LIMIT %(limit)b
+       FOR NO KEY UPDATE SKIP LOCKED
+"""
+_CLAIM_BY_ID = _CLAIM.format(locked=_LOCK_BY_ID, request_key=p2p.REQUEST_METADATA_KEY)
+_CLAIM_OLDEST = _CLAIM.format(locked=_LOCK_OLDEST, request_key=p2p.REQUEST_METADATA_KEY)
+
+
+def _claim(session: Session, statement: str, parameters: Mapping[str, Any]) -> Claim:
+    claim = Claim()
+    for row in execute(session, statement, parameters).all():
+        intent = Intent(*row[:5])
+        claim.intents.append(intent)
+        claim.owners[intent.source_wallet_id] = (row[5], row[6])
+        claim.owners[intent.destination_wallet_id] = (row[7], row[8])
+        if row[9]:
+            claim.paying_requests.append(intent.id)
+    return claim
+
+
+def claim_pending(session: Session, transaction_ids: Sequence[uuid.UUID]) -> Claim:
+    """Lock the given intents that are still PENDING; skip those another worker holds right now."""
+    return _claim(session, _CLAIM_BY_ID, {"ids": list(transaction_ids)})
+
+
+def claim_oldest(session: Session, *, limit: int, min_age: timedelta) -> Claim:
+    """Lock up to `limit` of the oldest PENDING intents at least `min_age` old that no one else holds."""
+    return _claim(session, _CLAIM_OLDEST, {"limit": limit, "min_age": min_age})
+
+
+_LOCK_WALLETS = """
+    SELECT id, type, status, currency, balance, version FROM wallets
+     WHERE id = ANY(%(ids)b)
+     ORDER BY id
+       FOR NO KEY UPDATE
+"""
 
 
 def lock_wallets(session: Session, wallet_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, WalletState]:
-    """Row-lock every wallet in one global order (by id), so two batches can never deadlock."""
-    rows = session.execute(
-        select(Wallet.id, Wallet.type, Wallet.status, Wallet.currency, Wallet.balance, Wallet.version)
-        .where(any_id(Wallet.id, set(wallet_ids)))
-        .order_by(Wallet.id)
-        # NO KEY UPDATE, not UPDATE: only balance and version change, so the KEY SHARE locks that
-        # foreign-key checks take (an API inserting an intent naming two wallets, in its own order)
-        # never wait on a batch; with FOR UPDATE the two deadlock.
-        .with_for_update(key_share=True)
-    ).all()
-    return {row.id: WalletState(*row) for row in rows}
+    """Row-lock every wallet in one global order (by id), so two batches can never deadlock.
+
+    NO KEY UPDATE, not UPDATE: only balance and version change, so the KEY SHARE locks that
+    foreign-key checks take (an API inserting an intent naming two wallets, in its own order)
+    never wait on a batch; with FOR UPDATE the two deadlock.
+    """
+    rows = execute(session, _LOCK_WALLETS, {"ids": list(set(wallet_ids))}).all()
+    return {row[0]: WalletState(*row) for row in rows}
 
 
 def settle_transfers(session: Session, transaction_ids: Sequence[uuid.UUID]) -> SettleOutcome:
     """Settle whichever of these intents are still PENDING. Safe to run twice, or twice at once."""
-    intents = claim_pending(session, transaction_ids)
-    if not intents:
-        return SettleOutcome(completed=0, failed=0, skipped=len(transaction_ids))
-    # Cross-organisation intents also post an obligation between clearing wallets (ledger/clearing.py).
-    from ledger import clearing, p2p  # imported here: clearing builds on this module's types
+    claim = claim_pending(session, transaction_ids)
+    return settle_claim(session, claim, skipped=len(transaction_ids) - len(claim.intents))
 
-    routes = clearing.route_intents(session, intents)
-    wallets = lock_wallets(
-        session, [*(w for i in intents for w in (i.source_wallet_id, i.destination_wallet_id)), *routes.wallet_ids]
-    )
-    budget = risk.load_budget(session, intents, wallets)
+
+def settle_oldest_pending(session: Session, *, limit: int, min_age: timedelta = timedelta(0)) -> SettleOutcome:
+    """Claim up to `limit` of the oldest PENDING intents no one else holds, and settle them.
+
+    For draining a backlog: two drainers take disjoint batches (SKIP LOCKED), and an intent is
+    never claimed twice. Fewer than `limit` settled means the backlog is gone, for now.
+    """
+    return settle_claim(session, claim_oldest(session, limit=limit, min_age=min_age), skipped=0)
+
+
+def settle_claim(session: Session, claim: Claim, *, skipped: int) -> SettleOutcome:
+    """Post claimed intents: lock their wallets, plan in memory, write everything in a few statements."""
+    intents = claim.intents
+    if not intents:
+        return SettleOutcome(completed=0, failed=0, skipped=skipped)
+    # Cross-organisation intents also post an obligation between clearing wallets (ledger/clearing.py).
+    from ledger import clearing  # imported here: clearing builds on this module's types
+
+    routes = clearing.route_intents(session, intents, claim.owners)
+    wallets = lock_wallets(session, [*claim.owners, *routes.wallet_ids])
+    budget = risk.load_budget(session, intents, wallets, claim.owners)
     plan, obligations = clearing.plan_with_obligations(intents, wallets, routes, budget)
     # Taken after the locks: entry times then never run backwards along a wallet's versions.
     posted_at: datetime = session.execute(select(func.clock_timestamp())).scalar_one()
     clearing.write_obligations(session, obligations, posted_at)
     _write_entries(session, plan.entries, posted_at)
     _write_balances(session, [w for w in wallets.values() if w.touched])
+    _follow_requests(session, plan, claim.paying_requests, posted_at)
     _write_outcomes(session, plan, posted_at)
-    p2p.follow_outcomes(session, plan.completed, plan.failed, posted_at)
-    events.record_settlement_events(session, plan, posted_at)
     risk.record_breaches(session, budget)
-    return SettleOutcome(
-        completed=len(plan.completed), failed=len(plan.failed), skipped=len(transaction_ids) - len(intents)
+    return SettleOutcome(completed=len(plan.completed), failed=len(plan.failed), skipped=skipped)
+
+
+def _follow_requests(session: Session, plan: Plan, paying_requests: list[uuid.UUID], posted_at: datetime) -> None:
+    """The P2P requests these intents pay follow their outcomes (their events before the transactions')."""
+    if not paying_requests:
+        return
+    completed = set(plan.completed)
+    p2p.follow_outcomes(
+        session,
+        [i for i in paying_requests if i in completed],
+        {i: plan.failed[i] for i in paying_requests if i in plan.failed},
+        posted_at,
     )
 
 
 # COPY streams every entry of a batch (2,000 for 1,000 intents) in one statement, with no per-row
-# statement or parameter binding as an executemany INSERT has.
+# statement or parameter binding as an executemany INSERT has. Binary: no text to print or parse.
+# The id is the column's default (gen_random_uuid()).
 _COPY_ENTRIES = (
-    "COPY ledger_entries (id, wallet_id, transaction_id, direction, amount, balance_after, wallet_version, created_at)"
-    " FROM STDIN"
+    "COPY ledger_entries (wallet_id, transaction_id, direction, amount, balance_after, wallet_version, created_at)"
+    " FROM STDIN (FORMAT BINARY)"
 )
+_ENTRY_TYPES = ["uuid", "uuid", "varchar", "int8", "int8", "int8", "timestamptz"]
 
 
 def _write_entries(session: Session, entries: list[PlannedEntry], posted_at: datetime) -> None:
@@ -219,13 +296,14 @@ def _write_entries(session: Session, entries: list[PlannedEntry], posted_at: dat
     connection = session.connection().connection.driver_connection
     assert connection is not None, "the session has a live database connection"
     with connection.cursor() as cursor, cursor.copy(_COPY_ENTRIES) as copy:
+        copy.set_types(_ENTRY_TYPES)
+        write_row = copy.write_row
         for e in entries:
-            copy.write_row(
+            write_row(
                 (
-                    uuid.uuid4(),
                     e.wallet_id,
                     e.transaction_id,
-                    e.direction.value,
+                    _DEBIT if e.direction is Direction.DEBIT else _CREDIT,
                     e.amount,
                     e.balance_after,
                     e.wallet_version,
@@ -234,21 +312,19 @@ def _write_entries(session: Session, entries: list[PlannedEntry], posted_at: dat
             )
 
 
-_UPDATE_BALANCES = text(
-    """
+_UPDATE_BALANCES = """
     UPDATE wallets AS w
        SET balance = v.balance, version = v.version, updated_at = now()
-      FROM unnest(CAST(:ids AS uuid[]), CAST(:balances AS bigint[]), CAST(:versions AS bigint[]))
-           AS v(id, balance, version)
+      FROM unnest(%(ids)b::uuid[], %(balances)b::bigint[], %(versions)b::bigint[]) AS v(id, balance, version)
      WHERE w.id = v.id
-    """
-)
+"""
 
 
 def _write_balances(session: Session, wallets: list[WalletState]) -> None:
     if not wallets:
         return
-    session.execute(
+    execute(
+        session,
         _UPDATE_BALANCES,
         {
             "ids": [w.id for w in wallets],
@@ -258,24 +334,28 @@ def _write_balances(session: Session, wallets: list[WalletState]) -> None:
     )
 
 
-_UPDATE_OUTCOMES = text(
-    """
+# The final statuses, and in the same statement the outbox events they announce (ledger/events.py).
+_UPDATE_OUTCOMES = events.with_transaction_events(
+    f"""
     UPDATE transactions AS t
-       SET status = v.status, failure_reason = v.reason, completed_at = :posted_at
-      FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:reasons AS text[]))
-           AS v(id, status, reason)
-     WHERE t.id = v.id AND t.status = 'PENDING'
+       SET status = v.status, failure_reason = v.reason, completed_at = %(posted_at)b
+      FROM unnest(%(ids)b::uuid[], %(statuses)b::text[], %(reasons)b::text[]) AS v(id, status, reason)
+     WHERE t.id = v.id AND t.{_STILL_PENDING}
+    RETURNING t.*
     """
 )
 
 
 def _write_outcomes(session: Session, plan: Plan, posted_at: datetime) -> None:
+    """COMPLETED or FAILED(reason), and each one's event, written while the batch still holds its
+    wallets' row locks (so per-wallet event order holds), in intent order."""
     ids = [*plan.completed, *plan.failed]
     statuses = [TransactionStatus.COMPLETED.value] * len(plan.completed) + [TransactionStatus.FAILED.value] * len(
         plan.failed
     )
     reasons: list[str | None] = [None] * len(plan.completed) + [r.value for r in plan.failed.values()]
-    updated = session.execute(
-        _UPDATE_OUTCOMES, {"ids": ids, "statuses": statuses, "reasons": reasons, "posted_at": posted_at}
-    )
-    assert updated.rowcount == len(ids), "every claimed intent reaches exactly one final status"  # type: ignore[attr-defined]
+    settled = execute(
+        session, _UPDATE_OUTCOMES, {"ids": ids, "statuses": statuses, "reasons": reasons, "posted_at": posted_at}
+    ).all()
+    assert len(settled) == len(ids), "every claimed intent reaches exactly one final status"
+    events.note_transaction_events(session, settled)

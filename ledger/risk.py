@@ -7,7 +7,7 @@ TRANSFER and WITHDRAWAL intents whose source is the wallet; SYSTEM wallets are e
 The hook into `ledger.posting.settle_transfers`, after the wallets are locked (so the usage read
 sees every earlier batch of those wallets, committed):
 
-    budget = load_budget(session, intents, wallets)         # limits and usage: two queries at most
+    budget = load_budget(session, intents, wallets, owners)  # limits and usage: two queries at most
     plan   = plan_postings(intents, wallets, budget)        # pure: each intent that would complete
                                                             #   is admitted and charged, or refused
     record_breaches(session, budget)                        # one audit row per RISK_LIMIT failure
@@ -19,7 +19,7 @@ would. Only intents that complete are charged; one that fails for another reason
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from ledger import audit
 from ledger.access import Actor, require_org_admin
-from models import Transaction, TransactionStatus, TransactionType, Wallet, WalletType
+from models import Transaction, TransactionStatus, TransactionType, WalletType
 from models.risk import RISK_LIMIT_NAMES, RiskLimits
 
 if TYPE_CHECKING:
@@ -162,20 +162,34 @@ def _limits(row: RiskLimits | Any) -> Limits:
     return Limits(*(getattr(row, name) for name in RISK_LIMIT_NAMES))
 
 
-def load_budget(session: Session, intents: Iterable[Intent], wallets: dict[uuid.UUID, WalletState]) -> RiskBudget:
+def load_budget(
+    session: Session,
+    intents: Iterable[Intent],
+    wallets: dict[uuid.UUID, WalletState],
+    owners: Mapping[uuid.UUID, tuple[uuid.UUID, str]],
+) -> RiskBudget:
     """The budget of every non-SYSTEM source wallet whose organisation has a limit.
 
-    Call it after the wallets are locked: the usage then includes every earlier batch of theirs.
+    `owners` is each wallet's (organisation, currency). Call it after the wallets are locked: the
+    usage then includes every earlier batch of theirs.
     """
     sources = {i.source_wallet_id for i in intents if wallets[i.source_wallet_id].type != WalletType.SYSTEM}
     if not sources:
         return RiskBudget()
+    organizations = {owners[wallet_id][0] for wallet_id in sources}
     rows = session.execute(
-        select(Wallet.id, Wallet.organization_id, *(getattr(RiskLimits, name) for name in RISK_LIMIT_NAMES))
-        .join(RiskLimits, RiskLimits.organization_id == Wallet.organization_id)
-        .where(Wallet.id == _any(sources))
+        select(RiskLimits.organization_id, *(getattr(RiskLimits, name) for name in RISK_LIMIT_NAMES)).where(
+            RiskLimits.organization_id == _any(organizations)
+        )
     ).all()
-    limited = {row.id: WalletRisk(row.organization_id, _limits(row)) for row in rows if _limits(row).any}
+    limits = {row.organization_id: _limits(row) for row in rows if _limits(row).any}
+    if not limits:
+        return RiskBudget()
+    limited = {
+        wallet_id: WalletRisk(owners[wallet_id][0], limits[owners[wallet_id][0]])
+        for wallet_id in sources
+        if owners[wallet_id][0] in limits
+    }
     counted = [wallet_id for wallet_id, r in limited.items() if r.limits.needs_usage]
     return RiskBudget(wallets=limited, usage=_load_usage(session, counted))
 

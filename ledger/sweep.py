@@ -1,4 +1,8 @@
-"""Finding PENDING intents that have waited: to re-enqueue them (the sweep) or to settle a backlog."""
+"""Finding PENDING intents that have waited, to re-enqueue them (the sweep).
+
+A backlog drain claims and settles the oldest ones itself, in the same order, in one statement
+(`ledger.posting.settle_oldest_pending`).
+"""
 
 from __future__ import annotations
 
@@ -26,13 +30,3 @@ def _oldest_pending(older_than: timedelta, limit: int) -> Select[tuple[uuid.UUID
 def stale_pending_ids(session: Session, *, older_than: timedelta, limit: int) -> list[uuid.UUID]:
     """Intents whose message was lost, or whose worker died holding it. Reads only."""
     return list(session.scalars(_oldest_pending(older_than, limit)))
-
-
-def claim_oldest_pending(session: Session, *, limit: int, min_age: timedelta) -> list[uuid.UUID]:
-    """Lock up to `limit` of the oldest PENDING intents at least `min_age` old that no one else holds.
-
-    For draining a backlog: the caller settles them in the same transaction, so two drainers take
-    disjoint batches (SKIP LOCKED) and an intent is never claimed twice.
-    """
-    query = _oldest_pending(min_age, limit).with_for_update(skip_locked=True, key_share=True)
-    return list(session.scalars(query))

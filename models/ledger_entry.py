@@ -6,10 +6,10 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Enum, ForeignKey, Index, UniqueConstraint
+from sqlalchemy import CheckConstraint, Enum, ForeignKey, Index, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, created_at_column, uuid_pk
+from models.base import Base, created_at_column
 
 
 class Direction(enum.StrEnum):
@@ -27,7 +27,8 @@ class LedgerEntry(Base):
         Index("ix_ledger_entries_transaction_id", "transaction_id"),
     )
 
-    id: Mapped[uuid.UUID] = uuid_pk()
+    # The database's default too: a settlement batch's COPY leaves the id to it (migration 0006).
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4, server_default=func.gen_random_uuid())
     wallet_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("wallets.id"))
     transaction_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("transactions.id"))
     direction: Mapped[Direction] = mapped_column(Enum(Direction, name="direction", native_enum=False, length=8))

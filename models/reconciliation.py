@@ -113,4 +113,9 @@ class ReconciliationCursor(Base):
 
 
 # Incremental runs re-check transactions finalised since the last clean run; keep that lookup indexed.
-Index("ix_transactions_completed_at", Transaction.completed_at)
+# PENDING intents (no completed_at yet) stay out of it (migration 0006).
+Index(
+    "ix_transactions_completed_at",
+    Transaction.completed_at,
+    postgresql_where=Transaction.completed_at.is_not(None),
+)

@@ -67,8 +67,18 @@ class Transaction(Base):
             "completed_at",
             postgresql_where=text("type = 'CLEARING' AND status = 'COMPLETED' AND settlement_batch_id IS NULL"),
         ),
-        Index("ix_transactions_settlement_batch_id", "settlement_batch_id"),
-        Index("uq_transactions_parent_transaction_id", "parent_transaction_id", unique=True),
+        # Both columns are NULL on nearly every row and only ever looked up by value (migration 0006).
+        Index(
+            "ix_transactions_settlement_batch_id",
+            "settlement_batch_id",
+            postgresql_where=text("settlement_batch_id IS NOT NULL"),
+        ),
+        Index(
+            "uq_transactions_parent_transaction_id",
+            "parent_transaction_id",
+            unique=True,
+            postgresql_where=text("parent_transaction_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()

@@ -52,6 +52,7 @@ class Wallet(Base):
         ),
         Index("ix_wallets_owner_id", "owner_id"),
     )
+    # Stored with fillfactor 70 (migration 0006): room on each page keeps a balance update heap-only.
 
     id: Mapped[uuid.UUID] = uuid_pk()
     organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"), index=True)

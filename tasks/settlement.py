@@ -12,9 +12,9 @@ from typing import Any
 import psycopg.errors
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from ledger.posting import SettleOutcome
+from ledger.posting import SettleOutcome, settle_oldest_pending
 from ledger.posting import settle_transfers as post_transfers
-from ledger.sweep import claim_oldest_pending, stale_pending_ids
+from ledger.sweep import stale_pending_ids
 from models.db import session_factory
 from settings import get_settings
 from tasks.wake import Wake
@@ -92,15 +92,13 @@ def drain_backlog(batches_max: int) -> Drained:
     for _ in range(batches_max):
         try:
             with session_factory().begin() as session:
-                ids = claim_oldest_pending(session, limit=settings.settle_batch_size_max, min_age=timedelta(0))
-                if not ids:
-                    break
-                outcome = post_transfers(session, ids)
+                outcome = settle_oldest_pending(session, limit=settings.settle_batch_size_max)
         except Exception:
             logger.warning("draining stopped; the sweep settles what is left", exc_info=True)
             break
-        settled += outcome.completed + outcome.failed
-        if len(ids) < settings.settle_batch_size_max:
+        claimed = outcome.completed + outcome.failed
+        settled += claimed
+        if claimed < settings.settle_batch_size_max:
             break  # the backlog is gone
     else:
         return Drained(settled, backlog_left=True)
