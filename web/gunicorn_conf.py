@@ -5,11 +5,12 @@ import os
 bind = f"{os.environ.get('WEB_BIND_HOST', '127.0.0.1')}:{os.environ.get('WEB_PORT', '8000')}"
 # Threads, not more processes: views mostly wait on Postgres, and `?wait=` holds a thread while polling.
 worker_class = "gthread"
-# One process per core (2 on the bench machine): a transfer request is mostly CPU in Python (routing,
-# schemas, JWT, ORM, audit, publish; about 8 ms on one core in the issue 3 profile), so processes
-# beyond the cores add memory, not throughput; eight threads each cover the Postgres round trips.
-workers = int(os.environ.get("WEB_PROCESSES", "2"))
-threads = int(os.environ.get("WEB_THREADS", "8"))
+# A transfer request is mostly CPU in Python (routing, schemas, JWT, SQL, audit; about 4.5 ms in
+# process), and threads of one process share one GIL. On the 2-core bench machine, 32 clients posting
+# transfers (issue 3): 2 processes x 8 threads accepted 142/s (p99 273 ms), 3 x 4 171/s (p99 110 ms),
+# 4 x 2 139/s; so three processes of four threads, enough threads to cover the Postgres round trips.
+workers = int(os.environ.get("WEB_PROCESSES", "3"))
+threads = int(os.environ.get("WEB_THREADS", "4"))
 timeout = 60
 graceful_timeout = 10
 # Bounded request sizes beyond Flask's own body limit.
