@@ -134,9 +134,17 @@ def with_transaction_events(transactions: str) -> str:
     the ORDER BY), and only what the after-commit hooks need comes back: (status, type,
     accepted-to-final seconds, request id, transaction id) per event. A row whose status has no
     event (still PENDING) gets none. Written for the driver: parameters as `%(name)b`.
+
+    Each wallet's organisation is read once (`owners`), not once per row: a hot wallet named by all
+    1,000 rows of a batch, just updated by it, has many row versions to step over on every lookup
+    (the issue 3 bench measured 0.46 ms per lookup, 460 ms per batch).
     """
     return f"""
     WITH changed AS ({transactions}),
+    owners AS MATERIALIZED (
+        SELECT id, organization_id FROM wallets
+         WHERE id IN (SELECT source_wallet_id FROM changed UNION SELECT destination_wallet_id FROM changed)
+    ),
     final AS MATERIALIZED (
         SELECT t.id, t.type, t.status, t.failure_reason, t.amount, t.currency, t.source_wallet_id,
                t.destination_wallet_id, t.organization_id, t.description, t.metadata, t.request_id,
@@ -144,8 +152,8 @@ def with_transaction_events(transactions: str) -> str:
                s.organization_id AS source_organization_id, d.organization_id AS destination_organization_id,
                CASE t.status {_EVENT_TYPE_SQL} END AS event_type
           FROM changed AS t
-          JOIN wallets AS s ON s.id = t.source_wallet_id
-          JOIN wallets AS d ON d.id = t.destination_wallet_id
+          JOIN owners AS s ON s.id = t.source_wallet_id
+          JOIN owners AS d ON d.id = t.destination_wallet_id
     ), written AS (
         INSERT INTO outbox_events (event_id, event_type, aggregate_type, aggregate_id, payload, wallet_ids,
                                    organization_ids)

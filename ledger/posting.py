@@ -155,13 +155,19 @@ def execute(session: Session, statement: str, parameters: Mapping[str, Any]) -> 
 # intents come from `{locked}`: transactions rows locked FOR NO KEY UPDATE SKIP LOCKED.
 # A skipped intent is being settled by another worker; if it crashes, its transaction rolls back and
 # the message is redelivered or the sweep re-enqueues it. The wallets are read, not locked.
+# Each wallet is read once (`owners`), not once per intent: see `events.with_transaction_events`.
 _CLAIM = """
+    WITH t AS MATERIALIZED ({locked}),
+    owners AS MATERIALIZED (
+        SELECT id, organization_id, currency FROM wallets
+         WHERE id IN (SELECT source_wallet_id FROM t UNION SELECT destination_wallet_id FROM t)
+    )
     SELECT t.id, t.source_wallet_id, t.destination_wallet_id, t.amount, t.currency,
            s.organization_id, s.currency, d.organization_id, d.currency,
            coalesce(t.metadata ? '{request_key}', false), t.status
-      FROM ({locked}) AS t
-      JOIN wallets AS s ON s.id = t.source_wallet_id
-      JOIN wallets AS d ON d.id = t.destination_wallet_id
+      FROM t
+      JOIN owners AS s ON s.id = t.source_wallet_id
+      JOIN owners AS d ON d.id = t.destination_wallet_id
      ORDER BY t.created_at, t.id
 """
 _PENDING_COLUMNS = "id, source_wallet_id, destination_wallet_id, amount, currency, metadata, created_at"
