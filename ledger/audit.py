@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -99,40 +98,6 @@ def record(
             request_id=(origin.request_id or None) and origin.request_id[:REQUEST_ID_LENGTH_MAX],
         )
     )
-
-
-def record_many(
-    session: Session,
-    actor: Actor | User | None,
-    action: str,
-    changes: Sequence[tuple[Any, dict[str, Any] | None]],
-    *,
-    origin: Origin = SYSTEM_ORIGIN,
-) -> None:
-    """One row per `(target, after)` for an action done many times at once (a bulk intake), written
-    with one INSERT in the caller's transaction; otherwise as `record`."""
-    if not changes:
-        return
-    actor_id, actor_org = _who(actor)
-    source_address = (origin.source_address or None) and origin.source_address[:SOURCE_ADDRESS_LENGTH_MAX]
-    request_id = (origin.request_id or None) and origin.request_id[:REQUEST_ID_LENGTH_MAX]
-    rows = []
-    for target, after in changes:
-        target_type, target_id = _target(target)
-        rows.append(
-            {
-                "id": uuid.uuid4(),
-                "organization_id": actor_org,
-                "actor_id": actor_id,
-                "action": action,
-                "target_type": target_type,
-                "target_id": target_id,
-                "after": _plain(after) if after is not None else None,
-                "source_address": source_address,
-                "request_id": request_id,
-            }
-        )
-    session.execute(insert(AuditLog), rows)
 
 
 @dataclass(frozen=True)

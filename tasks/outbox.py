@@ -132,18 +132,23 @@ def events_producer(broker_url: str | None = None) -> Iterator[Producer]:
 def relay_pending(broker_url: str | None = None) -> int:
     """Publish everything pending, in bounded batches, each in its own transaction. Returns the count
     published; 0 at once when another relay holds the lock (it will see the new rows)."""
+    return _relay(broker_url)[0]
+
+
+def _relay(broker_url: str | None = None) -> tuple[int, bool]:
+    """(published, stopped because another relay holds the lock)."""
     total = 0
     with events_producer(broker_url) as producer:
         for _ in range(RELAY_BATCHES_MAX):
             with session_factory().begin() as session:
                 if not _take_relay_lock(session):
-                    return total
+                    return total, True
                 published, more = relay_batch(session, producer)
             total += published
             EVENTS_PUBLISHED.inc(published)
             if not more:
                 break
-    return total
+    return total, False
 
 
 # Woken after commits that wrote events, debounced (tasks/wake.py): a busy system runs one relay per
@@ -159,15 +164,10 @@ RELAY_BUSY_RETRY_SECONDS = 1
 @app.task(name="tasks.relay_events", acks_late=True, ignore_result=True)
 def relay_events() -> int:
     RELAY_WAKE.started()
-    published = relay_pending()
-    if published == 0 and _relay_running():
+    published, busy = _relay()
+    if published == 0 and busy:
         RELAY_WAKE.request(relay_events, countdown=RELAY_BUSY_RETRY_SECONDS)
     return published
-
-
-def _relay_running() -> bool:
-    with session_factory().begin() as session:
-        return not _take_relay_lock(session)
 
 
 def wake_relay() -> None:

@@ -118,8 +118,9 @@ def _revoked_in_redis(jtis: list[str]) -> tuple[bool, bool] | None:
     return bool(revoked), bool(complete)
 
 
-def _copy_revocations_to_redis() -> None:
-    """Every unexpired revocation into Redis, then the mark that says the cache is complete."""
+def _copy_revocations_to_redis() -> set[str]:
+    """Every unexpired revocation into Redis, then the mark that says the cache is complete.
+    Returns the revoked jtis it read, so the check that asked needs no second query."""
     with session_factory()() as session:
         rows = session.execute(
             select(RevokedToken.jti, RevokedToken.expires_at).where(RevokedToken.expires_at > func.now())
@@ -133,6 +134,7 @@ def _copy_revocations_to_redis() -> None:
         pipe.execute()
     except redis.RedisError:
         logger.warning("revocation cache not refilled; Postgres answers meanwhile", exc_info=True)
+    return {jti for jti, _expires_at in rows}
 
 
 def _revoked_in_postgres(jtis: list[str]) -> bool:
@@ -146,7 +148,7 @@ def _revoked(jtis: list[str]) -> bool:
         revoked, complete = cached
         if revoked or complete:
             return revoked  # one Redis round trip: the common case
-        _copy_revocations_to_redis()
+        return not _copy_revocations_to_redis().isdisjoint(jtis)
     return _revoked_in_postgres(jtis)
 
 
