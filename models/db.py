@@ -23,11 +23,12 @@ def get_engine() -> Engine:
     )
 
     @event.listens_for(engine, "connect")
-    def _bound_waits(dbapi_connection: Any, _record: Any) -> None:
-        # No statement or lock wait may hang a request or a worker forever.
+    def _configure_session(dbapi_connection: Any, _record: Any) -> None:
         with dbapi_connection.cursor() as cursor:
+            # No statement or lock wait may hang a request or a worker forever.
             cursor.execute(f"SET statement_timeout = {int(settings.statement_timeout_ms)}")
             cursor.execute(f"SET lock_timeout = {int(settings.lock_timeout_ms)}")
+            cursor.execute(f"SET random_page_cost = {float(settings.db_random_page_cost)}")
         dbapi_connection.commit()
 
     return engine

@@ -123,8 +123,9 @@ def settle_transfers(self: Any, transaction_ids: list[str]) -> dict[str, int]:
 
 
 # Single intents from the API do not get a task each: the first one after a drain started publishes
-# a wake (tasks/wake.py), and the drain settles every intent committed before it began reading, in
-# batches. At 600 intents/s that is tens of intents per task instead of one.
+# a wake (tasks/wake.py) that runs settle_gather_ms later, and the drain settles every intent
+# committed before it began reading, in batches. At 600 intents/s that is tens of intents per task
+# instead of one. The key lives longer than the gather window, so the window's intents ride along.
 SETTLE_WAKE = Wake(key="vaultcraft:settle:wake", ttl_ms=2000)
 
 
@@ -146,7 +147,7 @@ def settle_soon(transaction_ids: Sequence[uuid.UUID]) -> bool:
     """Intents just committed will be settled shortly, by a drain that is already on its way or by
     the one this publishes. False when neither Redis nor the broker took it: the sweep heals."""
     del transaction_ids  # a drain settles whatever is PENDING; the ids document the call site
-    return SETTLE_WAKE.request(drain_pending)
+    return SETTLE_WAKE.request(drain_pending, countdown=get_settings().settle_gather_ms / 1000)
 
 
 def enqueue_settlement(transaction_ids: Sequence[uuid.UUID]) -> bool:

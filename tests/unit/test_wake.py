@@ -68,3 +68,17 @@ def test_without_redis_every_request_publishes(monkeypatch):
     assert wake.request(task) and wake.request(task)
     assert task.published == 2
     wake.started()  # cannot clear the key: it lapses on its own, and nothing raises
+
+
+def test_an_api_intent_wakes_a_drain_that_waits_out_the_gather_window(server, monkeypatch):
+    import tasks.settlement
+    from settings import get_settings
+
+    options: list[dict[str, object]] = []
+    monkeypatch.setattr(tasks.settlement.drain_pending, "apply_async", lambda **kw: options.append(kw))
+    for _ in range(20):
+        assert tasks.settlement.settle_soon([])
+    gather_seconds = get_settings().settle_gather_ms / 1000
+    assert options == [{"retry": False, "countdown": gather_seconds}]  # one drain for the whole window
+    # The key outlives the window, so intents accepted while the drain waits publish nothing more.
+    assert server.pttl(tasks.settlement.SETTLE_WAKE.key) > get_settings().settle_gather_ms
