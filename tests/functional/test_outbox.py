@@ -157,3 +157,33 @@ def test_a_failed_publish_is_kept_and_retried_in_order(api):
             published, _ = relay_batch(session, working)
         assert published >= 2 and first.published_at is not None and second.published_at is not None
         session.rollback()
+
+
+def test_a_batch_reads_the_exchange_bindings_once_and_delivers_to_every_bound_queue(api, events_queue, monkeypatch):
+    from kombu.transport.redis import Channel
+
+    from ledger.events import record_event
+    from models import OutboxEvent
+    from models.db import session_factory
+    from tasks.outbox import RELAY_LOCK_KEY, events_producer, relay_batch
+
+    reads = []
+    read_table = Channel.get_table
+    monkeypatch.setattr(
+        Channel, "get_table", lambda self, exchange: reads.append(exchange) or read_table(self, exchange)
+    )
+    connection, queue = events_queue
+    with session_factory().begin() as session:
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RELAY_LOCK_KEY})
+        session.execute(text("UPDATE outbox_events SET published_at = now() WHERE published_at IS NULL"))
+        for n in range(5):
+            record_event(session, "transaction.test", aggregate=("test", str(n)), data={"n": n})
+        with events_producer() as producer:
+            assert relay_batch(session, producer) == (5, False)
+            assert "get_table" not in vars(producer.channel)  # the transport's own lookup again
+        ids = {
+            str(e.event_id) for e in session.scalars(select(OutboxEvent).where(OutboxEvent.aggregate_type == "test"))
+        }
+        session.rollback()
+    assert reads == ["vaultcraft.events"] * 2  # the first message, then once for the other four
+    assert {m.payload["id"] for m in receive(connection, queue, ids)} == ids
