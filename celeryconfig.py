@@ -46,7 +46,11 @@ task_soft_time_limit = 90
 # 9,200-10,000/s onto one hot wallet, two drainers 8,100/s and 9,400/s.
 worker_prefetch_multiplier = 4
 worker_max_tasks_per_child = 10_000
-worker_send_task_events = True
+# Off until a monitor asks: Flower turns task events on in every worker when it starts, and again
+# every few seconds (its enable_events option, on by default), so it still shows every task. Left on
+# with nobody watching, the worker's main process published three events per task to the broker:
+# about half of its CPU when the API's drains run (issue 3 profile, py-spy).
+worker_send_task_events = False
 # Off (issue 3 request profile): on, every publish (one per accepted intent) also publishes a
 # task-sent event to the broker from the web process. Flower still sees every task through the
 # worker's received/started/succeeded events.

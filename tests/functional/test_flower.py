@@ -14,7 +14,20 @@ from ops.processes import free_loopback_port
 FLOWER_READY_SECONDS_MAX = 60
 
 
-def test_flower_lists_the_worker(worker):
+def wait_for_a_task_seen_by_flower(port: int) -> bool:
+    from tasks.settlement import drain_pending
+
+    deadline = time.monotonic() + FLOWER_READY_SECONDS_MAX
+    while time.monotonic() < deadline:
+        sent = drain_pending.apply_async()
+        time.sleep(1)
+        tasks = requests.get(f"http://127.0.0.1:{port}/api/tasks", timeout=10).json()
+        if sent.id in tasks:
+            return True
+    return False
+
+
+def test_flower_lists_the_worker_and_its_tasks(worker):
     port = free_loopback_port()
     command = [
         sys.executable,
@@ -45,6 +58,8 @@ def test_flower_lists_the_worker(worker):
             time.sleep(0.5)
         assert any(name.startswith("settler@") for name in workers), workers
         assert requests.get(f"http://127.0.0.1:{port}/workers", timeout=10).status_code == 200
+        # Workers send task events only while a monitor asks; Flower asks, so it sees the tasks.
+        assert wait_for_a_task_seen_by_flower(port), "Flower saw no task"
     finally:
         flower.terminate()
         flower.wait(timeout=20)
