@@ -397,11 +397,12 @@ def client_retries(stack: Stack, sizes: Sizes, seed: int) -> ScenarioResult:
     api, wallets = _prepare(stack, "retries", sizes)
     transfers = plan_transfers(rng, wallets, sizes.retry_keys, sizes.amount_max_minor)
     # Most first attempts give up before the answer comes (the request still runs on the server);
-    # the same key is then sent again with more patience.
+    # the same key is then sent again with more patience. The web answers a transfer in a few
+    # milliseconds, so the first timeout is shorter still.
     policy = RetryPolicy(
         attempts_max=10,
-        read_timeout_seconds=0.005,
-        read_timeout_jitter_seconds=0.08,
+        read_timeout_seconds=0.001,
+        read_timeout_jitter_seconds=0.01,
         read_timeout_growth=3.0,
         read_timeout_seconds_max=10.0,
     )

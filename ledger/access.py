@@ -85,6 +85,11 @@ def require_transfer_access(
             select(Wallet.id).where(Wallet.id == destination_wallet_id).exists(),
         )
     ).one()
+    refuse_transfer_unless_allowed(source_visible, source_debitable, destination_exists)
+
+
+def refuse_transfer_unless_allowed(source_visible: bool, source_debitable: bool, destination_exists: bool) -> None:
+    """The transfer rules' errors, in their order, from what the caller's query found."""
     if not source_visible:
         raise NotFound("wallet not found", code="WALLET_NOT_FOUND")
     if not source_debitable:

@@ -31,6 +31,15 @@ class Origin:
     source_address: str | None = None
     request_id: str | None = None
 
+    @property
+    def source_address_column(self) -> str | None:
+        """The address as an audit row stores it: cut to the column's width, an empty one as NULL."""
+        return (self.source_address or None) and self.source_address[:SOURCE_ADDRESS_LENGTH_MAX]
+
+    @property
+    def request_id_column(self) -> str | None:
+        return (self.request_id or None) and self.request_id[:REQUEST_ID_LENGTH_MAX]
+
 
 SYSTEM_ORIGIN = Origin()
 
@@ -94,8 +103,8 @@ def record(
             target_id=target_id,
             before=_plain(before) if before is not None else None,
             after=_plain(after) if after is not None else None,
-            source_address=(origin.source_address or None) and origin.source_address[:SOURCE_ADDRESS_LENGTH_MAX],
-            request_id=(origin.request_id or None) and origin.request_id[:REQUEST_ID_LENGTH_MAX],
+            source_address=origin.source_address_column,
+            request_id=origin.request_id_column,
         )
     )
 

@@ -38,6 +38,16 @@ def claim_key(
     ).scalar_one_or_none()
     if claimed is not None:
         return None
+    return earlier_claim(session, organization_id, key, fingerprint)
+
+
+def earlier_claim(session: Session, organization_id: uuid.UUID, key: str, fingerprint: str) -> uuid.UUID:
+    """The transaction a key already claimed names, for a claim that found the key taken.
+
+    Read in a statement of its own, after the claim: a claim that waited for a concurrent one to
+    commit could not see that one's row in its own snapshot.
+    Raises IDEMPOTENCY_KEY_REUSED when the key came before with a different request.
+    """
     existing = session.execute(
         select(IdempotencyKey.request_hash, IdempotencyKey.transaction_id).where(
             IdempotencyKey.organization_id == organization_id, IdempotencyKey.key == key

@@ -91,13 +91,18 @@ def add_user(session: Session, actor: Actor, *, email: str, password: str, full_
     )
 
 
+def user_gone() -> Unauthenticated:
+    """A token that verifies but names a user who no longer exists."""
+    return Unauthenticated("the user behind this token no longer exists", code="INVALID_TOKEN")
+
+
 def load_actor(session: Session, user_id: uuid.UUID) -> Actor:
     # Three columns, not the User object: this runs on every authenticated request.
     user = session.execute(
         select(User.organization_id, User.role, User.platform_role).where(User.id == user_id)
     ).one_or_none()
     if user is None:
-        raise Unauthenticated("the user behind this token no longer exists", code="INVALID_TOKEN")
+        raise user_gone()
     return Actor(
         user_id=user_id,
         organization_id=user.organization_id,

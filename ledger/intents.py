@@ -5,6 +5,7 @@ Nothing here moves money; `ledger.posting` settles the intents later, under row 
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,15 +18,20 @@ from ledger.access import (
     Actor,
     get_debitable_wallet,
     get_visible_wallet,
+    refuse_transfer_unless_allowed,
     require_org_admin,
     require_transfer_access,
     visible_wallets,
 )
+from ledger.audit import Origin
 from ledger.errors import Conflict, Forbidden, InvalidRequest, NotFound
-from ledger.idempotency import claim_key, request_hash
+from ledger.events import _iso as iso_sql
+from ledger.idempotency import claim_key, earlier_claim, request_hash
+from ledger.identity import user_gone
 from ledger.pagination import Page, paginate
 from ledger.wallets import get_or_create_system_wallet
-from models import LedgerEntry, Transaction, TransactionStatus, TransactionType, Wallet
+from models import LedgerEntry, MemberRole, Role, Transaction, TransactionStatus, TransactionType, Wallet
+from ops.metrics import note_accepted
 
 
 @dataclass(frozen=True)
@@ -92,16 +98,23 @@ def _insert_intent(
     return intent
 
 
+def _same_wallet() -> InvalidRequest:
+    return InvalidRequest("source and destination must be different wallets", code="SAME_WALLET")
+
+
 def submit_transfer(
     session: Session, actor: Actor, request: TransferRequest, *, idempotency_key: str | None = None
 ) -> Submitted:
-    """Accept a transfer from a wallet the caller may debit to any wallet, in any organisation."""
+    """Accept a transfer from a wallet the caller may debit to any wallet, in any organisation.
+
+    For a caller who has an Actor and needs the ORM object (a P2P settle); the API's own transfer
+    endpoints use `accept_transfer`, which keeps the same rules in one statement."""
     new_id = uuid.uuid4()
     earlier = _replay(session, actor, "transfer", request.fingerprint_body(), idempotency_key, new_id)
     if earlier is not None:
         return Submitted(earlier, created=False)
     if request.source_wallet_id == request.destination_wallet_id:
-        raise InvalidRequest("source and destination must be different wallets", code="SAME_WALLET")
+        raise _same_wallet()
     require_transfer_access(session, actor, request.source_wallet_id, request.destination_wallet_id)
     intent = _insert_intent(
         session,
@@ -112,6 +125,168 @@ def submit_transfer(
         idempotency_key=idempotency_key,
     )
     return Submitted(intent, created=True)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingTransfer:
+    """A transfer intent `accept_transfer` just wrote, under the attribute names of `Transaction`:
+    what the API shows of it, without building an ORM object on every request."""
+
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    created_by: uuid.UUID
+    source_wallet_id: uuid.UUID
+    destination_wallet_id: uuid.UUID
+    amount: int
+    currency: str
+    description: str | None
+    metadata_: dict[str, Any] | None
+    idempotency_key: str | None
+    request_id: str | None
+    created_at: datetime
+    type: str = TransactionType.TRANSFER.value
+    status: str = TransactionStatus.PENDING.value
+    failure_reason: str | None = None
+    completed_at: datetime | None = None
+    settlement_batch_id: uuid.UUID | None = None
+    parent_transaction_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class AcceptedTransfer:
+    """A new intent, or (`created` false) the one an earlier request with the same key made."""
+
+    transaction: PendingTransfer | Transaction
+    created: bool
+
+
+TRANSFER_CREATED = "transfer.created"
+_ADMIN_ROLES = ", ".join(f"'{role.value}'" for role in (Role.OWNER, Role.ADMIN))
+
+# One round trip for a transfer the API accepts, with the rules of `submit_transfer` (a test holds
+# the two together): the caller read fresh (`actor`); their Idempotency-Key claimed first; the
+# rules of `access.require_transfer_access` (`source`: no row when the caller may not see it, else
+# whether they may debit it; `destination`: in any organisation); and only when the key is theirs
+# and every rule holds, the PENDING intent with its request id and its `transfer.created` audit row
+# (the same fields as `events.transaction_data`). Each answer comes back, so the caller raises the
+# error `submit_transfer` would, in the same order; a key found taken is read afterwards, in a
+# statement of its own (see `idempotency.earlier_claim`). Parameters are written for the driver.
+_ACCEPT_TRANSFER = f"""WITH actor AS (
+        SELECT id, organization_id, role IN ({_ADMIN_ROLES}) AS is_admin FROM users WHERE id = %(user_id)s::uuid
+    ),
+    source AS (
+        SELECT coalesce(w.owner_id = actor.id OR m.role = '{MemberRole.CONTRIBUTOR.value}', false) AS debitable
+          FROM wallets AS w
+          JOIN actor ON actor.organization_id = w.organization_id
+          LEFT JOIN wallet_members AS m ON m.wallet_id = w.id AND m.user_id = actor.id
+         WHERE w.id = %(source_wallet_id)s::uuid
+           AND (actor.is_admin OR w.owner_id = actor.id OR m.wallet_id IS NOT NULL)
+    ),
+    destination AS (
+        SELECT FROM wallets WHERE id = %(destination_wallet_id)s::uuid
+    ),
+    claimed AS (
+        INSERT INTO idempotency_keys (organization_id, key, request_hash, transaction_id)
+        SELECT organization_id, %(key)s::text, %(fingerprint)s::text, %(id)s::uuid
+          FROM actor
+         WHERE %(key)s::text IS NOT NULL
+        ON CONFLICT (organization_id, key) DO NOTHING
+        RETURNING key
+    ),
+    intent AS (
+        INSERT INTO transactions (id, organization_id, created_by, type, status, amount, currency, source_wallet_id,
+                                  destination_wallet_id, description, metadata, idempotency_key, request_id)
+        SELECT %(id)s::uuid, organization_id, id, '{TransactionType.TRANSFER.value}',
+               '{TransactionStatus.PENDING.value}', %(amount)s::bigint, %(currency)s::text,
+               %(source_wallet_id)s::uuid, %(destination_wallet_id)s::uuid, %(description)s::text,
+               %(metadata)s::jsonb, %(key)s::text, %(request_id)s::text
+          FROM actor
+         WHERE %(source_wallet_id)s::uuid <> %(destination_wallet_id)s::uuid
+           AND (SELECT debitable FROM source)
+           AND EXISTS (SELECT FROM destination)
+           AND (%(key)s::text IS NULL OR EXISTS (SELECT FROM claimed))
+        RETURNING *
+    ),
+    audited AS (
+        INSERT INTO audit_logs (id, organization_id, actor_id, action, target_type, target_id, after, source_address,
+                                request_id)
+        SELECT gen_random_uuid(), organization_id, created_by, '{TRANSFER_CREATED}', 'transaction', id::text,
+               jsonb_build_object(
+                   'id', id::text, 'type', type, 'status', status, 'failure_reason', failure_reason,
+                   'amount', amount, 'currency', currency, 'source_wallet_id', source_wallet_id::text,
+                   'destination_wallet_id', destination_wallet_id::text, 'organization_id', organization_id::text,
+                   'description', description, 'metadata', metadata, 'request_id', request_id,
+                   'created_at', {iso_sql("created_at")}, 'completed_at', {iso_sql("completed_at")}
+               ),
+               %(source_address)s::text, %(audit_request_id)s::text
+          FROM intent
+    )
+    SELECT (SELECT organization_id FROM actor), EXISTS (SELECT FROM claimed), (SELECT debitable FROM source),
+           EXISTS (SELECT FROM destination), (SELECT created_at FROM intent)
+"""
+
+
+def accept_transfer(
+    session: Session,
+    user_id: uuid.UUID,
+    request: TransferRequest,
+    *,
+    idempotency_key: str | None,
+    origin: Origin,
+) -> AcceptedTransfer:
+    """What `submit_transfer` and `intent_accepted` do for an API request, in one statement: the
+    caller is read from their user id (a user gone since the token was issued is INVALID_TOKEN)."""
+    new_id = uuid.uuid4()
+    fingerprint = None if idempotency_key is None else request_hash("transfer", request.fingerprint_body())
+    organization_id, claimed, source_debitable, destination_exists, created_at = (
+        session.connection()
+        .exec_driver_sql(
+            _ACCEPT_TRANSFER,
+            {
+                "user_id": user_id,
+                "id": new_id,
+                "key": idempotency_key,
+                "fingerprint": fingerprint,
+                "source_wallet_id": request.source_wallet_id,
+                "destination_wallet_id": request.destination_wallet_id,
+                "amount": request.amount,
+                "currency": request.currency,
+                "description": request.description,
+                "metadata": None if request.metadata is None else json.dumps(request.metadata),
+                "request_id": origin.request_id,
+                "source_address": origin.source_address_column,
+                "audit_request_id": origin.request_id_column,
+            },
+        )
+        .one()
+    )
+    if organization_id is None:
+        raise user_gone()
+    if idempotency_key is not None and not claimed:
+        assert fingerprint is not None
+        earlier_id = earlier_claim(session, organization_id, idempotency_key, fingerprint)
+        return AcceptedTransfer(session.get_one(Transaction, earlier_id), created=False)
+    if created_at is None:
+        if request.source_wallet_id == request.destination_wallet_id:
+            raise _same_wallet()
+        refuse_transfer_unless_allowed(source_debitable is not None, bool(source_debitable), destination_exists)
+        raise AssertionError("every rule held, yet no intent was written")
+    note_accepted(session, TransactionType.TRANSFER.value)
+    intent = PendingTransfer(
+        id=new_id,
+        organization_id=organization_id,
+        created_by=user_id,
+        source_wallet_id=request.source_wallet_id,
+        destination_wallet_id=request.destination_wallet_id,
+        amount=request.amount,
+        currency=request.currency,
+        description=request.description,
+        metadata_=request.metadata,
+        idempotency_key=idempotency_key,
+        request_id=origin.request_id,
+        created_at=created_at,
+    )
+    return AcceptedTransfer(intent, created=True)
 
 
 def _treasury_move(

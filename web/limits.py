@@ -7,11 +7,14 @@ When Redis cannot answer, requests pass: rate limiting must never stop the ledge
 from __future__ import annotations
 
 import os
+import time
+from typing import Any
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, g, has_request_context, request
 from flask_jwt_extended import get_jwt_identity, verify_jwt_in_request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from limits.storage import RedisStorage
 
 from settings import Settings
 
@@ -22,6 +25,60 @@ LIMIT_SETTINGS = {
     "LOGIN_LIMIT_PER_ACCOUNT": ("VAULTCRAFT_LOGIN_LIMIT_PER_ACCOUNT", "10 per minute"),
     "WRITE_LIMIT_PER_TOKEN": ("VAULTCRAFT_WRITE_LIMIT_PER_TOKEN", "100 per second"),
 }
+
+
+# INCRBY and EXPIRE exactly as the limits package's own script, then the key's TTL in the same trip.
+_HIT_AND_TTL = b"""
+local current = redis.call("incrby", KEYS[1], ARGV[2])
+if tonumber(current) == tonumber(ARGV[2]) then
+    redis.call("expire", KEYS[1], ARGV[1])
+end
+return {current, redis.call("ttl", KEYS[1])}
+"""
+# flask.g key: what this request's hits learned, by storage key: (count, seconds to the window's end).
+_WINDOWS_SEEN = "vaultcraft_limit_windows"
+STORAGE_SCHEME_PREFIX = "vaultcraft+"
+
+
+class OneTripRedisStorage(RedisStorage):
+    """The limits package's Redis storage, with a fixed-window hit and its headers in one round trip.
+
+    A write is counted with a script (INCRBY, EXPIRE), then the X-RateLimit headers ask for the
+    window's count (GET) and its end (TTL): three round trips per request. Here the script also
+    returns the TTL, and what a hit learned answers this request's GET and TTL for that key, as the
+    two reads would have a moment later. Outside a request, or for a key this request did not hit,
+    the reads go to Redis as before.
+    """
+
+    STORAGE_SCHEME = [f"{STORAGE_SCHEME_PREFIX}{scheme}" for scheme in ("redis", "rediss", "unix")]
+
+    def __init__(self, uri: str, **options: Any) -> None:
+        super().__init__(uri.removeprefix(STORAGE_SCHEME_PREFIX), **options)
+
+    def initialize_storage(self, uri: str) -> None:
+        super().initialize_storage(uri)
+        self._hit_and_ttl = self.get_connection().register_script(_HIT_AND_TTL)
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        count, ttl = self._hit_and_ttl([self.prefixed_key(key)], [expiry, amount])
+        if has_request_context():
+            g.setdefault(_WINDOWS_SEEN, {})[key] = (int(count), int(ttl))
+        return int(count)
+
+    def get(self, key: str) -> int:
+        seen = _window_seen(key)
+        return super().get(key) if seen is None else seen[0]
+
+    def get_expiry(self, key: str) -> float:
+        seen = _window_seen(key)
+        return super().get_expiry(key) if seen is None else max(seen[1], 0) + time.time()
+
+
+def _window_seen(key: str) -> tuple[int, int] | None:
+    if not has_request_context():
+        return None
+    windows: dict[str, tuple[int, int]] | None = g.get(_WINDOWS_SEEN)
+    return None if windows is None else windows.get(key)
 
 
 def caller_key() -> str:
@@ -72,7 +129,7 @@ limiter = Limiter(
 def init_limits(app: Flask, settings: Settings) -> None:
     for config_key, (variable, default) in LIMIT_SETTINGS.items():
         app.config.setdefault(config_key, os.environ.get(variable, default))
-    app.config["RATELIMIT_STORAGE_URI"] = settings.redis_url
+    app.config["RATELIMIT_STORAGE_URI"] = f"{STORAGE_SCHEME_PREFIX}{settings.redis_url}"
     app.config["RATELIMIT_STORAGE_OPTIONS"] = {"socket_timeout": 1, "socket_connect_timeout": 1}
     limiter.init_app(app)
 

@@ -46,6 +46,11 @@ def _verified_by_rate_limiter(jwt_options: dict[str, Any]) -> bool:
     return not jwt_options and bool(token) and token.get("type") == "access"
 
 
+def current_user_id() -> uuid.UUID:
+    """The verified token's user, for a view that reads the caller inside its own statement."""
+    return uuid.UUID(get_jwt_identity())
+
+
 def current_actor(session: Session) -> Actor:
     """The caller, read fresh inside the request's transaction so role changes take effect at once."""
-    return load_actor(session, uuid.UUID(get_jwt_identity()))
+    return load_actor(session, current_user_id())

@@ -169,9 +169,12 @@ def test_a_batch_reads_the_exchange_bindings_once_and_delivers_to_every_bound_qu
 
     reads = []
     read_table = Channel.get_table
-    monkeypatch.setattr(
-        Channel, "get_table", lambda self, exchange: reads.append(exchange) or read_table(self, exchange)
-    )
+
+    def counted(self, exchange):
+        reads.append(exchange)
+        return read_table(self, exchange)
+
+    monkeypatch.setattr(Channel, "get_table", counted)
     connection, queue = events_queue
     with session_factory().begin() as session:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RELAY_LOCK_KEY})

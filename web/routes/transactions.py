@@ -10,11 +10,11 @@ from flask import url_for
 from flask_smorest import Blueprint
 
 from ledger import intents
-from ledger.intents import Submitted, TransactionFilters, TransferRequest
+from ledger.intents import PendingTransfer, Submitted, TransactionFilters, TransferRequest
 from models import Transaction, TransactionStatus, TransactionType
 from tasks.settlement import settle_soon
 from web.db import unit_of_work
-from web.request_context import intent_accepted, transaction_cancelled
+from web.request_context import intent_accepted, origin, transaction_cancelled
 from web.schemas.common import IdempotencyHeaderSchema, page_schema
 from web.schemas.transactions import (
     TransactionFilterSchema,
@@ -23,7 +23,7 @@ from web.schemas.transactions import (
     WaitQuerySchema,
 )
 from web.schemas.wallets import LedgerEntrySchema
-from web.security import authenticated, current_actor
+from web.security import authenticated, current_actor, current_user_id
 
 blp = Blueprint("transactions", __name__, url_prefix="/api/v1/transactions", description="Transfer intents")
 
@@ -32,14 +32,16 @@ EntryListSchema = page_schema(LedgerEntrySchema, "TransactionEntries")
 WAIT_POLL_SECONDS_MIN, WAIT_POLL_SECONDS_MAX = 0.02, 0.25
 
 
-def accepted(submitted: Submitted) -> tuple[Transaction, int, dict[str, str]]:
+Answer = tuple[Transaction | PendingTransfer, int, dict[str, str]]
+
+
+def accepted(transaction: Transaction | PendingTransfer, created: bool) -> Answer:
     """202 for a new intent, 200 when an Idempotency-Key replays an earlier one; Location either way."""
-    transaction = submitted.transaction
     location = url_for("transactions.get_transaction", transaction_id=transaction.id)
-    return transaction, 202 if submitted.created else 200, {"Location": location}
+    return transaction, 202 if created else 200, {"Location": location}
 
 
-def submit_and_enqueue(submit: Any) -> tuple[Transaction, int, dict[str, str]]:
+def submit_and_enqueue(submit: Any) -> Answer:
     """Write the PENDING intent, commit, and only then publish it for settlement."""
     with unit_of_work() as session:
         actor = current_actor(session)
@@ -47,10 +49,11 @@ def submit_and_enqueue(submit: Any) -> tuple[Transaction, int, dict[str, str]]:
         intent_accepted(session, actor, submitted)
     if submitted.created:
         settle_soon([submitted.transaction.id])
-    return accepted(submitted)
+    return accepted(submitted.transaction, submitted.created)
 
 
-def accept_transfer(body: dict[str, Any], idempotency_key: str | None) -> tuple[Transaction, int, dict[str, str]]:
+def accept_transfer(body: dict[str, Any], idempotency_key: str | None) -> Answer:
+    """The hot path: one statement writes the intent and its audit row, then commit, then publish."""
     request = TransferRequest(
         source_wallet_id=body["source_wallet_id"],
         destination_wallet_id=body["destination_wallet_id"],
@@ -59,15 +62,25 @@ def accept_transfer(body: dict[str, Any], idempotency_key: str | None) -> tuple[
         description=body["description"],
         metadata=body["metadata"],
     )
-    return submit_and_enqueue(
-        lambda session, actor: intents.submit_transfer(session, actor, request, idempotency_key=idempotency_key)
-    )
+    with unit_of_work() as session:
+        outcome = intents.accept_transfer(
+            session, current_user_id(), request, idempotency_key=idempotency_key, origin=origin()
+        )
+    if outcome.created:
+        settle_soon([outcome.transaction.id])
+    return accepted(outcome.transaction, outcome.created)
+
+
+# Schema instances, not classes: webargs builds a schema from a class on every request (a deep copy
+# of its fields), the same one each time.
+IDEMPOTENCY_HEADER = IdempotencyHeaderSchema()
+TRANSFER = TransferSchema()
 
 
 @blp.route("/transfer", methods=["POST"])
 @authenticated(blp)
-@blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
-@blp.arguments(TransferSchema)
+@blp.arguments(IDEMPOTENCY_HEADER, location="headers", as_kwargs=True)
+@blp.arguments(TRANSFER)
 @blp.response(202, TransactionSchema)
 @blp.alt_response(200, schema=TransactionSchema, description="Replay of an earlier request with the same key")
 def create_transfer(body: dict[str, Any], idempotency_key: str | None) -> Any:
