@@ -71,7 +71,9 @@ def settle_or_bisect(transaction_ids: Sequence[uuid.UUID]) -> SettleOutcome:
                 first_error = first_error or error
         if first_error is not None:
             raise first_error from None
-        return SettleOutcome(*(sum(getattr(o, f) for o in outcomes) for f in ("completed", "failed", "skipped")))
+        return SettleOutcome(
+            *(sum(getattr(o, f) for o in outcomes) for f in ("completed", "failed", "skipped", "deferred"))
+        )
 
 
 @dataclass(frozen=True)
@@ -96,10 +98,9 @@ def drain_backlog(batches_max: int) -> Drained:
         except Exception:
             logger.warning("draining stopped; the sweep settles what is left", exc_info=True)
             break
-        claimed = outcome.completed + outcome.failed
-        settled += claimed
-        if claimed < settings.settle_batch_size_max:
-            break  # the backlog is gone
+        settled += outcome.completed + outcome.failed
+        if not outcome.deferred and outcome.completed + outcome.failed < settings.settle_batch_size_max:
+            break  # the backlog is gone; intents left for a later batch are taken in the next round
     else:
         return Drained(settled, backlog_left=True)
     return Drained(settled, backlog_left=False)
@@ -118,7 +119,7 @@ def settle_transfers(self: Any, transaction_ids: list[str]) -> dict[str, int]:
         raise self.retry(
             exc=error, countdown=DATABASE_UNAVAILABLE_RETRY_SECONDS, max_retries=DATABASE_UNAVAILABLE_RETRIES_MAX
         ) from error
-    drained = _drain_and_rewake()
+    drained = _drain_and_rewake()  # also takes the intents of ours left for a later batch
     return {"completed": outcome.completed, "failed": outcome.failed, "skipped": outcome.skipped, "drained": drained}
 
 

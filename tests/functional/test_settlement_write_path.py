@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -106,3 +107,62 @@ def test_a_batch_claim_probes_the_primary_key_of_a_large_transactions_table(api)
         session.execute(text("SET LOCAL random_page_cost = 4"))
         assert "Seq Scan on transactions" in plan(session)  # the trap this setting avoids
         session.rollback()
+
+
+def _hold_wallet_lock(wallet_id: str, release: threading.Event, held: threading.Event) -> None:
+    """Another batch, in the middle of its own: it holds one wallet until told to commit."""
+    with session_factory().begin() as session:
+        session.execute(text("SELECT 1 FROM wallets WHERE id = :id FOR NO KEY UPDATE"), {"id": wallet_id})
+        held.set()
+        release.wait(timeout=30)
+
+
+def test_a_batch_goes_ahead_without_the_intents_whose_wallet_another_batch_holds(api, db, unpublished):
+    owner = api.signup()
+    free_sources = [api.funded_wallet(owner, 1_000) for _ in range(3)]
+    busy_source = api.funded_wallet(owner, 1_000)
+    destination = api.create_wallet(owner)
+    unpublished.start()
+    ready = [api.transfer(owner, source, destination, 100).json["id"] for source in free_sources]
+    waiting = [api.transfer(owner, busy_source, destination, amount).json["id"] for amount in (700, 400)]
+    release, held = threading.Event(), threading.Event()
+    holder = threading.Thread(target=_hold_wallet_lock, args=(busy_source, release, held))
+    holder.start()
+    try:
+        assert held.wait(timeout=10)
+        with session_factory().begin() as session:
+            outcome = settle_transfers(session, [uuid.UUID(i) for i in ready + waiting])
+    finally:
+        release.set()
+        holder.join()
+    assert (outcome.completed, outcome.deferred) == (3, 2)  # 3 of 5 may go: at least half, so they do
+    assert [api.get(f"/transactions/{i}", owner).json["status"] for i in waiting] == ["PENDING"] * 2
+
+    with session_factory().begin() as session:
+        later = settle_transfers(session, [uuid.UUID(i) for i in waiting])
+    assert (later.completed, later.failed, later.deferred) == (1, 1, 0)
+    # Still in the order they were accepted: the 700 first, then the 400 finds 300 left.
+    assert [api.wait_final(owner, i)["status"] for i in waiting] == ["COMPLETED", "FAILED"]
+    assert db.wallet_drift([*free_sources, busy_source, destination]) == []
+
+
+def test_a_batch_waits_for_a_held_wallet_most_of_its_intents_need(api, unpublished):
+    owner = api.signup()
+    hot = api.create_wallet(owner)
+    sources = [api.funded_wallet(owner, 1_000) for _ in range(3)]
+    other = api.funded_wallet(owner, 1_000)
+    unpublished.start()
+    ids = [api.transfer(owner, source, hot, 100).json["id"] for source in sources]
+    ids.append(api.transfer(owner, other, sources[0], 100).json["id"])
+    release, held = threading.Event(), threading.Event()
+    holder = threading.Thread(target=_hold_wallet_lock, args=(hot, release, held))
+    holder.start()
+    try:
+        assert held.wait(timeout=10)
+        threading.Timer(0.5, release.set).start()  # the other batch commits a moment later
+        with session_factory().begin() as session:
+            outcome = settle_transfers(session, [uuid.UUID(i) for i in ids])
+    finally:
+        release.set()
+        holder.join()
+    assert (outcome.completed, outcome.deferred) == (4, 0)  # 1 of 4 could go at once: it waited for all
