@@ -40,11 +40,13 @@ task_soft_time_limit = 90
 # Few messages in flight per process: a killed worker strands little, and batches stay fair.
 # Not higher (issue 3 bench): single intents share debounced drain messages and bulk intake sends
 # one message per 1,000 intents, so there are few messages to prefetch, and a settle task drains the
-# backlog behind its own ids anyway. Worker concurrency stays at the Celery default (one process per
-# core): settling is CPU-bound in Python and Postgres on the same cores, and two batches touching a
-# common wallet take turns on its lock: in process, one drainer settled 7,500-8,100/s uniform and
-# 9,200-10,000/s onto one hot wallet, two drainers 8,100/s and 9,400/s.
+# backlog behind its own ids anyway.
 worker_prefetch_multiplier = 4
+# Four prefork processes on two cores: a batch spends much of its time waiting (on Postgres, or on a
+# wallet another batch holds), and the outbox relay needs a process of its own beside two settling
+# batches. Issue 3 bench, 50,000 PENDING intents: 2 processes settled 6,300/s uniform and 9,600/s
+# onto one hot wallet; 3 processes 9,600/s and 8,500/s; 4 processes 9,200/s and 8,800/s.
+worker_concurrency = 4  # `celery worker --concurrency N` overrides it
 worker_max_tasks_per_child = 10_000
 # Off until a monitor asks: Flower turns task events on in every worker when it starts, and again
 # every few seconds (its enable_events option, on by default), so it still shows every task. Left on
