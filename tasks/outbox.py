@@ -186,7 +186,13 @@ def _take_relay_lock(session: Session) -> bool:
 
 @contextmanager
 def events_producer(broker_url: str | None = None) -> Iterator[Producer]:
-    with Connection(broker_url or app.conf.broker_url, connect_timeout=2) as connection:
+    """A producer on the app's pooled broker connection, kept open between relay runs (a run per
+    burst of commits would otherwise connect afresh each time); or on a new connection to `broker_url`."""
+    if broker_url is None:
+        with app.producer_or_acquire() as producer:
+            yield producer
+        return
+    with Connection(broker_url, connect_timeout=2) as connection:
         yield connection.Producer()
 
 
@@ -217,6 +223,12 @@ def _relay(broker_url: str | None = None) -> tuple[int, bool]:
 RELAY_WAKE = Wake(key="vaultcraft:outbox:wake", ttl_ms=2000)
 
 
+# A woken relay starts this long after the commit that woke it, so the events of the commits in
+# between go out in the same run: under API load, a run per 100 ms instead of one per settlement
+# batch (each run takes the relay lock, reads, publishes and marks in a transaction of its own).
+RELAY_GATHER_SECONDS = 0.1
+
+
 # A relay that finds another one running asks again this much later: the running one may have read
 # its batch before the commits that woke this one.
 RELAY_BUSY_RETRY_SECONDS = 1
@@ -233,7 +245,7 @@ def relay_events() -> int:
 
 def wake_relay() -> None:
     """Ask a worker to relay soon; if neither Redis nor the broker takes it, the beat schedule will."""
-    RELAY_WAKE.request(relay_events)
+    RELAY_WAKE.request(relay_events, countdown=RELAY_GATHER_SECONDS)
 
 
 def _after_commit(session: Session) -> None:

@@ -82,3 +82,14 @@ def test_an_api_intent_wakes_a_drain_that_waits_out_the_gather_window(server, mo
     assert options == [{"retry": False, "countdown": gather_seconds}]  # one drain for the whole window
     # The key outlives the window, so intents accepted while the drain waits publish nothing more.
     assert server.pttl(tasks.settlement.SETTLE_WAKE.key) > get_settings().settle_gather_ms
+
+
+def test_commits_that_write_events_wake_one_relay_that_waits_out_its_gather_window(server, monkeypatch):
+    import tasks.outbox
+
+    options: list[dict[str, object]] = []
+    monkeypatch.setattr(tasks.outbox.relay_events, "apply_async", lambda **kw: options.append(kw))
+    for _ in range(20):
+        tasks.outbox.wake_relay()
+    assert options == [{"retry": False, "countdown": tasks.outbox.RELAY_GATHER_SECONDS}]
+    assert server.pttl(tasks.outbox.RELAY_WAKE.key) > 1000 * tasks.outbox.RELAY_GATHER_SECONDS
