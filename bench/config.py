@@ -6,8 +6,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import celeryconfig
-
 BENCH_DIR = Path(__file__).resolve().parent
 
 
@@ -34,7 +32,7 @@ class BenchConfig:
     bulk_seconds: float
     bulk_clients: int
     bulk_size: int  # transfers per bulk request
-    worker_concurrency: int  # Celery prefork processes
+    worker_concurrency: int  # Celery prefork processes; 0: as celeryconfig.py says
     settle_timeout_seconds: float  # longest wait for a phase's intents to become final
     output_dir: Path
 
@@ -50,7 +48,7 @@ class BenchConfig:
             bulk_seconds=_float("BENCH_BULK_SECONDS", 10.0),
             bulk_clients=_int("BENCH_BULK_CLIENTS", 2),
             bulk_size=_int("BENCH_BULK_SIZE", 1000),
-            worker_concurrency=_int("BENCH_WORKER_CONCURRENCY", celeryconfig.worker_concurrency),
+            worker_concurrency=_int("BENCH_WORKER_CONCURRENCY", 0),
             settle_timeout_seconds=_float("BENCH_SETTLE_TIMEOUT_SECONDS", 300.0),
             output_dir=Path(os.environ.get("BENCH_OUTPUT_DIR", BENCH_DIR)),
         )

@@ -85,8 +85,10 @@ class Services:
         self._sampler: threading.Thread | None = None
         self.web_port = 0
 
-    def start_worker(self, concurrency: int) -> None:
-        command = [*procfile_command("worker"), "--concurrency", str(concurrency), "--loglevel", "WARNING"]
+    def start_worker(self, concurrency: int = 0) -> None:
+        """The Procfile's worker; with `concurrency`, that many processes instead of the configured number."""
+        command = [*procfile_command("worker"), "--loglevel", "WARNING"]
+        command += ["--concurrency", str(concurrency)] if concurrency else []
         command += ["--without-gossip", "--without-mingle", "--hostname", f"bench{os.getpid()}@%h"]
         self.processes["worker"] = subprocess.Popen(
             command, env=self.env, cwd=PROJECT_ROOT, stdout=SERVICE_OUTPUT, stderr=SERVICE_OUTPUT
