@@ -5,10 +5,12 @@ import os
 bind = f"{os.environ.get('WEB_BIND_HOST', '127.0.0.1')}:{os.environ.get('WEB_PORT', '8000')}"
 # Threads, not more processes: views mostly wait on Postgres, and `?wait=` holds a thread while polling.
 worker_class = "gthread"
-# A transfer request is mostly CPU in Python (routing, schemas, JWT, SQL, audit; about 4.5 ms in
-# process), and threads of one process share one GIL. On the 2-core bench machine, 32 clients posting
-# transfers (issue 3): 2 processes x 8 threads accepted 142/s (p99 273 ms), 3 x 4 171/s (p99 110 ms),
-# 4 x 2 139/s; so three processes of four threads, enough threads to cover the Postgres round trips.
+# A transfer request is mostly CPU in Python (routing, schemas, JWT, one SQL statement; about 1.6 ms
+# in process, 2.0-2.5 ms under gunicorn), and threads of one process share one GIL. On the 2-core
+# bench machine, 32 clients posting transfers (issue 3), with the web alone: 3 processes x 4 threads
+# answered 505/s, 4 x 2 516/s, 2 x 8 510/s, 4 sync workers 524/s (within noise of each other); with
+# the older, slower request path, 3 x 4 had the best p99. Three processes of four threads: enough
+# threads to cover the Postgres and Redis round trips.
 workers = int(os.environ.get("WEB_PROCESSES", "3"))
 threads = int(os.environ.get("WEB_THREADS", "4"))
 timeout = 60
