@@ -111,7 +111,7 @@ def transaction_data(transaction: Transaction) -> dict[str, Any]:
     }
 
 
-def _iso(column: str) -> str:
+def iso_sql(column: str) -> str:
     """SQL for `datetime.isoformat()` of a timestamptz in the session's time zone, as `_json` writes it
     (microseconds only when non-zero, offset as +HH:MM)."""
     return f"replace(to_char({column}, 'YYYY-MM-DD\"T\"HH24:MI:SS.USTZH:TZM'), '.000000', '')"
@@ -164,7 +164,7 @@ def with_transaction_events(transactions: str) -> str:
                    'destination_wallet_id', f.destination_wallet_id::text,
                    'organization_id', f.organization_id::text, 'description', f.description,
                    'metadata', f.metadata, 'request_id', f.request_id,
-                   'created_at', {_iso("f.created_at")}, 'completed_at', {_iso("f.completed_at")}
+                   'created_at', {iso_sql("f.created_at")}, 'completed_at', {iso_sql("f.completed_at")}
                ),
                {_sorted_pair("f.source_wallet_id", "f.destination_wallet_id")},
                {_sorted_pair("f.source_organization_id", "f.destination_organization_id")}

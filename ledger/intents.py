@@ -25,7 +25,7 @@ from ledger.access import (
 )
 from ledger.audit import Origin
 from ledger.errors import Conflict, Forbidden, InvalidRequest, NotFound
-from ledger.events import _iso as iso_sql
+from ledger.events import iso_sql
 from ledger.idempotency import claim_key, earlier_claim, request_hash
 from ledger.identity import user_gone
 from ledger.pagination import Page, paginate

@@ -25,7 +25,7 @@ def test_event_timestamps_are_written_as_python_writes_them(zone):
         session.execute(text(f"SET LOCAL TimeZone = '{zone}'"))
         for moment in moments:
             written, read = session.execute(
-                text(f"SELECT {events._iso('CAST(:at AS timestamptz)')}, CAST(:at AS timestamptz)"), {"at": moment}
+                text(f"SELECT {events.iso_sql('CAST(:at AS timestamptz)')}, CAST(:at AS timestamptz)"), {"at": moment}
             ).one()
             assert written == events._json(read)
 
