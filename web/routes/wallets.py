@@ -14,9 +14,9 @@ from ledger.pagination import paginate
 from models import MemberRole, Wallet, WalletStatus, WalletType
 from web.db import unit_of_work
 from web.request_context import audit, member_view, wallet_status, wallet_status_changed
-from web.routes.transactions import accept_transfer, submit_and_enqueue
+from web.routes.transactions import IDEMPOTENCY_HEADER, TRANSFER, accept_transfer, submit_and_enqueue
 from web.schemas.common import IdempotencyHeaderSchema, PageArgsSchema, page_schema
-from web.schemas.transactions import TransactionSchema, TransferSchema
+from web.schemas.transactions import TransactionSchema
 from web.schemas.wallets import (
     AmountSchema,
     BalanceQuerySchema,
@@ -100,8 +100,8 @@ def summary() -> dict[str, object]:
 
 @blp.route("/transfer", methods=["POST"])
 @authenticated(blp)
-@blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
-@blp.arguments(TransferSchema)
+@blp.arguments(IDEMPOTENCY_HEADER, location="headers", as_kwargs=True)
+@blp.arguments(TRANSFER)
 @blp.response(202, TransactionSchema)
 @blp.alt_response(200, schema=TransactionSchema, description="Replay of an earlier request with the same key")
 def transfer(body: dict[str, Any], idempotency_key: str | None) -> Any:
