@@ -11,7 +11,7 @@ from typing import Any
 
 from bench.dataset import BENCH_PASSWORD, Dataset
 from bench.http_load import load
-from bench.measure import database_now, settled, wait_until_nothing_pending
+from bench.measure import database_now, settled, wait_until_quiet
 
 TRANSFER_PATH = "/api/v1/transactions/transfer"
 BATCH_PATH = "/api/v1/transactions/batch"
@@ -84,7 +84,7 @@ def phase(
     cpu_before = cpu_meter() if cpu_meter else {}
     started = database_now(dsn)
     result = load(port, token, path, make_body, clients=clients, seconds=seconds, rate_per_second=rate_per_second)
-    finished = wait_until_nothing_pending(dsn, timeout_seconds)
+    finished = wait_until_quiet(dsn, timeout_seconds)
     figures = settled(dsn, tag, since=started)
     cpu_after = cpu_meter() if cpu_meter else {}
     intents = max(figures["intents"], 1)

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 
 from bench.dataset import Dataset
-from bench.measure import database_now, settled, wait_until_nothing_pending
+from bench.measure import database_now, settled, wait_until_quiet
 from settings import get_settings
 
 INSERT_PENDING = """
@@ -55,6 +55,6 @@ def run(dsn: str, data: Dataset, n: int, *, hot: bool, timeout_seconds: float) -
     started = database_now(dsn)
     for start in range(0, len(ids), batch):
         assert enqueue_settlement(ids[start : start + batch]), "the broker refused a publish"
-    finished = wait_until_nothing_pending(dsn, timeout_seconds)
+    finished = wait_until_quiet(dsn, timeout_seconds)
     result = settled(dsn, tag, since=started)
     return {**result, "finished": finished}

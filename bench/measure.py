@@ -11,12 +11,17 @@ import psycopg
 POLL_SECONDS = 0.1
 
 
-def wait_until_nothing_pending(dsn: str, timeout_seconds: float) -> bool:
-    """The bench database holds only the bench's intents, so 'nothing PENDING' means the phase is done."""
+def wait_until_quiet(dsn: str, timeout_seconds: float) -> bool:
+    """Until no intent is PENDING and every event is relayed: the bench database holds only the bench's
+    intents, so the phase is then done, and the next one starts on a quiet system (the outbox relay
+    of 50,000 engine intents would otherwise run on during the next phase, on its CPU)."""
     deadline = time.monotonic() + timeout_seconds
     with psycopg.connect(dsn, autocommit=True) as connection:
         while time.monotonic() < deadline:
-            row = connection.execute("SELECT count(*) FROM transactions WHERE status = 'PENDING'").fetchone()
+            row = connection.execute(
+                "SELECT (SELECT count(*) FROM transactions WHERE status = 'PENDING')"
+                " + (SELECT count(*) FROM outbox_events WHERE published_at IS NULL)"
+            ).fetchone()
             if row is not None and row[0] == 0:
                 return True
             time.sleep(POLL_SECONDS)
