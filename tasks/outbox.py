@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from itertools import takewhile
-from typing import Any
+from typing import Any, NamedTuple
 
 from kombu import Connection, Exchange, Producer
 from sqlalchemy import Row, event, func, select, text, update
@@ -199,23 +199,28 @@ def events_producer(broker_url: str | None = None) -> Iterator[Producer]:
 def relay_pending(broker_url: str | None = None) -> int:
     """Publish everything pending, in bounded batches, each in its own transaction. Returns the count
     published; 0 at once when another relay holds the lock (it will see the new rows)."""
-    return _relay(broker_url)[0]
+    return _relay(broker_url).published
 
 
-def _relay(broker_url: str | None = None) -> tuple[int, bool]:
-    """(published, stopped because another relay holds the lock)."""
+class RelayRun(NamedTuple):
+    published: int
+    busy: bool  # stopped at once: another relay holds the lock
+    backlog_left: bool  # stopped at RELAY_BATCHES_MAX full batches: more is waiting
+
+
+def _relay(broker_url: str | None = None) -> RelayRun:
     total = 0
     with events_producer(broker_url) as producer:
         for _ in range(RELAY_BATCHES_MAX):
             with session_factory().begin() as session:
                 if not _take_relay_lock(session):
-                    return total, True
+                    return RelayRun(total, busy=True, backlog_left=False)
                 published, more = relay_batch(session, producer)
             total += published
             EVENTS_PUBLISHED.inc(published)
             if not more:
-                break
-    return total, False
+                return RelayRun(total, busy=False, backlog_left=False)
+    return RelayRun(total, busy=False, backlog_left=True)
 
 
 # Woken after commits that wrote events, debounced (tasks/wake.py): a busy system runs one relay per
@@ -237,10 +242,12 @@ RELAY_BUSY_RETRY_SECONDS = 1
 @app.task(name="tasks.relay_events", acks_late=True, ignore_result=True)
 def relay_events() -> int:
     RELAY_WAKE.started()
-    published, busy = _relay()
-    if published == 0 and busy:
+    run = _relay()
+    if run.backlog_left:
+        RELAY_WAKE.request(relay_events)  # a long backlog continues in the next task, not in this one
+    elif run.published == 0 and run.busy:
         RELAY_WAKE.request(relay_events, countdown=RELAY_BUSY_RETRY_SECONDS)
-    return published
+    return run.published
 
 
 def wake_relay() -> None:

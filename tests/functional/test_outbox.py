@@ -190,3 +190,23 @@ def test_a_batch_reads_the_exchange_bindings_once_and_delivers_to_every_bound_qu
         session.rollback()
     assert reads == ["vaultcraft.events"] * 2  # the first message, then once for the other four
     assert {m.payload["id"] for m in receive(connection, queue, ids)} == ids
+
+
+def test_a_relay_that_stops_at_its_batch_bound_wakes_the_next_one(monkeypatch):
+    import tasks.outbox
+
+    monkeypatch.setattr(tasks.outbox, "_take_relay_lock", lambda session: True)
+    monkeypatch.setattr(tasks.outbox, "relay_batch", lambda session, producer: (2, True))  # always more
+    woken: list[dict[str, object]] = []
+
+    class RecordingWake:
+        def started(self) -> None: ...
+
+        def request(self, task, **options) -> bool:
+            woken.append(options)
+            return True
+
+    monkeypatch.setattr(tasks.outbox, "RELAY_WAKE", RecordingWake())
+
+    assert tasks.outbox.relay_events.run() == 2 * tasks.outbox.RELAY_BATCHES_MAX
+    assert woken == [{}]  # at once: the backlog goes on in the next task, without waiting for a commit
