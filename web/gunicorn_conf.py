@@ -6,12 +6,12 @@ bind = f"{os.environ.get('WEB_BIND_HOST', '127.0.0.1')}:{os.environ.get('WEB_POR
 # Threads, not more processes: views mostly wait on Postgres, and `?wait=` holds a thread while polling.
 worker_class = "gthread"
 # A transfer request is mostly CPU in Python (routing, schemas, JWT, one SQL statement; about 1.6 ms
-# in process, 2.0-2.5 ms under gunicorn), and threads of one process share one GIL. On the 2-core
-# bench machine, 32 clients posting transfers (issue 3), with the web alone: 3 processes x 4 threads
-# answered 505/s, 4 x 2 516/s, 2 x 8 510/s, 4 sync workers 524/s (within noise of each other); with
-# the older, slower request path, 3 x 4 had the best p99. Three processes of four threads: enough
-# threads to cover the Postgres and Redis round trips.
-workers = int(os.environ.get("WEB_PROCESSES", "3"))
+# in process, 2.1-3.0 ms under gunicorn), and threads of one process share one GIL. Fewer processes
+# cost less CPU per request on 2 cores. Issue 3 bench machine, 32 clients posting transfers, web
+# alone: 2 x 2 threads 620/s (2.1 ms), 2 x 4 591-626/s (2.1-2.2 ms), 3 x 4 523-591/s (2.4-2.7 ms),
+# 3 x 2 535/s, 4 x 1 483-632/s; end to end with the worker, two runs each: 2 x 4 settled 386-487/s,
+# 3 x 4 362-447/s. So two processes of four threads, enough threads to cover the round trips.
+workers = int(os.environ.get("WEB_PROCESSES", "2"))
 threads = int(os.environ.get("WEB_THREADS", "4"))
 timeout = 60
 graceful_timeout = 10
