@@ -11,7 +11,7 @@ from typing import Any
 
 from bench.dataset import BENCH_PASSWORD, Dataset
 from bench.http_load import load
-from bench.measure import database_now, settled, wait_until_quiet
+from bench.measure import database_now, settled, vacuum, wait_until_quiet
 
 TRANSFER_PATH = "/api/v1/transactions/transfer"
 BATCH_PATH = "/api/v1/transactions/batch"
@@ -80,6 +80,7 @@ def phase(
 
     With a `cpu_meter` (CPU seconds used so far, by process group), also the CPU milliseconds each
     group spent per settled intent over the phase: where the machine's cores went."""
+    vacuum(dsn)
     token = login(port, data.email)
     cpu_before = cpu_meter() if cpu_meter else {}
     started = database_now(dsn)

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 
 from bench.dataset import Dataset
-from bench.measure import database_now, settled, wait_until_quiet
+from bench.measure import database_now, settled, vacuum, wait_until_quiet
 from settings import get_settings
 
 INSERT_PENDING = """
@@ -51,6 +51,7 @@ def run(dsn: str, data: Dataset, n: int, *, hot: bool, timeout_seconds: float) -
 
     tag = f"bench-engine-{'hot' if hot else 'uniform'}"
     ids = insert_pending(dsn, data, n, hot=hot, tag=tag)
+    vacuum(dsn)
     batch = get_settings().settle_batch_size_max
     started = database_now(dsn)
     for start in range(0, len(ids), batch):

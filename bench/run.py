@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import BenchConfig
+from bench.measure import vacuum
 from tests import environment
 
 MIB = 1024
@@ -36,6 +37,7 @@ def _baseline(dsn: str, data: Any, config: BenchConfig) -> dict[str, Any]:
 
     best: dict[str, Any] = {}
     for mode in ("uniform", "hot"):
+        vacuum(dsn)
         job = baseline.Job(
             dsn=dsn,
             organization_id=data.organization_id,
