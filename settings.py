@@ -80,11 +80,12 @@ class Settings:
     # one task runs long enough to near its time limit.
     settle_drain_batches_max: int = 10
     # A drain woken by an API intent starts this long after the first intent that woke it, so the
-    # intents of that window settle together: at 500 intents/s, about 50 per task instead of a few,
+    # intents of that window settle together: at 600 intents/s, about 30 per task instead of a few,
     # and a task's fixed cost (the broker, the pool, 6 statements) is paid once for all of them.
-    # Latency pays at most this much; `make bench` reports the p99 with it. Issue 3, end to end, two
-    # runs each: 50 ms settled 441-491/s (p99 76-91 ms), 100 ms 489-574/s (p99 121-150 ms) at full load.
-    settle_gather_ms: int = 100
+    # Latency pays at most this much; `make bench` reports the p99 with it. 100 ms settled 11% more in
+    # short A/B runs, but not in a full `make bench` (460/446/s against 508/516/s), and the p99 at half
+    # load went from 65-71 ms to 115 ms: kept at 50.
+    settle_gather_ms: int = 50
     # Items in one POST /transactions/batch request.
     bulk_transfers_max: int = 1000
 
