@@ -56,6 +56,10 @@ class Route:
     debtor_clearing_id: uuid.UUID
     creditor_clearing_id: uuid.UUID
 
+    @property
+    def clearing_wallet_ids(self) -> tuple[uuid.UUID, uuid.UUID]:
+        return self.debtor_clearing_id, self.creditor_clearing_id
+
 
 @dataclass
 class Routes:
@@ -63,7 +67,7 @@ class Routes:
 
     @property
     def wallet_ids(self) -> list[uuid.UUID]:
-        return [w for r in self.by_intent.values() for w in (r.debtor_clearing_id, r.creditor_clearing_id)]
+        return [w for r in self.by_intent.values() for w in r.clearing_wallet_ids]
 
 
 @dataclass(frozen=True)

@@ -258,9 +258,8 @@ _PROBE_WALLETS = """
 
 def _wallets_of(intent: Intent, routes: Routes) -> tuple[uuid.UUID, ...]:
     route = routes.by_intent.get(intent.id)
-    if route is None:
-        return intent.source_wallet_id, intent.destination_wallet_id
-    return intent.source_wallet_id, intent.destination_wallet_id, route.debtor_clearing_id, route.creditor_clearing_id
+    own = (intent.source_wallet_id, intent.destination_wallet_id)
+    return own if route is None else own + route.clearing_wallet_ids
 
 
 def _free_wallets(session: Session, wallet_ids: set[uuid.UUID]) -> set[uuid.UUID]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import Any
 
@@ -71,9 +71,7 @@ def settle_or_bisect(transaction_ids: Sequence[uuid.UUID]) -> SettleOutcome:
                 first_error = first_error or error
         if first_error is not None:
             raise first_error from None
-        return SettleOutcome(
-            *(sum(getattr(o, f) for o in outcomes) for f in ("completed", "failed", "skipped", "deferred"))
-        )
+        return SettleOutcome(*(sum(getattr(o, f.name) for o in outcomes) for f in fields(SettleOutcome)))
 
 
 @dataclass(frozen=True)
