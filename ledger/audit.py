@@ -20,6 +20,7 @@ from ledger.access import Actor, require_org_admin
 from ledger.pagination import Page, paginate
 from models import AuditLog, User
 from models.audit import REQUEST_ID_LENGTH_MAX, SOURCE_ADDRESS_LENGTH_MAX
+from models.ids import new_id
 
 ACTOR_LABEL_LENGTH_MAX = 254
 
@@ -94,7 +95,7 @@ def record(
     # A Core INSERT, not an ORM flush: nothing reads the row back, and it runs on every write request.
     session.execute(
         insert(AuditLog).values(
-            id=uuid.uuid4(),
+            id=new_id(),
             organization_id=organization_id or actor_org,
             actor_id=actor_id,
             actor_label=actor_label[:ACTOR_LABEL_LENGTH_MAX] if actor_label else None,

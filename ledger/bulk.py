@@ -33,6 +33,7 @@ from ledger.audit import Origin
 from ledger.errors import DomainError, Forbidden, InvalidRequest, NotFound
 from models import MemberRole, TransactionStatus, TransactionType, Wallet, WalletMember
 from models.audit import REQUEST_ID_LENGTH_MAX, SOURCE_ADDRESS_LENGTH_MAX
+from models.ids import new_id
 from ops.metrics import note_accepted
 
 TRANSFER = TransactionType.TRANSFER.value
@@ -209,7 +210,7 @@ _CLAIM_AND_WRITE = text(
     audited AS (
         INSERT INTO audit_logs (id, organization_id, actor_id, action, target_type, target_id, after,
                                 source_address, request_id)
-        SELECT gen_random_uuid(), CAST(:org AS uuid), CAST(:actor AS uuid), CAST(:action AS text),
+        SELECT uuid_v7(), CAST(:org AS uuid), CAST(:actor AS uuid), CAST(:action AS text),
                'transaction', CAST(id AS text),
                jsonb_build_object(
                    'id', id, 'type', CAST(:type AS text), 'status', CAST(:status AS text),
@@ -366,7 +367,7 @@ def _accept_primaries(
     fingerprints = {index: transfer_fingerprint(item) for index, item in items.items()}
     refused = _refusals(session, actor, items) if items else {}
     accepted_at: datetime = session.execute(select(func.now())).scalar_one()
-    new_ids = {index: uuid.uuid4() for index in items if index not in refused}
+    new_ids = {index: new_id() for index in items if index not in refused}
     new = {index: (items[index], fingerprints[index], str(intent_id)) for index, intent_id in new_ids.items()}
     held_elsewhere = _claim_and_write(session, actor, new, accepted_at, origin)
     for index, (item, _, intent_id) in new.items():

@@ -44,6 +44,7 @@ from models import (
     WalletStatus,
     WalletType,
 )
+from models.ids import new_id
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ def plan_with_obligations(
 def _post_obligation(
     plan: Plan, intent: Intent, route: Route, wallets: dict[uuid.UUID, WalletState]
 ) -> PlannedObligation:
-    obligation = PlannedObligation(uuid.uuid4(), intent.id, route, intent.amount, intent.currency)
+    obligation = PlannedObligation(new_id(), intent.id, route, intent.amount, intent.currency)
     creditor, debtor = wallets[route.creditor_clearing_id], wallets[route.debtor_clearing_id]
     debit_after, debit_version = creditor.post(-intent.amount)
     credit_after, credit_version = debtor.post(intent.amount)

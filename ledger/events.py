@@ -29,6 +29,7 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from models import OutboxEvent, Transaction, TransactionStatus
+from models.ids import new_id
 
 # Keys of the notes left in session.info for after-commit hooks.
 OUTBOX_WRITTEN_KEY = "vaultcraft.outbox_written"
@@ -60,7 +61,7 @@ def _row(
     organization_ids: Iterable[uuid.UUID],
 ) -> dict[str, Any]:
     return {
-        "event_id": uuid.uuid4(),
+        "event_id": new_id(),
         "event_type": event_type,
         "aggregate_type": aggregate[0],
         "aggregate_id": str(aggregate[1]),
@@ -157,7 +158,7 @@ def with_transaction_events(transactions: str) -> str:
     ), written AS (
         INSERT INTO outbox_events (event_id, event_type, aggregate_type, aggregate_id, payload, wallet_ids,
                                    organization_ids)
-        SELECT gen_random_uuid(), f.event_type, 'transaction', f.id::text,
+        SELECT uuid_v7(), f.event_type, 'transaction', f.id::text,
                jsonb_build_object(
                    'id', f.id::text, 'type', f.type, 'status', f.status, 'failure_reason', f.failure_reason,
                    'amount', f.amount, 'currency', f.currency, 'source_wallet_id', f.source_wallet_id::text,

@@ -12,6 +12,7 @@ from ledger.access import Actor, require_org_admin
 from ledger.errors import Conflict, NotFound, Unauthenticated
 from ledger.passwords import burn_verification_time, hash_password, verify_password
 from models import Organization, PlatformRole, Role, User
+from models.ids import new_id
 
 PLATFORM_ORGANIZATION_NAME = "VaultCraft platform operators"
 
@@ -30,7 +31,7 @@ def _insert_user(
     user_id = session.execute(
         insert(User)
         .values(
-            id=uuid.uuid4(),
+            id=new_id(),
             organization_id=organization_id,
             email=email.strip(),
             password_hash=hash_password(password),

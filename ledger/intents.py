@@ -30,7 +30,7 @@ from ledger.idempotency import claim_key, earlier_claim, request_hash
 from ledger.identity import user_gone
 from ledger.pagination import Page, paginate
 from ledger.wallets import get_or_create_system_wallet
-from models import LedgerEntry, MemberRole, Role, Transaction, TransactionStatus, TransactionType, Wallet
+from models import LedgerEntry, MemberRole, Role, Transaction, TransactionStatus, TransactionType, Wallet, ids
 from ops.metrics import note_accepted
 
 
@@ -109,7 +109,7 @@ def submit_transfer(
 
     For a caller who has an Actor and needs the ORM object (a P2P settle); the API's own transfer
     endpoints use `accept_transfer`, which keeps the same rules in one statement."""
-    new_id = uuid.uuid4()
+    new_id = ids.new_id()
     earlier = _replay(session, actor, "transfer", request.fingerprint_body(), idempotency_key, new_id)
     if earlier is not None:
         return Submitted(earlier, created=False)
@@ -210,7 +210,7 @@ _ACCEPT_TRANSFER = f"""WITH actor AS (
     audited AS (
         INSERT INTO audit_logs (id, organization_id, actor_id, action, target_type, target_id, after, source_address,
                                 request_id)
-        SELECT gen_random_uuid(), organization_id, created_by, '{TRANSFER_CREATED}', 'transaction', id::text,
+        SELECT uuid_v7(), organization_id, created_by, '{TRANSFER_CREATED}', 'transaction', id::text,
                jsonb_build_object(
                    'id', id::text, 'type', type, 'status', status, 'failure_reason', failure_reason,
                    'amount', amount, 'currency', currency, 'source_wallet_id', source_wallet_id::text,
@@ -236,7 +236,7 @@ def accept_transfer(
 ) -> AcceptedTransfer:
     """What `submit_transfer` and `intent_accepted` do for an API request, in one statement: the
     caller is read from their user id (a user gone since the token was issued is INVALID_TOKEN)."""
-    new_id = uuid.uuid4()
+    new_id = ids.new_id()
     fingerprint = None if idempotency_key is None else request_hash("transfer", request.fingerprint_body())
     organization_id, claimed, source_debitable, destination_exists, created_at = (
         session.connection()
@@ -299,7 +299,7 @@ def _treasury_move(
     idempotency_key: str | None,
     description: str | None,
 ) -> Submitted:
-    new_id = uuid.uuid4()
+    new_id = ids.new_id()
     body = {"wallet_id": str(wallet.id), "amount": amount, "description": description}
     earlier = _replay(session, actor, transaction_type.value, body, idempotency_key, new_id)
     if earlier is not None:

@@ -346,7 +346,7 @@ def _follow_requests(session: Session, plan: Plan, paying_requests: list[uuid.UU
 
 # COPY streams every entry of a batch (2,000 for 1,000 intents) in one statement, with no per-row
 # statement or parameter binding as an executemany INSERT has. Binary: no text to print or parse.
-# The id is the column's default (gen_random_uuid()).
+# The id is the column's default (uuid_v7(), models/ids.py).
 _COPY_ENTRIES = (
     "COPY ledger_entries (wallet_id, transaction_id, direction, amount, balance_after, wallet_version, created_at)"
     " FROM STDIN (FORMAT BINARY)"

@@ -37,6 +37,7 @@ from models import (
     ReconciliationRun,
     ReconciliationStatus,
 )
+from models.ids import new_id
 
 logger = logging.getLogger(__name__)
 
@@ -326,7 +327,7 @@ def reconcile(
     status = ReconciliationStatus.DRIFT if findings else ReconciliationStatus.CLEAN
     _advance(session, findings, clean=not findings, platform=organization_id is None)
     run = ReconciliationRun(
-        id=uuid.uuid4(),
+        id=new_id(),
         mode=mode,
         status=status,
         organization_id=organization_id,
@@ -339,7 +340,7 @@ def reconcile(
     )
     session.add(run)
     session.flush()
-    session.add_all(ReconciliationFinding(id=uuid.uuid4(), run_id=run.id, **f) for f in findings)
+    session.add_all(ReconciliationFinding(id=new_id(), run_id=run.id, **f) for f in findings)
     _report(session, run, findings, actor, origin)
     return RunResult(run, findings)
 

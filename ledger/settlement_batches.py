@@ -48,6 +48,7 @@ from models import (
     TransactionType,
     Wallet,
 )
+from models.ids import new_id
 
 # One batch at a time, platform-wide (the migrator holds 7261001).
 BATCH_ADVISORY_LOCK_KEY = 7261004
@@ -155,7 +156,7 @@ def run_batch(
     legs, entries = _plan_legs([positions[k] for k in keys], treasuries, clearings, wallets)
     posted_at: datetime = session.execute(select(func.clock_timestamp())).scalar_one()
     batch = SettlementBatch(
-        id=uuid.uuid4(),
+        id=new_id(),
         status=BatchStatus.COMPLETED,
         trigger=trigger,
         created_by=created_by,
@@ -191,7 +192,7 @@ def _plan_legs(
     for p in positions:
         key = (p.organization_id, p.currency)
         treasury, clearing = wallets[treasuries[key]], wallets[clearings[key]]
-        transaction_id = uuid.uuid4() if p.net_position else None
+        transaction_id = new_id() if p.net_position else None
         if transaction_id is not None:
             source, destination = (clearing, treasury) if p.net_position > 0 else (treasury, clearing)
             amount = abs(p.net_position)
@@ -254,7 +255,7 @@ def _write_legs(session: Session, batch: SettlementBatch, legs: list[PlannedLeg]
         insert(SettlementLeg),
         [
             {
-                "id": uuid.uuid4(),
+                "id": new_id(),
                 "batch_id": batch.id,
                 "organization_id": leg.position.organization_id,
                 "currency": leg.position.currency,

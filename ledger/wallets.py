@@ -24,6 +24,7 @@ from models import (
     WalletStatus,
     WalletType,
 )
+from models.ids import new_id
 
 DEFAULT_WALLET_NAMES = {WalletType.PRIMARY: "primary", WalletType.BONUS: "bonus", WalletType.SYSTEM: "system"}
 
@@ -94,7 +95,7 @@ def get_or_create_system_wallet(
     session.execute(
         insert(Wallet)
         .values(
-            id=uuid.uuid4(),
+            id=new_id(),
             organization_id=organization_id,
             owner_id=_organization_owner_id(session, organization_id),
             type=WalletType.SYSTEM,
@@ -154,7 +155,7 @@ def grant_member(
         raise Conflict("the owner already has full access", code="ALREADY_OWNER")
     statement = (
         insert(WalletMember)
-        .values(id=uuid.uuid4(), wallet_id=wallet.id, user_id=grantee.id, role=role, granted_by=actor.user_id)
+        .values(id=new_id(), wallet_id=wallet.id, user_id=grantee.id, role=role, granted_by=actor.user_id)
         .on_conflict_do_update(
             constraint="uq_wallet_members_wallet_user",
             set_={"role": role, "granted_by": actor.user_id},

@@ -9,6 +9,8 @@ from sqlalchemy import BigInteger, DateTime, MetaData, func
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from models.ids import new_id
+
 # Deterministic constraint names so Alembic migrations can refer to them.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -29,7 +31,7 @@ class Base(DeclarativeBase):
 
 
 def uuid_pk() -> Mapped[uuid.UUID]:
-    return mapped_column(primary_key=True, default=uuid.uuid4)
+    return mapped_column(primary_key=True, default=new_id)
 
 
 def created_at_column() -> Mapped[datetime]:

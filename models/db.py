@@ -53,6 +53,10 @@ def get_engine() -> Engine:
             cursor.execute(f"SET statement_timeout = {int(settings.statement_timeout_ms)}")
             cursor.execute(f"SET lock_timeout = {int(settings.lock_timeout_ms)}")
             cursor.execute(f"SET random_page_cost = {float(settings.db_random_page_cost)}")
+            # No JIT: this application's statements are short, and a batch's set-based statements
+            # reach JIT's cost thresholds on row estimates alone. Where the server has LLVM, a
+            # 1,000-intent outcome statement spent 29 ms of its 96 ms compiling; 2,000, 576 of 698 ms.
+            cursor.execute("SET jit = off")
         dbapi_connection.commit()
 
     return engine

@@ -6,10 +6,11 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Enum, ForeignKey, Index, UniqueConstraint, func
+from sqlalchemy import CheckConstraint, Enum, ForeignKey, Index, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, created_at_column
+from models.ids import SQL_FUNCTION, new_id
 
 
 class Direction(enum.StrEnum):
@@ -27,8 +28,8 @@ class LedgerEntry(Base):
         Index("ix_ledger_entries_transaction_id", "transaction_id"),
     )
 
-    # The database's default too: a settlement batch's COPY leaves the id to it (migration 0006).
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4, server_default=func.gen_random_uuid())
+    # The database's default too: a settlement batch's COPY leaves the id to it (migrations 0006, 0007).
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id, server_default=text(f"{SQL_FUNCTION}()"))
     wallet_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("wallets.id"))
     transaction_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("transactions.id"))
     direction: Mapped[Direction] = mapped_column(Enum(Direction, name="direction", native_enum=False, length=8))

@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base
+from models.ids import new_id
 
 EVENT_TYPE_LENGTH_MAX = 64
 
@@ -29,7 +30,7 @@ class OutboxEvent(Base):
     # Publication order. Events about one wallet are written under that wallet's row lock, so
     # their ids follow the order in which the changes committed.
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
-    event_id: Mapped[uuid.UUID] = mapped_column(unique=True, default=uuid.uuid4)
+    event_id: Mapped[uuid.UUID] = mapped_column(unique=True, default=new_id)
     event_type: Mapped[str] = mapped_column(String(EVENT_TYPE_LENGTH_MAX))
     aggregate_type: Mapped[str] = mapped_column(String(32))
     aggregate_id: Mapped[str] = mapped_column(String(64))
