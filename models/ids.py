@@ -17,8 +17,6 @@ import uuid
 
 from uuid_utils.compat import uuid7
 
-SQL_FUNCTION = "uuid_v7"
-
 
 def new_id() -> uuid.UUID:
     """A new time-ordered id (a standard `uuid.UUID`, version 7)."""

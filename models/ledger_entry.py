@@ -10,7 +10,7 @@ from sqlalchemy import CheckConstraint, Enum, ForeignKey, Index, UniqueConstrain
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, created_at_column
-from models.ids import SQL_FUNCTION, new_id
+from models.ids import new_id
 
 
 class Direction(enum.StrEnum):
@@ -29,7 +29,7 @@ class LedgerEntry(Base):
     )
 
     # The database's default too: a settlement batch's COPY leaves the id to it (migrations 0006, 0007).
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id, server_default=text(f"{SQL_FUNCTION}()"))
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id, server_default=text("uuid_v7()"))
     wallet_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("wallets.id"))
     transaction_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("transactions.id"))
     direction: Mapped[Direction] = mapped_column(Enum(Direction, name="direction", native_enum=False, length=8))
