@@ -6,6 +6,12 @@
 Each intent still succeeds or fails on its own: it sees the balances the intents before it left,
 gets its own balance_after and wallet versions, and a failure writes no entry. The caller commits.
 
+A hot wallet (a merchant, a treasury) that the batch only credits is locked last (`late_wallets`):
+every batch names it, so the time it is held, from its lock to the commit, bounds how many batches
+settle per second. Whether a credit succeeds never depends on the balance it lands on, so the batch
+plans against the wallet's unlocked state, writes everything else, then locks it, moves its entries'
+balance_after and versions onto the balance it finds, and writes only its own entries and the events.
+
 A batch is 1,000 intents, so its statements carry arrays of thousands of ids. They go to Postgres
 as binary parameters (`%(name)b`, written for the driver): psycopg sends a list in text format
 otherwise, and printing and parsing the text costs more than the statement's own work.
@@ -14,8 +20,9 @@ otherwise, and printing and parsing the text costs more than the statement's own
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -68,6 +75,12 @@ class WalletState:
         self.touched = True
         assert -BIGINT_MAX <= self.balance <= BIGINT_MAX, "balance outside BIGINT"
         return self.balance, self.version
+
+    def shift(self, balance: int, version: int) -> None:
+        """Move the state by what others posted between an unlocked read and the lock (late wallets)."""
+        self.balance += balance
+        self.version += version
+        assert -BIGINT_MAX <= self.balance <= BIGINT_MAX, "balance outside BIGINT"
 
 
 class PlannedEntry(NamedTuple):
@@ -274,14 +287,15 @@ def _free_wallets(session: Session, wallet_ids: set[uuid.UUID]) -> set[uuid.UUID
 
 
 def lock_for(
-    session: Session, intents: list[Intent], routes: Routes
+    session: Session, intents: list[Intent], routes: Routes, late: frozenset[uuid.UUID] = frozenset()
 ) -> tuple[list[Intent], dict[uuid.UUID, WalletState]]:
-    """The intents that go ahead now, and their wallets, locked (in id order, waiting if need be).
+    """The intents that go ahead now, and their wallets but the `late` ones, locked (in id order,
+    waiting if need be).
 
     Every intent goes ahead unless another batch holds some of their wallets; then those whose
     wallets are all free go ahead, if they are at least GO_AHEAD_SHARE_MIN of the batch.
     """
-    needs = {intent.id: _wallets_of(intent, routes) for intent in intents}
+    needs = {intent.id: [w for w in _wallets_of(intent, routes) if w not in late] for intent in intents}
     wanted = {w for wallets in needs.values() for w in wallets}
     free = _free_wallets(session, wanted)
     if len(free) < len(wanted):
@@ -290,6 +304,68 @@ def lock_for(
             intents = ready
             wanted = {w for i in ready for w in needs[i.id]}
     return intents, lock_wallets(session, wanted)
+
+
+# A wallet is locked last when the batch credits it at least this often and never debits it: a hot
+# wallet, named by most of the batch. Below it, an ordinary wallet is locked with the others, in id
+# order: a batch that locks a wallet last and one that locks it in order can deadlock (Postgres
+# breaks the tie within deadlock_timeout and the batch is retried), so the rule is kept to the
+# wallets where holding them for less time pays.
+LATE_LOCK_CREDITS_MIN = 16
+
+
+class LateWalletChanged(Exception):
+    """A wallet planned against unlocked changed status or type before it was locked: plan again."""
+
+
+def late_wallets(intents: Iterable[Intent], routes: Routes) -> frozenset[uuid.UUID]:
+    """The wallets this batch only credits, at least LATE_LOCK_CREDITS_MIN times (clearing wallets,
+    which obligations debit and credit, are always locked in order)."""
+    credits = Counter(i.destination_wallet_id for i in intents)
+    debited = {i.source_wallet_id for i in intents} | set(routes.wallet_ids)
+    return frozenset(w for w, n in credits.items() if n >= LATE_LOCK_CREDITS_MIN and w not in debited)
+
+
+_READ_WALLETS = """
+    SELECT id, type, status, currency, balance, version FROM wallets
+     WHERE id = ANY(%(ids)b)
+"""
+
+
+def read_wallets(session: Session, wallet_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, WalletState]:
+    """Wallets as they stand, without a lock: what a batch plans a late wallet's credits against."""
+    rows = execute(session, _READ_WALLETS, {"ids": list(wallet_ids)}).all()
+    return {row[0]: WalletState(*row) for row in rows}
+
+
+Shift = tuple[int, int]  # what others posted to a wallet between two reads: balance, versions
+
+
+def lock_late(session: Session, seen: Mapping[uuid.UUID, WalletState]) -> dict[uuid.UUID, Shift]:
+    """Lock the late wallets, and say how far each moved since it was `seen` (read unlocked).
+
+    Only credits were planned against them, so no outcome depends on their balance; each outcome
+    depends on their status and type, which must still be what the plan saw.
+    """
+    locked = lock_wallets(session, seen.keys())
+    shifts = {}
+    for wallet_id, then in seen.items():
+        now = locked[wallet_id]
+        if (now.status, now.type) != (then.status, then.type):
+            raise LateWalletChanged(f"wallet {wallet_id} is {now.status}, planned as {then.status}")
+        shifts[wallet_id] = (now.balance - then.balance, now.version - then.version)
+    return shifts
+
+
+def shift_entries(entries: Iterable[PlannedEntry], shifts: Mapping[uuid.UUID, Shift]) -> list[PlannedEntry]:
+    """The entries with balance_after and version moved as their wallets moved (`lock_late`)."""
+    return [
+        e._replace(
+            balance_after=e.balance_after + shifts[e.wallet_id][0],
+            wallet_version=e.wallet_version + shifts[e.wallet_id][1],
+        )
+        for e in entries
+    ]
 
 
 def settle_transfers(session: Session, transaction_ids: Sequence[uuid.UUID]) -> SettleOutcome:
@@ -316,17 +392,36 @@ def settle_claim(session: Session, claim: Claim, *, skipped: int) -> SettleOutco
     from ledger import clearing  # imported here: clearing builds on this module's types
 
     routes = clearing.route_intents(session, intents, claim.owners)
-    intents, wallets = lock_for(session, intents, routes)
+    late = late_wallets(intents, routes)
+    intents, wallets = lock_for(session, intents, routes, late)
     deferred = len(claim.intents) - len(intents)
+    late &= {i.destination_wallet_id for i in intents}  # those still credited by the intents going ahead
+    seen = read_wallets(session, late)
+    wallets.update({wallet_id: replace(state) for wallet_id, state in seen.items()})
     budget = risk.load_budget(session, intents, wallets, claim.owners)
     plan, obligations = clearing.plan_with_obligations(intents, wallets, routes, budget)
     # Taken after the locks: entry times then never run backwards along a wallet's versions.
     posted_at: datetime = session.execute(select(func.clock_timestamp())).scalar_one()
     clearing.write_obligations(session, obligations, posted_at)
-    _write_entries(session, plan.entries, posted_at)
-    _write_balances(session, [w for w in wallets.values() if w.touched])
-    _follow_requests(session, plan, claim.paying_requests, posted_at)
-    _write_outcomes(session, plan, posted_at)
+    if not late:
+        _write_entries(session, plan.entries, posted_at)
+        _write_balances(session, [w for w in wallets.values() if w.touched])
+        _follow_requests(session, plan, claim.paying_requests, posted_at)
+        _write_outcomes(session, plan, posted_at)
+    else:
+        _write_entries(session, [e for e in plan.entries if e.wallet_id not in late], posted_at)
+        _write_balances(session, [w for w in wallets.values() if w.touched and w.id not in late])
+        _write_outcomes(session, plan, posted_at, with_events=False)
+        # From here to the commit, the late wallets are held: only their own writes and the events.
+        shifts = lock_late(session, seen)
+        late_posted_at: datetime = session.execute(select(func.clock_timestamp())).scalar_one()
+        _write_entries(session, shift_entries((e for e in plan.entries if e.wallet_id in late), shifts), late_posted_at)
+        for wallet_id, (balance, version) in shifts.items():
+            wallets[wallet_id].shift(balance, version)
+        _write_balances(session, [wallets[w] for w in late if wallets[w].touched])
+        # Events after every lock, so each wallet's events are in the order of its versions.
+        _follow_requests(session, plan, claim.paying_requests, posted_at)
+        events.record_transaction_events(session, [*plan.completed, *plan.failed])
     risk.record_breaches(session, budget)
     return SettleOutcome(completed=len(plan.completed), failed=len(plan.failed), skipped=skipped, deferred=deferred)
 
@@ -400,27 +495,28 @@ def _write_balances(session: Session, wallets: list[WalletState]) -> None:
 
 
 # The final statuses, and in the same statement the outbox events they announce (ledger/events.py).
-_UPDATE_OUTCOMES = events.with_transaction_events(
-    """
+_SET_STATUSES = """
     UPDATE transactions AS t
        SET status = v.status, failure_reason = v.reason, completed_at = %(posted_at)b
       FROM unnest(%(ids)b::uuid[], %(statuses)b::text[], %(reasons)b::text[]) AS v(id, status, reason)
      WHERE t.id = v.id
-    RETURNING t.*
-    """
-)
+"""
+_UPDATE_STATUSES = _SET_STATUSES + " RETURNING t.id"
+_UPDATE_OUTCOMES = events.with_transaction_events(_SET_STATUSES + " RETURNING t.*")
 
 
-def _write_outcomes(session: Session, plan: Plan, posted_at: datetime) -> None:
-    """COMPLETED or FAILED(reason), and each one's event, written while the batch still holds its
-    wallets' row locks (so per-wallet event order holds), in intent order."""
+def _write_outcomes(session: Session, plan: Plan, posted_at: datetime, *, with_events: bool = True) -> None:
+    """COMPLETED or FAILED(reason), and unless told otherwise each one's event, in intent order.
+    Events are written while the batch holds every wallet's row lock (so per-wallet event order holds)."""
     ids = [*plan.completed, *plan.failed]
     statuses = [TransactionStatus.COMPLETED.value] * len(plan.completed) + [TransactionStatus.FAILED.value] * len(
         plan.failed
     )
     reasons: list[str | None] = [None] * len(plan.completed) + [r.value for r in plan.failed.values()]
+    statement = _UPDATE_OUTCOMES if with_events else _UPDATE_STATUSES
     settled = execute(
-        session, _UPDATE_OUTCOMES, {"ids": ids, "statuses": statuses, "reasons": reasons, "posted_at": posted_at}
+        session, statement, {"ids": ids, "statuses": statuses, "reasons": reasons, "posted_at": posted_at}
     ).all()
     assert len(settled) == len(ids), "every claimed intent reaches exactly one final status"
-    events.note_transaction_events(session, settled)
+    if with_events:
+        events.note_transaction_events(session, settled)

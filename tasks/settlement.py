@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import Any
 
 import psycopg.errors
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
 
-from ledger.posting import SettleOutcome, settle_oldest_pending
+from ledger.posting import LateWalletChanged, SettleOutcome, settle_oldest_pending
 from ledger.posting import settle_transfers as post_transfers
 from ledger.sweep import stale_pending_ids
 from models.db import session_factory
@@ -32,22 +33,28 @@ DATABASE_UNAVAILABLE_RETRY_SECONDS = 2
 DATABASE_UNAVAILABLE_RETRIES_MAX = 30
 
 
-def _is_contention(error: DBAPIError) -> bool:
-    return isinstance(error.orig, CONTENTION_ERRORS)
+def _is_contention(error: Exception) -> bool:
+    if isinstance(error, LateWalletChanged):
+        return True  # a wallet changed status between the plan and its lock: plan again
+    return isinstance(error, DBAPIError) and isinstance(error.orig, CONTENTION_ERRORS)
 
 
-def settle_once(transaction_ids: Sequence[uuid.UUID]) -> SettleOutcome:
+def _settle_with_retries(settle: Callable[[Session], SettleOutcome]) -> SettleOutcome:
     """One database transaction; contention is retried a bounded number of times."""
     attempts_max = get_settings().settle_retries_max
     for attempt in range(1, attempts_max + 1):
         try:
             with session_factory().begin() as session:
-                return post_transfers(session, transaction_ids)
-        except DBAPIError as error:
+                return settle(session)
+        except (DBAPIError, LateWalletChanged) as error:
             if not _is_contention(error) or attempt == attempts_max:
                 raise
             logger.warning("settlement contention, retrying", extra={"attempt": attempt})
     raise AssertionError("unreachable")
+
+
+def settle_once(transaction_ids: Sequence[uuid.UUID]) -> SettleOutcome:
+    return _settle_with_retries(lambda session: post_transfers(session, transaction_ids))
 
 
 def settle_or_bisect(transaction_ids: Sequence[uuid.UUID]) -> SettleOutcome:
@@ -91,8 +98,9 @@ def drain_backlog(batches_max: int) -> Drained:
     settled = 0
     for _ in range(batches_max):
         try:
-            with session_factory().begin() as session:
-                outcome = settle_oldest_pending(session, limit=settings.settle_batch_size_max)
+            outcome = _settle_with_retries(
+                lambda session: settle_oldest_pending(session, limit=settings.settle_batch_size_max)
+            )
         except Exception:
             logger.warning("draining stopped; the sweep settles what is left", exc_info=True)
             break
