@@ -42,11 +42,15 @@ task_soft_time_limit = 90
 # one message per 1,000 intents, so there are few messages to prefetch, and a settle task drains the
 # backlog behind its own ids anyway.
 worker_prefetch_multiplier = 4
-# Four prefork processes on two cores: a batch spends much of its time waiting (on Postgres, or on a
-# wallet another batch holds), and the outbox relay needs a process of its own beside two settling
-# batches. Issue 3 bench, 50,000 PENDING intents: 2 processes settled 6,300/s uniform and 9,600/s
-# onto one hot wallet; 3 processes 9,600/s and 8,500/s; 4 processes 9,200/s and 8,800/s.
-worker_concurrency = 4  # `celery worker --concurrency N` overrides it
+# Two prefork processes on two cores: one per core, each with its Postgres backend. With a hot wallet
+# locked last (ledger/posting.py) batches seldom wait on each other, so settling is bound by CPU, and
+# more processes only add switching and lock probes between them. Issue 3 bench, 50,000 PENDING
+# intents, same machine and session, uniform / onto one hot wallet: 2 processes 8,800-9,600/s (2 runs)
+# and 9,000-10,600/s (5 runs); 3 processes 8,400-8,600/s and 8,000-9,000/s (2 runs each); 4 processes
+# 7,300-7,900/s and 7,700-8,700/s (3 runs each). End to end (single transfers, 32 clients) and bulk intake settled
+# at the same rate with 2 as with 4. The outbox relay shares the two processes: it waits at most one
+# batch (~150 ms) behind a drain.
+worker_concurrency = 2  # `celery worker --concurrency N` overrides it
 worker_max_tasks_per_child = 10_000
 # Off until a monitor asks: Flower turns task events on in every worker when it starts, and again
 # every few seconds (its enable_events option, on by default), so it still shows every task. Left on
