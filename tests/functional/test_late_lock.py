@@ -166,3 +166,48 @@ def test_a_transfer_locking_the_hot_wallet_first_deadlocks_with_the_batch_and_bo
     }
     assert db.broken_chains([hot, other, payer, payee]) == []
     assert db.wallet_drift([hot, other, payer, payee]) == []
+
+
+def test_requests_paid_across_organisations_into_one_hot_wallet_settle_in_a_late_locked_batch(
+    api, db, monkeypatch, unpublished
+):
+    merchant, customer = api.signup("Merchant"), api.signup("Customer")
+    hot, source = api.create_wallet(merchant), api.funded_wallet(customer, 100_000)
+    requests = [api.p2p_request(merchant, customer, hot, 100 + n) for n in range(CREDITS)]
+    unpublished.start()
+    transfers = []
+    for request in requests:
+        response = api.p2p_settle(customer, request["id"], source)
+        assert response.status_code == 202, response.json
+        transfers.append(uuid.UUID(response.json["transaction"]["id"]))
+    calls = _before_late_lock(monkeypatch, lambda: None)
+
+    outcome = settle_once(transfers)
+
+    assert (outcome.completed, calls) == (CREDITS, [1])  # the payee's wallet was locked last
+    paid = sum(100 + n for n in range(CREDITS))
+    assert api.wallet(merchant, hot)["balance"] == paid
+    assert api.wallet(customer, source)["balance"] == 100_000 - paid
+    assert {api.p2p_get(merchant, r["id"]).json["status"] for r in requests} == {"SETTLED"}
+    obligations = db.scalar(
+        "SELECT count(*) FROM transactions"
+        " WHERE type = 'CLEARING' AND parent_transaction_id = ANY(CAST(:ids AS uuid[]))",
+        ids=[str(t) for t in transfers],
+    )
+    assert obligations == CREDITS  # each transfer owes its obligation between the organisations
+    assert db.broken_chains([hot, source]) == []
+    assert db.wallet_drift([hot, source]) == []
+    # Each request's event comes before its transaction's, as on the path with no late wallet.
+    for request, transfer in zip(requests, transfers, strict=True):
+        request_event, transfer_event = (
+            db.scalar(
+                "SELECT max(id) FROM outbox_events WHERE aggregate_id = :id AND event_type = :type",
+                id=str(aggregate),
+                type=event_type,
+            )
+            for aggregate, event_type in (
+                (request["id"], "p2p_request.settled"),
+                (transfer, "transaction.completed"),
+            )
+        )
+        assert request_event < transfer_event
