@@ -246,7 +246,8 @@ _LOCK_WALLETS = """
 
 
 def lock_wallets(session: Session, wallet_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, WalletState]:
-    """Row-lock every wallet in one global order (by id), so two batches can never deadlock.
+    """Row-lock these wallets in one global order (by id), so two calls never deadlock each other.
+    (A batch's late wallets are a second call, after its other writes: see `late_wallets`.)
 
     NO KEY UPDATE, not UPDATE: only balance and version change, so the KEY SHARE locks that
     foreign-key checks take (an API inserting an intent naming two wallets, in its own order)
