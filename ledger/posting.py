@@ -511,7 +511,6 @@ _SET_STATUSES = """
       FROM unnest(%(ids)b::uuid[], %(statuses)b::text[], %(reasons)b::text[]) AS v(id, status, reason)
      WHERE t.id = v.id
 """
-_UPDATE_STATUSES = _SET_STATUSES + " RETURNING t.id"
 _UPDATE_OUTCOMES = events.with_transaction_events(_SET_STATUSES + " RETURNING t.*")
 
 
@@ -523,10 +522,11 @@ def _write_outcomes(session: Session, plan: Plan, posted_at: datetime, *, with_e
         plan.failed
     )
     reasons: list[str | None] = [None] * len(plan.completed) + [r.value for r in plan.failed.values()]
-    statement = _UPDATE_OUTCOMES if with_events else _UPDATE_STATUSES
-    settled = execute(
-        session, statement, {"ids": ids, "statuses": statuses, "reasons": reasons, "posted_at": posted_at}
-    ).all()
+    parameters = {"ids": ids, "statuses": statuses, "reasons": reasons, "posted_at": posted_at}
+    if not with_events:
+        written = execute(session, _SET_STATUSES, parameters).rowcount
+        assert written == len(ids), "every claimed intent reaches exactly one final status"
+        return
+    settled = execute(session, _UPDATE_OUTCOMES, parameters).all()
     assert len(settled) == len(ids), "every claimed intent reaches exactly one final status"
-    if with_events:
-        events.note_transaction_events(session, settled)
+    events.note_transaction_events(session, settled)
