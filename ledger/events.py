@@ -118,6 +118,18 @@ def iso_sql(column: str) -> str:
     return f"replace(to_char({column}, 'YYYY-MM-DD\"T\"HH24:MI:SS.USTZH:TZM'), '.000000', '')"
 
 
+def transaction_json_sql(row: str) -> str:
+    """SQL for `transaction_data` of the transactions row named `row`, as JSON converted the way `_json`
+    converts it: what an event's payload and a `transfer.created` audit row both carry."""
+    return f"""jsonb_build_object(
+        'id', {row}.id::text, 'type', {row}.type, 'status', {row}.status, 'failure_reason', {row}.failure_reason,
+        'amount', {row}.amount, 'currency', {row}.currency, 'source_wallet_id', {row}.source_wallet_id::text,
+        'destination_wallet_id', {row}.destination_wallet_id::text, 'organization_id', {row}.organization_id::text,
+        'description', {row}.description, 'metadata', {row}.metadata, 'request_id', {row}.request_id,
+        'created_at', {iso_sql(f"{row}.created_at")}, 'completed_at', {iso_sql(f"{row}.completed_at")}
+    )"""
+
+
 def _sorted_pair(a: str, b: str) -> str:
     """SQL for `sorted({a, b})` of two uuids (uuid order in Postgres is Python's `UUID.int` order)."""
     return f"CASE WHEN {a} = {b} THEN ARRAY[{a}] ELSE ARRAY[LEAST({a}, {b}), GREATEST({a}, {b})] END"
@@ -159,14 +171,7 @@ def with_transaction_events(transactions: str) -> str:
         INSERT INTO outbox_events (event_id, event_type, aggregate_type, aggregate_id, payload, wallet_ids,
                                    organization_ids)
         SELECT uuid_v7(), f.event_type, 'transaction', f.id::text,
-               jsonb_build_object(
-                   'id', f.id::text, 'type', f.type, 'status', f.status, 'failure_reason', f.failure_reason,
-                   'amount', f.amount, 'currency', f.currency, 'source_wallet_id', f.source_wallet_id::text,
-                   'destination_wallet_id', f.destination_wallet_id::text,
-                   'organization_id', f.organization_id::text, 'description', f.description,
-                   'metadata', f.metadata, 'request_id', f.request_id,
-                   'created_at', {iso_sql("f.created_at")}, 'completed_at', {iso_sql("f.completed_at")}
-               ),
+               {transaction_json_sql("f")},
                {_sorted_pair("f.source_wallet_id", "f.destination_wallet_id")},
                {_sorted_pair("f.source_organization_id", "f.destination_organization_id")}
           FROM (SELECT * FROM final WHERE event_type IS NOT NULL ORDER BY created_at, id) AS f

@@ -25,7 +25,7 @@ from ledger.access import (
 )
 from ledger.audit import Origin
 from ledger.errors import Conflict, Forbidden, InvalidRequest, NotFound
-from ledger.events import iso_sql
+from ledger.events import transaction_json_sql
 from ledger.idempotency import claim_key, earlier_claim, request_hash
 from ledger.identity import user_gone
 from ledger.pagination import Page, paginate
@@ -211,13 +211,7 @@ _ACCEPT_TRANSFER = f"""WITH actor AS (
         INSERT INTO audit_logs (id, organization_id, actor_id, action, target_type, target_id, after, source_address,
                                 request_id)
         SELECT uuid_v7(), organization_id, created_by, '{TRANSFER_CREATED}', 'transaction', id::text,
-               jsonb_build_object(
-                   'id', id::text, 'type', type, 'status', status, 'failure_reason', failure_reason,
-                   'amount', amount, 'currency', currency, 'source_wallet_id', source_wallet_id::text,
-                   'destination_wallet_id', destination_wallet_id::text, 'organization_id', organization_id::text,
-                   'description', description, 'metadata', metadata, 'request_id', request_id,
-                   'created_at', {iso_sql("created_at")}, 'completed_at', {iso_sql("completed_at")}
-               ),
+               {transaction_json_sql("intent")},
                %(source_address)s::text, %(audit_request_id)s::text
           FROM intent
     )
