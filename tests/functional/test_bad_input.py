@@ -64,6 +64,21 @@ def test_transfer_field_rules(api, db, world):
     assert db.row_counts() == before
 
 
+def test_the_nul_character_is_refused_as_the_field_s_own_error(api, db, world):
+    """Postgres text cannot hold U+0000; the field says so, instead of the database refusing the request."""
+    owner, source, destination = world
+    base = {"source_wallet_id": source, "destination_wallet_id": destination, "amount": 100}
+    before = db.row_counts()
+    for field, body in [
+        ("description", {**base, "description": "pay\u0000ment"}),
+        ("metadata", {**base, "metadata": {"order": "a\u0000b"}}),
+    ]:
+        response = api.post("/transactions/transfer", owner, json=body)
+        _assert_refused(response)
+        assert "NUL" in str(response.json["error"]["details"][field]), response.json
+    assert db.row_counts() == before
+
+
 def test_unknown_wallets_are_404(api, db, world):
     owner, source, _ = world
     nowhere = "00000000-0000-4000-8000-000000000000"

@@ -50,6 +50,25 @@ def test_valid_items_are_accepted_and_settled_invalid_ones_rejected_alone(api, d
     assert db.scalar("SELECT count(*) FROM idempotency_keys WHERE organization_id = :o", o=owner.organization_id) == 2
 
 
+def test_an_item_with_the_nul_character_is_rejected_alone(api, db):
+    """Postgres text cannot hold U+0000: the item's own schema error, not a failure of the whole batch."""
+    owner = api.signup()
+    source = api.funded_wallet(owner, 1_000)
+    destination = api.create_wallet(owner)
+    items = [
+        {**bulk_item(source, destination, 100), "description": "pay\u0000ment"},
+        bulk_item(source, destination, 100),
+        {**bulk_item(source, destination, 100), "metadata": {"order": "a\u0000b"}},
+    ]
+    response = api.transfer_batch(owner, items)
+    assert response.status_code == 202, response.json
+    results = response.json["items"]
+    assert [r["status_code"] for r in results] == [422, 202, 422]
+    assert "description" in results[0]["error"]["details"]
+    assert "metadata" in results[2]["error"]["details"]
+    assert db.scalar("SELECT count(*) FROM idempotency_keys WHERE organization_id = :o", o=owner.organization_id) == 1
+
+
 def test_the_same_batch_again_replays_every_item_and_creates_nothing(api, db):
     owner = api.signup()
     source = api.funded_wallet(owner, 10_000)

@@ -54,7 +54,7 @@ _CURRENCY = re.compile(r"[A-Z]{3}")
 
 
 def _bounded(value: Any, length_max: int) -> bool:
-    return type(value) is str and 0 < len(value) <= length_max
+    return type(value) is str and 0 < len(value) <= length_max and "\x00" not in value
 
 
 def well_formed_item(raw: Any) -> BulkItem | None:

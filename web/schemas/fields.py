@@ -37,8 +37,18 @@ def currency(**kwargs: Any) -> fields.String:
     )
 
 
+NUL_REFUSED = "must not contain the NUL character (U+0000)"
+
+
+def refuse_nul(value: str) -> None:
+    """Postgres text cannot hold U+0000: refused here, as the field's own error, and not by the
+    database for the whole request (in a batch, the item alone is rejected)."""
+    if "\x00" in value:
+        raise ValidationError(NUL_REFUSED)
+
+
 def bounded_string(length_max: int, *, length_min: int = 1, **kwargs: Any) -> fields.String:
-    return fields.String(validate=validate.Length(min=length_min, max=length_max), **kwargs)
+    return fields.String(validate=[validate.Length(min=length_min, max=length_max), refuse_nul], **kwargs)
 
 
 class BoundedDict(fields.Dict):
@@ -53,6 +63,9 @@ class BoundedDict(fields.Dict):
         import json
 
         loaded = super()._deserialize(value, attr, data, **kwargs)
-        if len(json.dumps(loaded)) > self.bytes_max:
+        encoded = json.dumps(loaded)
+        if len(encoded) > self.bytes_max:
             raise ValidationError(f"must encode to at most {self.bytes_max} bytes")
+        if "\\u0000" in encoded:  # JSON always escapes it; jsonb refuses it
+            raise ValidationError(NUL_REFUSED)
         return loaded
