@@ -79,6 +79,15 @@ def test_the_nul_character_is_refused_as_the_field_s_own_error(api, db, world):
     assert db.row_counts() == before
 
 
+def test_a_backslash_before_u0000_is_text_not_the_nul_character(api, world):
+    owner, source, destination = world
+    written = {"description": "C:\\u0000dir", "metadata": {"path": "C:\\u0000dir"}}
+    body = {"source_wallet_id": source, "destination_wallet_id": destination, "amount": 100, **written}
+    response = api.post("/transactions/transfer", owner, json=body)
+    assert response.status_code == 202, response.json
+    assert {key: response.json[key] for key in written} == written
+
+
 def test_unknown_wallets_are_404(api, db, world):
     owner, source, _ = world
     nowhere = "00000000-0000-4000-8000-000000000000"

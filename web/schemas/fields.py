@@ -63,9 +63,20 @@ class BoundedDict(fields.Dict):
         import json
 
         loaded = super()._deserialize(value, attr, data, **kwargs)
-        encoded = json.dumps(loaded)
-        if len(encoded) > self.bytes_max:
+        if len(json.dumps(loaded)) > self.bytes_max:
             raise ValidationError(f"must encode to at most {self.bytes_max} bytes")
-        if "\\u0000" in encoded:  # JSON always escapes it; jsonb refuses it
+        if _holds_nul(loaded):  # jsonb refuses it
             raise ValidationError(NUL_REFUSED)
         return loaded
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether a string anywhere in decoded JSON, key or value, holds U+0000. (Not a search of the
+    encoded text for its escape: that would also match a backslash the client wrote before `u0000`.)"""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(map(_holds_nul, value))
+    return False
