@@ -12,4 +12,4 @@ COPY . .
 RUN pip install -e . && mkdir -p var
 
 EXPOSE 8000 5555
-CMD ["gunicorn", "--config", "web/gunicorn_conf.py", "web.wsgi:app"]
+CMD ["python", "-m", "web.serve"]

@@ -1,4 +1,4 @@
-"""End to end through the real gunicorn and Celery processes: single transfers and bulk batches."""
+"""End to end through the real web (granian) and Celery processes: single transfers and bulk batches."""
 
 from __future__ import annotations
 

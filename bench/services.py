@@ -1,4 +1,4 @@
-"""The processes under test: the Procfile's web (gunicorn) and worker (Celery) commands, on the
+"""The processes under test: the Procfile's web (granian) and worker (Celery) commands, on the
 bench's own database and Redis database, plus their resident memory sampled from /proc."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def procfile_command(name: str) -> list[str]:
     for line in (PROJECT_ROOT / "Procfile").read_text().splitlines():
         if line.startswith(f"{name}:"):
             program, *args = shlex.split(line.split(":", 1)[1])
-            return [sys.executable, "-m", program, *args]
+            return [sys.executable, *args] if program == "python" else [sys.executable, "-m", program, *args]
     raise KeyError(f"no {name} in the Procfile")
 
 
@@ -120,7 +120,7 @@ class Services:
                         return
             except OSError:
                 time.sleep(0.2)
-        raise RuntimeError("gunicorn did not become ready")
+        raise RuntimeError("the web process did not become ready")
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU used so far by each service's process tree, by Postgres, and by this (load) process.
@@ -139,7 +139,7 @@ class Services:
         while not self._sampling.wait(RSS_SAMPLE_SECONDS):
             for name, process in list(self.processes.items()):
                 pids = process_tree(process.pid)
-                # Only the gunicorn/Celery processes count, not a forked helper that is not ours.
+                # Only the web/Celery processes count, not a forked helper that is not ours.
                 total = sum(_status_kib(pid, "VmRSS") for pid in pids)
                 self.memory.total_rss_kib.setdefault(name, []).append((time.monotonic() - started, total))
                 peak = max((_status_kib(pid, "VmHWM") for pid in pids), default=0)

@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         "smoke": args.smoke,
         "cpus": os.cpu_count(),
         "python": f"Python {platform.python_version()}",
-        "stack": f"gunicorn ({config.web_processes}x{config.web_threads} threads), {config.workers} Celery workers "
+        "stack": f"web: granian ({config.web_processes}x{config.web_threads} threads), {config.workers} Celery workers "
         f"(prefork x{config.worker_concurrency}), beat, Postgres, Redis; loopback only",
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)

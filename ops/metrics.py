@@ -1,7 +1,7 @@
 """Prometheus metrics shared by the web and worker processes.
 
 Multi-process safe: when PROMETHEUS_MULTIPROC_DIR is set (by `make run` / the Procfile), every
-gunicorn worker and every Celery pool process writes its samples to files there, and the web
+web worker process and every Celery pool process writes its samples to files there, and the web
 app's `/metrics` aggregates them all. Without it (tests, a single process) the default registry
 is used. Gauges that describe the system rather than a process (queue depth, outbox lag, the last
 reconciliation) are read from Postgres and Redis at scrape time, in web/metrics.py.
@@ -156,7 +156,7 @@ def install_commit_hooks() -> None:
 
 
 def mark_process_dead(pid: int) -> None:
-    """A gunicorn worker or Celery pool process exited: drop its live-gauge files."""
+    """A Celery pool process exited: drop its live-gauge files."""
     if multiprocess_enabled():
         from prometheus_client import multiprocess
 

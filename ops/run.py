@@ -57,7 +57,7 @@ def run_until_stopped(command: list[str]) -> int:
 def main() -> int:
     embedded = {name: not os.environ.get(name) for name in ("DATABASE_URL", "REDIS_URL")}
     os.environ.update(devservers.ensure_services())
-    # The Procfile names gunicorn and celery; find them in this interpreter's environment.
+    # The Procfile names python and celery; find them in this interpreter's environment.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     os.environ.setdefault("WEB_PORT", "8000")
     os.environ.setdefault("FLOWER_PORT", "5555")

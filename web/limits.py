@@ -15,6 +15,7 @@ from flask_jwt_extended import get_jwt_identity, verify_jwt_in_request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from limits.storage import RedisStorage
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from settings import Settings
 
@@ -95,7 +96,14 @@ def caller_key() -> str:
 
 
 def login_account_key() -> str:
-    body = request.get_json(silent=True)
+    """The account a login names, else the client address.
+
+    A body over the size limit cannot be read here (Flask raises 413 for the view to answer); it
+    counts against the address, instead of failing the limiter with an error logged per request."""
+    try:
+        body = request.get_json(silent=True)
+    except RequestEntityTooLarge:
+        body = None
     email = body.get("email") if isinstance(body, dict) else None
     return f"login:{str(email).strip().lower()}" if email else f"address:{get_remote_address()}"
 

@@ -1,6 +1,6 @@
 """`/metrics` for Prometheus, and the per-request measurements behind it.
 
-Under gunicorn (PROMETHEUS_MULTIPROC_DIR set) the answer aggregates every web and worker process's
+Under `python -m web.serve` (PROMETHEUS_MULTIPROC_DIR set) the answer aggregates every web and worker process's
 samples; the system gauges (queue depth, outbox lag, last reconciliation) are read at scrape time
 from Redis and Postgres, so they are right whichever process answers and after any restart.
 """

@@ -1,4 +1,4 @@
-"""Entry point for gunicorn: `gunicorn web.wsgi:app`."""
+"""The WSGI application the web process serves (`python -m web.serve`, see web/serve.py)."""
 
 from web.app import create_app
 

@@ -141,6 +141,13 @@ def test_signup_ignores_no_role_or_tenant_fields(api, db):
     assert db.row_counts() == before
 
 
+def test_an_oversized_login_is_413_and_the_limiter_logs_no_error(app, caplog):
+    oversized = b'{"email": "' + b"a" * app.config["MAX_CONTENT_LENGTH"] + b'@example.com"}'
+    response = app.test_client().post("/api/v1/auth/login", data=oversized, content_type="application/json")
+    assert response.status_code == 413
+    assert [r.getMessage() for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")] == []
+
+
 def test_login_is_limited_per_address(api, app, monkeypatch):
     users = [api.signup() for _ in range(4)]
     monkeypatch.setitem(app.config, "LOGIN_LIMIT_PER_ADDRESS", "3 per minute")

@@ -1,5 +1,5 @@
 """/metrics: per-route requests and latency, intents, settlements, queue depth, outbox lag, reconciliation;
-aggregated across gunicorn and Celery prefork processes; JSON logs whose request id follows an intent."""
+aggregated across web and Celery prefork processes; JSON logs whose request id follows an intent."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def _wait_http(url: str, process: subprocess.Popen) -> None:
 
 @pytest.fixture
 def stack(tmp_path):
-    """gunicorn (2 processes) and a prefork Celery worker (2 processes) sharing one metrics directory,
+    """The web (2 processes) and a prefork Celery worker (2 processes) sharing one metrics directory,
     on a Redis database of their own so no other worker takes their tasks."""
     metrics_dir = tmp_path / "prometheus"
     metrics_dir.mkdir()
@@ -88,7 +88,7 @@ def stack(tmp_path):
     }
     worker_log = open(tmp_path / "worker.log", "w+b")  # noqa: SIM115 (closed below)
     web = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--config", "web/gunicorn_conf.py", "web.wsgi:app"],
+        [sys.executable, "-m", "web.serve"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -162,7 +162,7 @@ def test_metrics_aggregate_every_process_and_the_request_id_follows_the_intent(s
         assert call("GET", "/auth/me", token).status_code == 200
 
     text = requests.get(f"{base}/metrics", timeout=10).text
-    # Both gunicorn processes answered some of the 20 calls; the sum is exact whichever did.
+    # Both web processes answered some of the 20 calls; the sum is exact whichever did.
     assert sample(text, "vaultcraft_http_requests_total", route="/api/v1/auth/me", status="200") == requests_made
     assert sample(text, "vaultcraft_intents_accepted_total", type="TRANSFER") == 1
     assert sample(text, "vaultcraft_intents_accepted_total", type="DEPOSIT") == 1

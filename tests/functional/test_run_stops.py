@@ -43,7 +43,7 @@ def _wait_until_healthy(port: int, run: subprocess.Popen[bytes]) -> None:
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_signal_to_make_run_stops_every_process_it_started(tmp_path, stop_signal):
     """A supervisor, `kill` or `timeout` signals only the top process. Before, SIGTERM killed it at once
-    and SIGINT killed honcho, and gunicorn, the worker, beat and Flower kept running without a parent."""
+    and SIGINT killed honcho, and the web, the worker, beat and Flower kept running without a parent."""
     env = {
         **os.environ,
         "WEB_PORT": str(free_loopback_port()),
@@ -62,7 +62,7 @@ def test_a_stop_signal_to_make_run_stops_every_process_it_started(tmp_path, stop
     try:
         _wait_until_healthy(int(env["WEB_PORT"]), run)
         started = process_tree(run.pid)[1:]
-        assert len(started) >= 5  # honcho, gunicorn, the worker, beat, Flower (and their children)
+        assert len(started) >= 5  # honcho, the web, the worker, beat, Flower (and their children)
 
         run.send_signal(stop_signal)
 
