@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 
-from settings import PROJECT_ROOT
+from settings import PROJECT_ROOT, VAR_DIR
 
 # Two processes: threads of one process share one GIL, and on 2 cores a second process lets the web
 # use both while Postgres and the worker wait. Four threads each cover a request's waits on Postgres and
@@ -39,11 +38,13 @@ ACCESS_LOG_FORMAT = '%(addr)s - "%(method)s %(path)s %(protocol)s" %(status)d %(
 def prepare_metrics_dir() -> None:
     """Prometheus multi-process mode: `make run` points PROMETHEUS_MULTIPROC_DIR at a fresh directory
     that the web shares with Celery; a web process started on its own gets one of its own under var/.
-    Set before any worker imports prometheus_client (it picks its storage at import)."""
+
+    Set before anything imports prometheus_client, which picks its storage at import, in this process
+    and so in the workers it forks. Hence not `ops.metrics.prepare_multiprocess_dir`: importing
+    ops.metrics creates its metrics, and their files, at once."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return
-    var_dir = Path(os.environ.get("VAULTCRAFT_VAR_DIR", PROJECT_ROOT / "var"))
-    metrics_dir = var_dir / "prometheus-web"
+    metrics_dir = VAR_DIR / "prometheus-web"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
