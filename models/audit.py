@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, func
+from sqlalchemy import Index, String, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -29,8 +29,9 @@ class AuditLog(Base):
     # clock_timestamp(): the instant the row was written, not the start of its transaction.
     occurred_at: Mapped[datetime] = mapped_column(server_default=func.clock_timestamp(), nullable=False)
     # NULL only for platform-wide actions (beat-run reconciliation, an unknown email's failed login).
-    organization_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("organizations.id"), nullable=True)
-    actor_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    # Both references are checked once per statement by a trigger, not by a foreign key (migration 0008).
+    organization_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
     # Who, in words: an email for a failed login, "system:beat" for scheduled jobs.
     actor_label: Mapped[str | None] = mapped_column(String(254), nullable=True)
     action: Mapped[str] = mapped_column(String(AUDIT_ACTION_LENGTH_MAX))

@@ -6,7 +6,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Enum, ForeignKey, Index, UniqueConstraint, text
+from sqlalchemy import CheckConstraint, Enum, Index, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, created_at_column
@@ -30,8 +30,10 @@ class LedgerEntry(Base):
 
     # The database's default too: a settlement batch's COPY leaves the id to it (migrations 0006, 0007).
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id, server_default=text("uuid_v7()"))
-    wallet_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("wallets.id"))
-    transaction_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("transactions.id"))
+    # Both references are checked once per statement (a batch's COPY) by a trigger, not by a
+    # foreign key per row (migration 0008).
+    wallet_id: Mapped[uuid.UUID]
+    transaction_id: Mapped[uuid.UUID]
     direction: Mapped[Direction] = mapped_column(Enum(Direction, name="direction", native_enum=False, length=8))
     amount: Mapped[int]
     balance_after: Mapped[int]

@@ -82,9 +82,11 @@ class Transaction(Base):
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
-    # The organisation that initiated the intent.
-    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
-    created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    # The organisation that initiated the intent. This reference and the others every row carries
+    # (created_by, the two wallets) are checked once per statement by a trigger, not by a foreign
+    # key per row (migration 0008).
+    organization_id: Mapped[uuid.UUID]
+    created_by: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
     type: Mapped[TransactionType] = mapped_column(
         Enum(TransactionType, name="transaction_type", native_enum=False, length=16)
     )
@@ -94,8 +96,8 @@ class Transaction(Base):
     )
     amount: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3))
-    source_wallet_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("wallets.id"))
-    destination_wallet_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("wallets.id"))
+    source_wallet_id: Mapped[uuid.UUID]
+    destination_wallet_id: Mapped[uuid.UUID]
     description: Mapped[str | None] = mapped_column(String(DESCRIPTION_LENGTH_MAX), nullable=True)
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB, nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(IDEMPOTENCY_KEY_LENGTH_MAX), nullable=True)
@@ -116,7 +118,8 @@ class IdempotencyKey(Base):
 
     __tablename__ = "idempotency_keys"
 
-    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
+    # Checked once per statement by a trigger, not by a foreign key (migration 0008).
+    organization_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(IDEMPOTENCY_KEY_LENGTH_MAX), primary_key=True)
     # sha256 of the canonical request (endpoint + body), to tell a retry from a reused key.
     request_hash: Mapped[str] = mapped_column(String(64))
