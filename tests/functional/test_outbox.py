@@ -155,6 +155,7 @@ def test_a_failed_publish_is_kept_and_retried_in_order(api):
             assert relay_batch(session, working) == (0, False)
             first.next_attempt_at = None
             published, _ = relay_batch(session, working)
+        session.expire_all()  # read what the relay wrote (it updates rows, not the ORM objects loaded here)
         assert published >= 2 and first.published_at is not None and second.published_at is not None
         session.rollback()
 
