@@ -66,7 +66,8 @@ def parties(app, worker) -> dict[str, str]:
     owner = api.signup()
     source = api.funded_wallet(owner, 100)
     destination = api.create_wallet(owner)
-    transfer = api.transfer(owner, source, destination, 1).json["id"]
+    accepted = api.transfer(owner, source, destination, 1).json
+    assert accepted is not None
     return {
         "organization_id": owner.organization_id,
         "created_by": owner.id,
@@ -74,7 +75,7 @@ def parties(app, worker) -> dict[str, str]:
         "source_wallet_id": source,
         "destination_wallet_id": destination,
         "wallet_id": destination,
-        "transaction_id": transfer,
+        "transaction_id": accepted["id"],
         "first_version": 1_000_000,
     }
 
