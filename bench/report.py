@@ -121,11 +121,12 @@ def plot(results: dict[str, Any], path: Path) -> bool:
     rates.set_ylabel("transfers settled per second")
     rates.set_title("throughput")
     rates.legend()
+    # Labels on three short lines: on one or two they run into their neighbours at this width.
     series = {
-        "baseline txn": [results["baseline"][m]["latency_ms"] for m in MODES],
-        "e2e half load": [results["e2e"][m]["half"]["database"]["latency_ms"] for m in MODES],
-        "e2e max load": [results["e2e"][m]["max"]["database"]["latency_ms"] for m in MODES],
-        "bulk": [results["bulk"][m]["database"]["latency_ms"] for m in MODES],
+        "baseline\ntxn": [results["baseline"][m]["latency_ms"] for m in MODES],
+        "e2e\nhalf load": [results["e2e"][m]["half"]["database"]["latency_ms"] for m in MODES],
+        "e2e\nmax load": [results["e2e"][m]["max"]["database"]["latency_ms"] for m in MODES],
+        "bulk\n": [results["bulk"][m]["database"]["latency_ms"] for m in MODES],
     }
     labels = [f"{name}\n{mode}" for name in series for mode in MODES]
     flat = [latency for values in series.values() for latency in values]
