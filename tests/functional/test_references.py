@@ -82,10 +82,14 @@ def parties(app, worker) -> dict[str, str]:
 
 @pytest.fixture
 def connection() -> Iterator[Connection]:
-    """A transaction rolled back at the end: nothing a test writes here stays."""
-    with get_engine().connect() as connection, connection.begin() as transaction:
-        yield connection
-        transaction.rollback()
+    """A transaction rolled back at the end: nothing a test writes here stays. REPEATABLE READ, so its
+    counts see one snapshot plus its own writes, not the entries that workers of other tests commit
+    meanwhile."""
+    with get_engine().connect() as connection:
+        connection.execution_options(isolation_level="REPEATABLE READ")
+        with connection.begin() as transaction:
+            yield connection
+            transaction.rollback()
 
 
 def _refusal(connection: Connection, sql: str, parameters: dict[str, Any]) -> psycopg.Error:
