@@ -83,8 +83,8 @@ def parties(app, worker) -> dict[str, str]:
 @pytest.fixture
 def connection() -> Iterator[Connection]:
     """A transaction rolled back at the end: nothing a test writes here stays. REPEATABLE READ, so its
-    counts see one snapshot plus its own writes, not the entries that workers of other tests commit
-    meanwhile."""
+    counts see one snapshot plus its own writes, not rows the worker commits meanwhile (the parties'
+    transfer settles whenever the worker gets to it)."""
     with get_engine().connect() as connection:
         connection.execution_options(isolation_level="REPEATABLE READ")
         with connection.begin() as transaction:
