@@ -5,7 +5,8 @@ from __future__ import annotations
 from logging.config import fileConfig
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, create_engine, pool
 
 import models
 from settings import get_settings, sqlalchemy_url
@@ -28,6 +29,30 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+def _forget_heads_that_are_ancestors(connection: Connection) -> None:
+    """Keep only the newest of several recorded heads that now lie on one line of history.
+
+    Until 0003..0005 were put in one line after 0002, they were branches beside 0002..0008, and a
+    database migrated then records several heads (0004, 0005, 0008). In the one line each of those
+    but the newest is an ancestor of another, which Alembic refuses as overlapping revisions.
+    """
+    has_table = connection.exec_driver_sql("SELECT to_regclass('alembic_version') IS NOT NULL").scalar()
+    if not has_table:
+        return
+    recorded = {row[0] for row in connection.exec_driver_sql("SELECT version_num FROM alembic_version")}
+    if len(recorded) < 2:
+        return
+    script = ScriptDirectory.from_config(config)
+    below = {
+        ancestor.revision
+        for head in recorded
+        for ancestor in script.walk_revisions("base", head)
+        if ancestor.revision != head
+    }
+    for stale in recorded & below:
+        connection.exec_driver_sql("DELETE FROM alembic_version WHERE version_num = %s", (stale,))
+
+
 def run_migrations_online() -> None:
     engine = create_engine(_database_url(), poolclass=pool.NullPool)
     with engine.connect() as connection:
@@ -35,6 +60,7 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             # One migrator at a time: web, worker and beat may all start together.
             connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7261001)")
+            _forget_heads_that_are_ancestors(connection)
             context.run_migrations()
 
 

@@ -13,7 +13,7 @@ version gets an entry in every index whose predicate it matches) and its two wal
 - ledger_entries.id has a server default, so the batch's COPY need not send one per entry.
 
 Revision ID: 0006
-Revises: 0002
+Revises: 0005
 Depends on: 0003 (transactions.completed_at's index)
 """
 
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
-down_revision: str | None = "0002"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = ("0003",)
 
