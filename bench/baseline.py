@@ -1,6 +1,11 @@
 """The usual Postgres ledger: one database transaction per transfer, holding both wallet locks until
-its own commit. Raw SQL over psycopg, prepared statements, one process per client so the client is
-never the bottleneck; the best client count is the one reported."""
+its own commit. Raw SQL over psycopg, prepared statements, one process per client; the best client
+count is the one reported.
+
+This is the Python-client figure, kept for comparison with earlier runs. On two cores the client
+processes take a large share of the CPU themselves, so they stop well short of what the server can
+do: the reference every ratio is stated against is the same transaction run by pgbench
+(bench/pgbench.py)."""
 
 from __future__ import annotations
 

@@ -25,11 +25,13 @@ def _ints(name: str, default: str) -> tuple[int, ...]:
 class BenchConfig:
     wallets: int  # uniform traffic spreads over this many funded wallets
     engine_intents: int  # PENDING intents the workers drain, per distribution
-    baseline_seconds: float  # per client count and distribution
-    baseline_clients: tuple[int, ...]  # the client counts tried; the best one is reported
+    baseline_seconds: float  # per client count and distribution; pgbench runs it rounded up to whole seconds
+    baseline_clients: tuple[int, ...]  # Python baseline: the client counts tried; the best one is reported
+    pgbench_clients_uniform: int  # pgbench baseline: connections for uniform traffic
+    pgbench_clients_hot: int  # and for the hot wallet (more only queue on its row lock)
     e2e_seconds: float  # per load level and distribution
     e2e_clients: int  # concurrent HTTP connections posting single transfers
-    bulk_seconds: float
+    bulk_seconds: float  # per distribution; the bulk goal is stated over phases of BULK_GOAL_SECONDS
     bulk_clients: int
     bulk_size: int  # transfers per bulk request
     worker_concurrency: int  # Celery prefork processes; 0: as celeryconfig.py says
@@ -43,9 +45,11 @@ class BenchConfig:
             engine_intents=_int("BENCH_ENGINE_INTENTS", 50_000),
             baseline_seconds=_float("BENCH_BASELINE_SECONDS", 5.0),
             baseline_clients=_ints("BENCH_BASELINE_CLIENTS", "1,2,4,8,16"),
+            pgbench_clients_uniform=_int("BENCH_PGBENCH_CLIENTS_UNIFORM", 16),
+            pgbench_clients_hot=_int("BENCH_PGBENCH_CLIENTS_HOT", 8),
             e2e_seconds=_float("BENCH_E2E_SECONDS", 10.0),
             e2e_clients=_int("BENCH_E2E_CLIENTS", 32),
-            bulk_seconds=_float("BENCH_BULK_SECONDS", 10.0),
+            bulk_seconds=_float("BENCH_BULK_SECONDS", 60.0),
             bulk_clients=_int("BENCH_BULK_CLIENTS", 2),
             bulk_size=_int("BENCH_BULK_SIZE", 1000),
             worker_concurrency=_int("BENCH_WORKER_CONCURRENCY", 0),

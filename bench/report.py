@@ -7,6 +7,9 @@ from pathlib import Path
 from typing import Any
 
 MODES = ("uniform", "hot")
+ENGINE_UNIFORM_GOAL = 3  # engine settled rate over the pgbench baseline's, uniform traffic
+ENGINE_HOT_GOAL = 9  # and with one hot destination wallet
+BULK_GOAL_SECONDS = 60  # the bulk goal holds over phases this long (BENCH_BULK_SECONDS)
 
 
 def _rate(value: float) -> str:
@@ -23,22 +26,37 @@ def _cpu(phase: dict[str, Any]) -> str:
     return " / ".join(f"{cpu.get(name, 0):.2f}" for name in ("web", "worker", "postgres", "load"))
 
 
+def _ratio(results: dict[str, Any], figure: str) -> tuple[str, ...]:
+    return tuple(f"{results['ratios'][f'{figure}_{m}']:.1f}x" for m in MODES)
+
+
 def rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
-    """(figure, uniform, hot) rows of the table."""
-    base, engine, e2e, bulk = (results[k] for k in ("baseline", "engine", "e2e", "bulk"))
+    """(figure, uniform, hot) rows of the table. Every ratio is over the pgbench baseline."""
+    engine, e2e, bulk = (results[k] for k in ("engine", "e2e", "bulk"))
+    pgbench, python = results["baseline"]["pgbench"], results["baseline"]["python_clients"]
     table = [
         (
-            "baseline: row-lock txn per transfer (best clients)",
-            *(f"{_rate(base[m]['per_second'])} ({base[m]['clients']} clients)" for m in MODES),
+            "baseline: pgbench, row-lock txn per transfer",
+            *(f"{_rate(pgbench[m]['per_second'])} ({pgbench[m]['clients']} clients)" for m in MODES),
         ),
-        ("baseline latency ms p50/p95/p99", *(_latency(base[m]["latency_ms"]) for m in MODES)),
+        ("baseline pgbench latency ms p50/p95/p99", *(_latency(pgbench[m]["latency_ms"]) for m in MODES)),
+        (
+            "baseline: Python client processes (best count)",
+            *(f"{_rate(python[m]['per_second'])} ({python[m]['clients']} clients)" for m in MODES),
+        ),
+        ("baseline Python latency ms p50/p95/p99", *(_latency(python[m]["latency_ms"]) for m in MODES)),
         (
             "engine: PENDING intents drained by Celery workers",
             *(f"{_rate(engine[m]['settled_per_second'])} ({engine[m]['intents']:,})" for m in MODES),
         ),
-        ("engine / baseline", *(f"{results['ratios'][f'engine_{m}']:.1f}x" for m in MODES)),
+        ("engine / pgbench baseline", *_ratio(results, "engine")),
+        (
+            "engine / Python-client baseline",
+            *(f"{results['ratios_python_clients'][f'engine_{m}']:.1f}x" for m in MODES),
+        ),
         ("e2e single transfers: accepted", *(_rate(e2e[m]["max"]["http"]["accepted_per_second"]) for m in MODES)),
         ("e2e single transfers: settled", *(_rate(e2e[m]["max"]["database"]["settled_per_second"]) for m in MODES)),
+        ("e2e settled / pgbench baseline", *_ratio(results, "e2e")),
         (
             "e2e at max load: accepted->COMPLETED ms",
             *(_latency(e2e[m]["max"]["database"]["latency_ms"]) for m in MODES),
@@ -53,6 +71,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
         ),
         ("bulk intake: accepted", *(_rate(bulk[m]["http"]["accepted_per_second"]) for m in MODES)),
         ("bulk intake: settled", *(_rate(bulk[m]["database"]["settled_per_second"]) for m in MODES)),
+        ("bulk settled / pgbench baseline", *_ratio(results, "bulk")),
         ("bulk: accepted->COMPLETED ms", *(_latency(bulk[m]["database"]["latency_ms"]) for m in MODES)),
         ("e2e CPU ms per intent: web/worker/postgres/load", *(_cpu(e2e[m]["max"]) for m in MODES)),
         ("bulk CPU ms per intent: web/worker/postgres/load", *(_cpu(bulk[m]) for m in MODES)),
@@ -72,18 +91,35 @@ def rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
 
 
 def goals(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """(goal, measured, met) per goal. They report; they never fail the run."""
     ratios, e2e, bulk = results["ratios"], results["e2e"], results["bulk"]
     settled = min(e2e[m]["max"]["database"]["settled_per_second"] for m in MODES)
     p99 = max(e2e[m]["half"]["database"]["latency_ms"]["p99"] for m in MODES)
-    bulk_rate = min(
-        min(bulk[m]["http"]["accepted_per_second"], bulk[m]["database"]["settled_per_second"]) for m in MODES
+    bulk_settled = min(bulk[m]["database"]["settled_per_second"] for m in MODES)
+    bulk_seconds = results["config"]["bulk_seconds"]
+    # A shorter phase ends before the backlog it builds has cost it anything: it says nothing of the goal.
+    sustained = bulk_seconds >= BULK_GOAL_SECONDS
+    bulk_value = f"{_rate(bulk_settled)} in {bulk_seconds:g} s phases" + (
+        "" if sustained else f" (shorter than {BULK_GOAL_SECONDS} s: not the goal's measure)"
     )
     return [
-        ("engine uniform >= 5x baseline uniform", f"{ratios['engine_uniform']:.1f}x", ratios["engine_uniform"] >= 5),
-        ("engine hot >= 12x baseline hot", f"{ratios['engine_hot']:.1f}x", ratios["engine_hot"] >= 12),
+        (
+            f"engine uniform >= {ENGINE_UNIFORM_GOAL}x pgbench baseline uniform",
+            f"{ratios['engine_uniform']:.1f}x",
+            ratios["engine_uniform"] >= ENGINE_UNIFORM_GOAL,
+        ),
+        (
+            f"engine hot >= {ENGINE_HOT_GOAL}x pgbench baseline hot",
+            f"{ratios['engine_hot']:.1f}x",
+            ratios["engine_hot"] >= ENGINE_HOT_GOAL,
+        ),
         ("e2e >= 600 settled/s sustained", _rate(settled), settled >= 600),
         ("e2e p99 <= 250 ms at half load", f"{p99:,.0f} ms", p99 <= 250),
-        ("bulk >= 8,000 intents/s accepted and settled", _rate(bulk_rate), bulk_rate >= 8000),
+        (
+            f"bulk >= 8,000 intents/s settled, sustained over {BULK_GOAL_SECONDS} s phases",
+            bulk_value,
+            sustained and bulk_settled >= 8000,
+        ),
     ]
 
 
@@ -110,20 +146,29 @@ def plot(results: dict[str, Any], path: Path) -> bool:
         return False
     figure, (rates, latencies) = plt.subplots(1, 2, figsize=(13, 5))
     throughput = {
-        "baseline": [results["baseline"][m]["per_second"] for m in MODES],
+        "baseline pgbench": [results["baseline"]["pgbench"][m]["per_second"] for m in MODES],
+        "baseline Python clients": [results["baseline"]["python_clients"][m]["per_second"] for m in MODES],
         "engine": [results["engine"][m]["settled_per_second"] for m in MODES],
         "e2e settled": [results["e2e"][m]["max"]["database"]["settled_per_second"] for m in MODES],
         "bulk settled": [results["bulk"][m]["database"]["settled_per_second"] for m in MODES],
     }
+    ratio_of = {"engine": "engine", "e2e settled": "e2e", "bulk settled": "bulk"}
+    width = 1 / (len(throughput) + 1)
     for offset, (name, values) in enumerate(throughput.items()):
-        rates.bar([x + offset * 0.2 for x in range(len(MODES))], values, width=0.2, label=name)
-    rates.set_xticks([x + 0.3 for x in range(len(MODES))], list(MODES))
+        xs = [x + offset * width for x in range(len(MODES))]
+        rates.bar(xs, values, width=width, label=name)
+        if name in ratio_of:  # each settled rate over the pgbench baseline, on its bar
+            for x, value, mode in zip(xs, values, MODES, strict=True):
+                ratio = results["ratios"][f"{ratio_of[name]}_{mode}"]
+                rates.annotate(f"{ratio:.1f}x", (x, value), ha="center", va="bottom", fontsize=7)
+    rates.set_xticks([x + width * (len(throughput) - 1) / 2 for x in range(len(MODES))], list(MODES))
     rates.set_ylabel("transfers settled per second")
-    rates.set_title("throughput")
-    rates.legend()
+    rates.set_title("throughput (Nx: over the pgbench baseline)")
+    rates.legend(fontsize=8)
     # Labels on three short lines: on one or two they run into their neighbours at this width.
     series = {
-        "baseline\ntxn": [results["baseline"][m]["latency_ms"] for m in MODES],
+        "pgbench\ntxn": [results["baseline"]["pgbench"][m]["latency_ms"] for m in MODES],
+        "Python\ntxn": [results["baseline"]["python_clients"][m]["latency_ms"] for m in MODES],
         "e2e\nhalf load": [results["e2e"][m]["half"]["database"]["latency_ms"] for m in MODES],
         "e2e\nmax load": [results["e2e"][m]["max"]["database"]["latency_ms"] for m in MODES],
         "bulk\n": [results["bulk"][m]["database"]["latency_ms"] for m in MODES],
@@ -145,6 +190,7 @@ def plot(results: dict[str, Any], path: Path) -> bool:
 
 def write(results: dict[str, Any], output_dir: Path) -> str:
     output_dir.mkdir(parents=True, exist_ok=True)
+    results = {**results, "goals": [{"goal": g, "measured": v, "met": ok} for g, v, ok in goals(results)]}
     (output_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     text = render(results)
     plotted = plot(results, output_dir / "results.png")

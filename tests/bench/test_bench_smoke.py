@@ -9,7 +9,11 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+
+import psycopg
+import pytest
 
 from settings import PROJECT_ROOT
 
@@ -18,6 +22,8 @@ TINY = {
     "BENCH_ENGINE_INTENTS": "300",
     "BENCH_BASELINE_SECONDS": "0.5",
     "BENCH_BASELINE_CLIENTS": "1,2",
+    "BENCH_PGBENCH_CLIENTS_UNIFORM": "2",
+    "BENCH_PGBENCH_CLIENTS_HOT": "2",
     "BENCH_E2E_SECONDS": "1",
     "BENCH_E2E_CLIENTS": "4",
     "BENCH_BULK_SECONDS": "1",
@@ -40,14 +46,86 @@ def test_bench_runs_and_reports(tmp_path: Path) -> None:
         timeout=BENCH_SECONDS_MAX,
     )
     assert finished.returncode == 0, finished.stderr[-3000:]
-    for figure in ("baseline", "engine / baseline", "e2e single transfers: settled", "bulk intake: accepted", "goals"):
+    for figure in (
+        "baseline: pgbench",
+        "baseline: Python client processes",
+        "engine / pgbench baseline",
+        "e2e settled / pgbench baseline",
+        "bulk settled / pgbench baseline",
+        "e2e single transfers: settled",
+        "bulk intake: accepted",
+        "goals",
+        "x pgbench baseline uniform",
+    ):
         assert figure in finished.stdout
 
     results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results) >= {"machine", "baseline", "engine", "e2e", "bulk", "rss", "ratios"}
+    assert set(results) >= {"machine", "baseline", "engine", "e2e", "bulk", "rss", "ratios", "goals"}
     for mode in ("uniform", "hot"):
+        pgbench = results["baseline"]["pgbench"][mode]
+        assert pgbench["tool"] == "pgbench" and pgbench["transactions"] > 0
+        assert results["baseline"]["python_clients"][mode]["transfers"] > 0
+        for figure in ("engine", "e2e", "bulk"):
+            assert results["ratios"][f"{figure}_{mode}"] > 0
+        assert results["ratios"]["engine_" + mode] == (
+            results["engine"][mode]["settled_per_second"] / pgbench["per_second"]
+        )
         assert results["engine"][mode]["intents"] > 0
         assert results["engine"][mode]["pending"] == 0
         assert results["e2e"][mode]["max"]["database"]["intents"] > 0
         assert results["bulk"][mode]["database"]["pending"] == 0
     assert results["rss"]["worker_peak_mib"] > 0 and results["rss"]["web_peak_mib"] > 0
+    # One-second bulk phases cannot show the bulk goal met, however fast they are.
+    bulk_goal = next(goal for goal in results["goals"] if goal["goal"].startswith("bulk"))
+    assert bulk_goal["met"] is False and "not the goal's measure" in bulk_goal["measured"]
+
+
+PGBENCH_SECONDS = 1
+
+
+@pytest.mark.parametrize("hot", [False, True], ids=["uniform", "hot"])
+def test_pgbench_baseline_reports_what_it_wrote(hot: bool) -> None:
+    """The pgbench baseline at toy size: what it says it committed is what the database holds."""
+    from bench import dataset, pgbench
+
+    dsn = os.environ["DATABASE_URL"]
+    data = dataset.create(dsn, 20)
+    tag = f"bench-pgbench-test-{uuid.uuid4().hex[:8]}"
+    pgbench.prepare_wallets(dsn, data.wallets, data.hot_wallet)
+    try:
+        job = pgbench.Job(dsn, data.organization_id, data.user_id, len(data.wallets), hot, PGBENCH_SECONDS, 2, tag)
+        result = pgbench.run(job)
+    finally:
+        pgbench.drop_wallets(dsn)
+
+    with psycopg.connect(dsn) as connection:
+        statuses: dict[str, int] = dict(
+            connection.execute(
+                "SELECT status, count(*) FROM transactions WHERE description = %s GROUP BY status", (tag,)
+            ).fetchall()
+        )
+        entries = connection.execute(
+            "SELECT direction, count(*), count(DISTINCT e.transaction_id),"
+            "       bool_and(e.wallet_id IN (t.source_wallet_id, t.destination_wallet_id))"
+            "  FROM ledger_entries e JOIN transactions t ON t.id = e.transaction_id"
+            " WHERE t.description = %s GROUP BY direction",
+            (tag,),
+        ).fetchall()
+        destinations = connection.execute(
+            "SELECT count(DISTINCT destination_wallet_id), bool_or(source_wallet_id = destination_wallet_id)"
+            "  FROM transactions WHERE description = %s",
+            (tag,),
+        ).fetchone()
+    assert result["transactions"] > 0
+    assert statuses == {"COMPLETED": result["transactions"]}
+    assert sorted(entries) == [
+        ("CREDIT", result["transactions"], result["transactions"], True),
+        ("DEBIT", result["transactions"], result["transactions"], True),
+    ]
+    assert destinations is not None and destinations[1] is False
+    assert (destinations[0] == 1) is hot  # hot: every transfer into the one hot wallet
+    assert result["failed"] == 0
+    # The rate is pgbench's own line, parsed; the latencies are one per committed transaction.
+    assert f"tps = {result['per_second']:f} " in result["output"]
+    assert result["latency_samples"] == result["transactions"]
+    assert result["latency_ms"]["p50"] > 0
