@@ -24,7 +24,7 @@ run: $(STAMP) ## Start Postgres+Redis (embedded unless DATABASE_URL/REDIS_URL), 
 test: $(STAMP) ## Run the whole suite against real Postgres, Redis and Celery workers
 	$(BIN)/python -m pytest
 
-bench: $(STAMP) ## Benchmark engine vs per-transfer SQL, end to end and bulk; writes bench/results.json and .png (BENCH_* to resize)
+bench: $(STAMP) ## Benchmark engine vs per-transfer SQL (pgbench), end to end and bulk; writes bench/results.json and .png (BENCH_* to resize)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench.run
 
