@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from ledger.access import Actor, can_manage_wallet, get_visible_wallet, require_org_admin, visible_wallets
-from ledger.errors import Conflict, Forbidden, NotFound
+from ledger.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from ledger.identity import get_user_in_org
 from models import (
     TREASURY_WALLET_NAME,
@@ -150,6 +150,10 @@ def grant_member(
     wallet = get_visible_wallet(session, actor, wallet_id)
     if not can_manage_wallet(actor, wallet):
         raise Forbidden("only the wallet's owner or an OWNER/ADMIN may grant access", code="ROLE_REQUIRED")
+    if wallet.type == WalletType.SYSTEM:
+        # A member of a treasury or clearing wallet could debit it, or watch another organisation's
+        # obligations: no one but the organisation's OWNER/ADMIN, through deposits, touches one.
+        raise InvalidRequest("a SYSTEM wallet has no members", code="SYSTEM_WALLET")
     grantee = get_user_in_org(session, actor, user_id)
     if grantee.id == wallet.owner_id:
         raise Conflict("the owner already has full access", code="ALREADY_OWNER")
