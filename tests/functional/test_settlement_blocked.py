@@ -153,6 +153,9 @@ def test_one_closed_treasury_stops_no_one_elses_settlement(api, operator, db, ca
 
 
 def test_a_locked_clearing_wallet_is_skipped_by_the_scheduled_task_too(api, operator, db):
+    from click.testing import CliRunner
+
+    from ops.cli import main
     from tasks.settlement_batches import run_scheduled_settlement_batch
 
     a, b = api.signup(), api.signup()
@@ -169,6 +172,10 @@ def test_a_locked_clearing_wallet_is_skipped_by_the_scheduled_task_too(api, oper
         (b.organization_id, "CLEARING_NOT_ACTIVE")
     ]
     assert (system_balance(a.organization_id, "clearing"), system_balance(b.organization_id, "clearing")) == (700, -700)
+
+    output = CliRunner().invoke(main, ["settle"])  # the command line says so too
+    assert output.exit_code == 0, output.output
+    assert f"SKIPPED {b.organization_id} INR: CLEARING_NOT_ACTIVE (LOCKED), 1 obligations of 700" in output.output
 
     db.execute("UPDATE wallets SET status = 'ACTIVE' WHERE id = :id", id=clearing_b)
     assert run_scheduled_settlement_batch.apply().get()["transfer_count"] == 1
