@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
-from ledger.errors import Forbidden, NotFound
-from models import MemberRole, Role, Wallet, WalletMember
+from ledger.errors import Forbidden, InvalidRequest, NotFound
+from models import MemberRole, Role, Wallet, WalletMember, WalletType
 
 
 @dataclass(frozen=True)
@@ -71,31 +71,64 @@ def get_debitable_wallet(session: Session, actor: Actor, wallet_id: uuid.UUID) -
     return wallet
 
 
+def system_wallet_refused(role: str) -> InvalidRequest:
+    """SYSTEM wallets (treasury, clearing) move money only through deposits, withdrawals and settlement
+    batches. Who owns or contributes to one makes no difference: its balance may go negative without
+    bound and skips the risk limits, so as a transfer's source it would print money, and as a
+    destination (another organisation's clearing wallet) it would corrupt that organisation's books."""
+    return InvalidRequest(
+        f"a SYSTEM wallet cannot be the {role}: money enters and leaves one only through deposits,"
+        " withdrawals and settlement batches",
+        code="SYSTEM_WALLET",
+    )
+
+
 def require_transfer_access(
     session: Session, actor: Actor, source_wallet_id: uuid.UUID, destination_wallet_id: uuid.UUID
 ) -> None:
-    """The rules of `get_debitable_wallet` for the source, and the destination exists (in any
-    organisation), asked in one round trip: this runs on every transfer request."""
+    """The rules of `get_debitable_wallet` for the source, the destination exists (in any
+    organisation), and neither is a SYSTEM wallet, asked in one round trip: this runs on every
+    transfer request."""
     source = visible_wallets(actor).where(Wallet.id == source_wallet_id)
     debitable = or_(Wallet.owner_id == actor.user_id, Wallet.id.in_(member_wallet_ids(actor, MemberRole.CONTRIBUTOR)))
-    source_visible, source_debitable, destination_exists = session.execute(
+    destination = select(Wallet.type).where(Wallet.id == destination_wallet_id).scalar_subquery()
+    source_visible, source_debitable, destination_type, source_type = session.execute(
         select(
             source.exists(),
             source.where(debitable).exists(),
-            select(Wallet.id).where(Wallet.id == destination_wallet_id).exists(),
+            destination,
+            select(Wallet.type).where(Wallet.id == source_wallet_id).scalar_subquery(),
         )
     ).one()
-    refuse_transfer_unless_allowed(source_visible, source_debitable, destination_exists)
+    refuse_transfer_unless_allowed(
+        source_visible,
+        source_debitable,
+        destination_type is not None,
+        source_system=source_type == WalletType.SYSTEM,
+        destination_system=destination_type == WalletType.SYSTEM,
+    )
 
 
-def refuse_transfer_unless_allowed(source_visible: bool, source_debitable: bool, destination_exists: bool) -> None:
-    """The transfer rules' errors, in their order, from what the caller's query found."""
+def refuse_transfer_unless_allowed(
+    source_visible: bool,
+    source_debitable: bool,
+    destination_exists: bool,
+    *,
+    source_system: bool,
+    destination_system: bool,
+) -> None:
+    """The transfer rules' errors, in their order, from what the caller's query found: who may
+    debit the source and whether the destination exists first, then the SYSTEM wallet rule."""
     if not source_visible:
         raise NotFound("wallet not found", code="WALLET_NOT_FOUND")
     if not source_debitable:
         raise _not_debitor()
     if not destination_exists:
         raise NotFound("destination wallet not found", code="DESTINATION_WALLET_NOT_FOUND")
+    if source_system:
+        raise system_wallet_refused("source")
+    if destination_system:
+        raise system_wallet_refused("destination")
 
 
 def require_org_admin(actor: Actor) -> None:

@@ -1,10 +1,11 @@
 """Bulk intake: accepting a batch of transfer intents set-based.
 
 `submit_transfers` keeps every rule of `ledger.intents.submit_transfer` item by item (idempotency key
-first, then same-wallet, source debitable, destination exists) with a fixed number of statements for
-the whole batch instead of about five per item: the clock, the refusal checks, one statement that
-claims the keys and writes the intents with their `transfer.created` audit rows, and only when some
-key was already taken, one read of those keys (and of the intents they replay).
+first, then same-wallet, source debitable, destination exists, neither a SYSTEM wallet) with a fixed
+number of statements for the whole batch instead of about five per item: the clock, the refusal
+checks, one statement that claims the keys and writes the intents with their `transfer.created` audit
+rows, and only when some key was already taken, one read of those keys (and of the intents they
+replay).
 An item that breaks a rule gets its own error and claims nothing; the others are written. The caller
 commits once.
 
@@ -28,10 +29,10 @@ from sqlalchemy import JSON, Text, bindparam, cast, func, select, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Session
 
-from ledger.access import Actor, member_wallet_ids, visible_wallets
+from ledger.access import Actor, member_wallet_ids, system_wallet_refused, visible_wallets
 from ledger.audit import Origin
 from ledger.errors import DomainError, Forbidden, InvalidRequest, NotFound
-from models import MemberRole, TransactionStatus, TransactionType, Wallet, WalletMember
+from models import MemberRole, TransactionStatus, TransactionType, Wallet, WalletMember, WalletType
 from models.audit import REQUEST_ID_LENGTH_MAX, SOURCE_ADDRESS_LENGTH_MAX
 from models.ids import new_id
 from ops.metrics import note_accepted
@@ -39,6 +40,7 @@ from ops.metrics import note_accepted
 TRANSFER = TransactionType.TRANSFER.value
 PENDING = TransactionStatus.PENDING.value
 CREATED_ACTION = "transfer.created"
+_SYSTEM = WalletType.SYSTEM.value
 
 
 class BulkItem(NamedTuple):
@@ -138,17 +140,18 @@ def _join_ids(column: Any, ids: set[str]) -> tuple[Any, Any]:
 
 def _refusals(session: Session, actor: Actor, items: dict[int, BulkItem]) -> dict[int, DomainError]:
     """The same checks as a single transfer, in the same order, with three queries for the batch."""
-    # wallet id -> whether the caller owns it, for the sources the caller may see at all
-    visible: dict[str, bool] = dict(
-        session.execute(
+    # wallet id -> (whether the caller owns it, whether it is SYSTEM), for the sources the caller may see at all
+    visible: dict[str, tuple[bool, bool]] = {
+        wallet: (owned, is_system)
+        for wallet, owned, is_system in session.execute(
             visible_wallets(actor)
             .join(*_join_ids(Wallet.id, {i.source_wallet_id for i in items.values()}))
-            .with_only_columns(cast(Wallet.id, Text), Wallet.owner_id == actor.user_id)
+            .with_only_columns(cast(Wallet.id, Text), Wallet.owner_id == actor.user_id, Wallet.type == _SYSTEM)
         )
         .tuples()
         .all()
-    )
-    shared = {wallet for wallet, owned in visible.items() if not owned}
+    }
+    shared = {wallet for wallet, (owned, _) in visible.items() if not owned}
     contributed: set[str] = set()
     if shared:
         contributed = set(
@@ -159,7 +162,12 @@ def _refusals(session: Session, actor: Actor, items: dict[int, BulkItem]) -> dic
             ).all()
         )
     destinations = {i.destination_wallet_id for i in items.values()}
-    existing = set(session.scalars(select(cast(Wallet.id, Text)).join(*_join_ids(Wallet.id, destinations))).all())
+    # destination id -> whether it is SYSTEM, for those that exist (in any organisation)
+    existing: dict[str, bool] = dict(
+        session.execute(select(cast(Wallet.id, Text), Wallet.type == _SYSTEM).join(*_join_ids(Wallet.id, destinations)))
+        .tuples()
+        .all()
+    )
     refused: dict[int, DomainError] = {}
     for index, item in items.items():
         source, destination = item.source_wallet_id, item.destination_wallet_id
@@ -167,12 +175,16 @@ def _refusals(session: Session, actor: Actor, items: dict[int, BulkItem]) -> dic
             refused[index] = InvalidRequest("source and destination must be different wallets", code="SAME_WALLET")
         elif source not in visible:
             refused[index] = NotFound("wallet not found", code="WALLET_NOT_FOUND")
-        elif not visible[source] and source not in contributed:
+        elif not visible[source][0] and source not in contributed:
             refused[index] = Forbidden(
                 "only the wallet's owner or a CONTRIBUTOR may debit it", code="NOT_WALLET_DEBITOR"
             )
         elif destination not in existing:
             refused[index] = NotFound("destination wallet not found", code="DESTINATION_WALLET_NOT_FOUND")
+        elif visible[source][1]:
+            refused[index] = system_wallet_refused("source")
+        elif existing[destination]:
+            refused[index] = system_wallet_refused("destination")
     return refused
 
 

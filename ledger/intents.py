@@ -21,6 +21,7 @@ from ledger.access import (
     refuse_transfer_unless_allowed,
     require_org_admin,
     require_transfer_access,
+    system_wallet_refused,
     visible_wallets,
 )
 from ledger.audit import Origin
@@ -30,7 +31,17 @@ from ledger.idempotency import claim_key, earlier_claim, request_hash
 from ledger.identity import user_gone
 from ledger.pagination import Page, paginate
 from ledger.wallets import get_or_create_system_wallet
-from models import LedgerEntry, MemberRole, Role, Transaction, TransactionStatus, TransactionType, Wallet, ids
+from models import (
+    LedgerEntry,
+    MemberRole,
+    Role,
+    Transaction,
+    TransactionStatus,
+    TransactionType,
+    Wallet,
+    WalletType,
+    ids,
+)
 from ops.metrics import note_accepted
 
 
@@ -166,16 +177,18 @@ _ADMIN_ROLES = ", ".join(f"'{role.value}'" for role in (Role.OWNER, Role.ADMIN))
 # One round trip for a transfer the API accepts, with the rules of `submit_transfer` (a test holds
 # the two together): the caller read fresh (`actor`); their Idempotency-Key claimed first; the
 # rules of `access.require_transfer_access` (`source`: no row when the caller may not see it, else
-# whether they may debit it; `destination`: in any organisation); and only when the key is theirs
-# and every rule holds, the PENDING intent with its request id and its `transfer.created` audit row
-# (the same fields as `events.transaction_data`). Each answer comes back, so the caller raises the
-# error `submit_transfer` would, in the same order; a key found taken is read afterwards, in a
-# statement of its own (see `idempotency.earlier_claim`). Parameters are written for the driver.
+# whether they may debit it; `destination`: in any organisation; neither a SYSTEM wallet); and only
+# when the key is theirs and every rule holds, the PENDING intent with its request id and its
+# `transfer.created` audit row (the same fields as `events.transaction_data`). Each answer comes
+# back, so the caller raises the error `submit_transfer` would, in the same order; a key found taken
+# is read afterwards, in a statement of its own (see `idempotency.earlier_claim`). Parameters are
+# written for the driver.
 _ACCEPT_TRANSFER = f"""WITH actor AS (
         SELECT id, organization_id, role IN ({_ADMIN_ROLES}) AS is_admin FROM users WHERE id = %(user_id)s::uuid
     ),
     source AS (
-        SELECT coalesce(w.owner_id = actor.id OR m.role = '{MemberRole.CONTRIBUTOR.value}', false) AS debitable
+        SELECT coalesce(w.owner_id = actor.id OR m.role = '{MemberRole.CONTRIBUTOR.value}', false) AS debitable,
+               w.type = '{WalletType.SYSTEM.value}' AS is_system
           FROM wallets AS w
           JOIN actor ON actor.organization_id = w.organization_id
           LEFT JOIN wallet_members AS m ON m.wallet_id = w.id AND m.user_id = actor.id
@@ -183,7 +196,7 @@ _ACCEPT_TRANSFER = f"""WITH actor AS (
            AND (actor.is_admin OR w.owner_id = actor.id OR m.wallet_id IS NOT NULL)
     ),
     destination AS (
-        SELECT FROM wallets WHERE id = %(destination_wallet_id)s::uuid
+        SELECT type = '{WalletType.SYSTEM.value}' AS is_system FROM wallets WHERE id = %(destination_wallet_id)s::uuid
     ),
     claimed AS (
         INSERT INTO idempotency_keys (organization_id, key, request_hash, transaction_id)
@@ -204,6 +217,8 @@ _ACCEPT_TRANSFER = f"""WITH actor AS (
          WHERE %(source_wallet_id)s::uuid <> %(destination_wallet_id)s::uuid
            AND (SELECT debitable FROM source)
            AND EXISTS (SELECT FROM destination)
+           AND NOT (SELECT is_system FROM source)
+           AND NOT (SELECT is_system FROM destination)
            AND (%(key)s::text IS NULL OR EXISTS (SELECT FROM claimed))
         RETURNING *
     ),
@@ -216,7 +231,8 @@ _ACCEPT_TRANSFER = f"""WITH actor AS (
           FROM intent
     )
     SELECT (SELECT organization_id FROM actor), EXISTS (SELECT FROM claimed), (SELECT debitable FROM source),
-           EXISTS (SELECT FROM destination), (SELECT created_at FROM intent)
+           EXISTS (SELECT FROM destination), (SELECT created_at FROM intent), (SELECT is_system FROM source),
+           (SELECT is_system FROM destination)
 """
 
 
@@ -232,7 +248,7 @@ def accept_transfer(
     caller is read from their user id (a user gone since the token was issued is INVALID_TOKEN)."""
     new_id = ids.new_id()
     fingerprint = None if idempotency_key is None else request_hash("transfer", request.fingerprint_body())
-    organization_id, claimed, source_debitable, destination_exists, created_at = (
+    organization_id, claimed, source_debitable, destination_exists, created_at, source_system, destination_system = (
         session.connection()
         .exec_driver_sql(
             _ACCEPT_TRANSFER,
@@ -263,7 +279,13 @@ def accept_transfer(
     if created_at is None:
         if request.source_wallet_id == request.destination_wallet_id:
             raise _same_wallet()
-        refuse_transfer_unless_allowed(source_debitable is not None, bool(source_debitable), destination_exists)
+        refuse_transfer_unless_allowed(
+            source_debitable is not None,
+            bool(source_debitable),
+            destination_exists,
+            source_system=bool(source_system),
+            destination_system=bool(destination_system),
+        )
         raise AssertionError("every rule held, yet no intent was written")
     note_accepted(session, TransactionType.TRANSFER.value)
     intent = PendingTransfer(
@@ -301,6 +323,8 @@ def _treasury_move(
     treasury_id = get_or_create_system_wallet(session, wallet.organization_id, wallet.currency)
     if treasury_id == wallet.id:
         raise InvalidRequest("the treasury cannot deposit into or withdraw from itself", code="SAME_WALLET")
+    if wallet.type == WalletType.SYSTEM:  # a clearing wallet: only settlement batches move its money
+        raise system_wallet_refused("destination" if transaction_type is TransactionType.DEPOSIT else "source")
     into_wallet = transaction_type is TransactionType.DEPOSIT
     request = TransferRequest(
         source_wallet_id=treasury_id if into_wallet else wallet.id,

@@ -12,6 +12,11 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+# `session.info` key: the (currency, reason) of every organisation a settlement batch left out
+# (ledger/settlement_batches.py), counted once the batch commits (ops/metrics.py). Here, in a module
+# that imports nothing of the ledger, so the metrics module can read it without an import cycle.
+SETTLEMENT_SKIPS_NOTE = "vaultcraft.settlement_skips"
+
 
 @dataclass(frozen=True)
 class Obligation:

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, text
 from sqlalchemy.orm import Session
 
-from ledger.access import Actor, can_debit, get_debitable_wallet, get_visible_wallet
+from ledger.access import Actor, can_debit, get_debitable_wallet, get_visible_wallet, system_wallet_refused
 from ledger.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from ledger.events import record_event
 from ledger.identity import find_user_by_email
@@ -108,7 +108,7 @@ def _check_destination(session: Session, actor: Actor, request: NewRequest) -> N
     if not can_debit(session, actor, wallet):
         raise Forbidden("money is requested into a wallet you own or contribute to", code="NOT_OWN_WALLET")
     if wallet.type == WalletType.SYSTEM:
-        raise InvalidRequest("a P2P request pays into a PRIMARY or BONUS wallet", code="INVALID_DESTINATION")
+        raise system_wallet_refused("destination")
     if wallet.currency != request.currency:
         raise InvalidRequest(
             f"the destination wallet holds {wallet.currency}, not {request.currency}", code="CURRENCY_MISMATCH"
@@ -193,6 +193,8 @@ def settle(
     if request.status != P2PStatus.REQUESTED:
         raise _not_open(request)
     source = get_debitable_wallet(session, actor, source_wallet_id)
+    if source.type == WalletType.SYSTEM:
+        raise system_wallet_refused("source")
     if source.currency != request.currency:
         raise InvalidRequest(
             f"the source wallet holds {source.currency}, the request is in {request.currency}",

@@ -30,7 +30,7 @@ from sqlalchemy import CursorResult, func, select
 from sqlalchemy.orm import Session
 
 from ledger import events, p2p, risk
-from models import Direction, FailureReason, TransactionStatus, WalletStatus, WalletType
+from models import Direction, FailureReason, TransactionStatus, TransactionType, WalletStatus, WalletType
 
 if TYPE_CHECKING:
     from ledger.clearing import Routes
@@ -52,6 +52,7 @@ class Intent:
     destination_wallet_id: uuid.UUID
     amount: int
     currency: str
+    type: str = TransactionType.TRANSFER.value
 
 
 @dataclass(slots=True)
@@ -99,8 +100,21 @@ class Plan:
     entries: list[PlannedEntry] = field(default_factory=list)
 
 
+# The only intents that may name a SYSTEM wallet, and on which side: a deposit comes out of the
+# treasury, a withdrawal goes into it. Any other intent naming one (a transfer written behind the
+# API's back, or one some future intake forgot to check) fails SYSTEM_WALLET.
+_SYSTEM_SIDE = {TransactionType.DEPOSIT.value: "source", TransactionType.WITHDRAWAL.value: "destination"}
+
+
+def _misuses_system_wallet(intent: Intent, source: WalletState, destination: WalletState) -> bool:
+    side = _SYSTEM_SIDE.get(intent.type)
+    return (source.type == _SYSTEM and side != "source") or (destination.type == _SYSTEM and side != "destination")
+
+
 def refusal(intent: Intent, source: WalletState, destination: WalletState) -> FailureReason | None:
     """Why the intent cannot post against these balances, or None when it can."""
+    if (source.type == _SYSTEM or destination.type == _SYSTEM) and _misuses_system_wallet(intent, source, destination):
+        return FailureReason.SYSTEM_WALLET
     if source.status != _ACTIVE or destination.status != _ACTIVE:
         return FailureReason.WALLET_NOT_ACTIVE
     if not (intent.currency == source.currency == destination.currency):
@@ -175,7 +189,7 @@ def execute(session: Session, statement: str, parameters: Mapping[str, Any]) -> 
 _CLAIM = """
     WITH t AS MATERIALIZED ({locked})
     SELECT id, source_wallet_id, destination_wallet_id, amount, currency,
-           coalesce(metadata ? '{request_key}', false), status
+           coalesce(metadata ? '{request_key}', false), status, type
       FROM t
      ORDER BY created_at, id
 """
@@ -188,7 +202,7 @@ _OWNERS = """
     SELECT id, organization_id, currency FROM wallets
      WHERE id = ANY(%(ids)b)
 """
-_PENDING_COLUMNS = "id, source_wallet_id, destination_wallet_id, amount, currency, metadata, created_at"
+_PENDING_COLUMNS = "id, source_wallet_id, destination_wallet_id, amount, currency, metadata, created_at, type"
 # The named intents are found by primary key alone, and those no longer PENDING are dropped after the
 # lock (a duplicate message's intents are already final). A status or completed_at condition here
 # lets the planner scan the table instead: statistics gathered while nothing was PENDING say almost
@@ -219,7 +233,7 @@ def _claim(session: Session, statement: str, parameters: Mapping[str, Any]) -> C
     for row in execute(session, statement, parameters).all():
         if row[6] != TransactionStatus.PENDING:
             continue  # final already: settled by an earlier delivery, or cancelled
-        intent = Intent(*row[:5])
+        intent = Intent(row[0], row[1], row[2], row[3], row[4], row[7])
         claim.intents.append(intent)
         wallet_ids.add(intent.source_wallet_id)
         wallet_ids.add(intent.destination_wallet_id)

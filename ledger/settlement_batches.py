@@ -7,9 +7,31 @@
     →  record the batch and its legs, and mark every obligation and its transfer with the batch.
 
 All of it is one database transaction: a crash leaves nothing, a commit leaves everything. The
-caller commits. Batches are serialised by the advisory lock and each claims only obligations with
-no batch yet, so two batches started together settle every obligation once; a cut-off is unique, so
-asking for the same cut-off twice returns the first batch.
+caller commits.
+
+An organisation whose treasury or clearing wallet in a currency is not ACTIVE (the API refuses to
+lock or close one that carries money or obligations, but a wallet changed behind its back, or a
+treasury locked while it had nothing to settle, can still be found so) cannot take its leg. The
+batch then settles every obligation in that currency that does not involve the organisation, and
+leaves every one that does, in either direction, unsettled for a later batch:
+
+    settled   = obligations whose debtor and creditor are both unblocked in their currency
+    left over = obligations with a blocked debtor or creditor (all of them, whatever the counterparty)
+
+This keeps netting zero-sum: each obligation adds its amount to one position and takes it from
+another, so any whole subset of obligations nets to zero per currency, and every organisation's
+treasury still moves by exactly its net over the obligations it settled. Settling only the blocked
+organisation's counterparties' side of a pair instead would leave their clearing wallets without
+the obligation that balanced it. What is left on each clearing wallet is then exactly its
+unsettled obligations, and the first batch after the wallet is ACTIVE again settles them.
+The organisations left out are recorded on the batch (`skipped`, with the reason and what waits),
+and the caller is told (`ledger.netting.SETTLEMENT_SKIPS_NOTE` in `session.info`, counted after
+commit) so it can raise an alert. They are left out of the claim itself, so however many obligations wait on them,
+a batch's bounded claim is never filled with obligations it cannot settle.
+
+Batches are serialised by the advisory lock and each claims only obligations with no batch yet, so
+two batches started together settle every obligation once; a cut-off is unique, so asking for the
+same cut-off twice returns the first batch.
 
 A new batch writes a `settlement_batch.completed` event (the batch with its legs) in the same
 transaction, while it still holds its wallets' locks; `audit_run` records who ran it.
@@ -17,13 +39,14 @@ transaction, while it still holds its wallets' locks; `audit_run` records who ra
 
 from __future__ import annotations
 
+import enum
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, exists, false, func, insert, select, update
+from sqlalchemy import Select, exists, false, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.orm import Session, aliased
 
 from ledger import audit
@@ -31,7 +54,7 @@ from ledger.access import Actor, require_org_admin
 from ledger.clearing import system_wallet_ids
 from ledger.errors import Conflict, InvalidRequest, NotFound
 from ledger.events import record_event
-from ledger.netting import Obligation, Position, currency_totals, net_positions
+from ledger.netting import SETTLEMENT_SKIPS_NOTE, Obligation, Position, currency_totals, net_positions
 from ledger.pagination import Page, paginate
 from ledger.posting import PlannedEntry, WalletState, _write_balances, _write_entries, lock_wallets
 from models import (
@@ -47,6 +70,8 @@ from models import (
     TransactionStatus,
     TransactionType,
     Wallet,
+    WalletStatus,
+    WalletType,
 )
 from models.ids import new_id
 
@@ -57,6 +82,23 @@ BATCH_OBLIGATIONS_MAX = 50_000
 BATCH_COMPLETED = "settlement_batch.completed"
 # Who ran a batch without a user behind it, as the audit log names them.
 SYSTEM_ACTOR_LABELS = {BatchTrigger.SCHEDULE: "system:beat", BatchTrigger.CLI: "system:cli"}
+
+
+OrgCurrency = tuple[uuid.UUID, str]
+
+
+class SkipReason(enum.StrEnum):
+    TREASURY_NOT_ACTIVE = "TREASURY_NOT_ACTIVE"
+    CLEARING_NOT_ACTIVE = "CLEARING_NOT_ACTIVE"
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """Why an organisation cannot take a leg in a currency: which of its wallets, in what status."""
+
+    reason: SkipReason
+    wallet_id: uuid.UUID
+    wallet_status: str
 
 
 @dataclass(frozen=True)
@@ -80,9 +122,55 @@ class PlannedLeg:
     transaction_id: uuid.UUID | None
 
 
-def _claim_obligations(session: Session, cut_off: datetime) -> list[ClaimedObligation]:
-    """Unsettled CLEARING obligations completed before the cut-off, oldest first, row-locked."""
+_REASONS = {TREASURY_WALLET_NAME: SkipReason.TREASURY_NOT_ACTIVE, CLEARING_WALLET_NAME: SkipReason.CLEARING_NOT_ACTIVE}
+
+
+def _blocked(session: Session) -> dict[OrgCurrency, Blocked]:
+    """Every (organisation, currency) whose treasury or clearing wallet is not ACTIVE (the treasury
+    named when both are). Few rows: found through the index of SYSTEM wallets, status read unlocked
+    (a batch checks the wallets it posts to again under their locks)."""
+    rows = session.execute(
+        select(Wallet.organization_id, Wallet.currency, Wallet.name, Wallet.id, Wallet.status)
+        .where(
+            Wallet.type == WalletType.SYSTEM,
+            Wallet.name.in_(_REASONS),
+            Wallet.status != WalletStatus.ACTIVE,
+        )
+        .order_by(Wallet.name.desc())  # treasury before clearing
+    ).all()
+    blocked: dict[OrgCurrency, Blocked] = {}
+    for row in rows:
+        blocked.setdefault((row.organization_id, row.currency), Blocked(_REASONS[row.name], row.id, str(row.status)))
+    return blocked
+
+
+def _existing_clearings(session: Session, keys: Sequence[OrgCurrency]) -> dict[OrgCurrency, uuid.UUID]:
+    if not keys:
+        return {}
+    rows = session.execute(
+        select(Wallet.organization_id, Wallet.currency, Wallet.id).where(
+            Wallet.type == WalletType.SYSTEM,
+            Wallet.name == CLEARING_WALLET_NAME,
+            tuple_(Wallet.organization_id, Wallet.currency).in_(sorted(keys)),
+        )
+    ).all()
+    return {(r.organization_id, r.currency): r.id for r in rows}
+
+
+def _claim_obligations(
+    session: Session, cut_off: datetime, excluded_clearing_ids: Sequence[uuid.UUID] = ()
+) -> list[ClaimedObligation]:
+    """Unsettled CLEARING obligations completed before the cut-off, oldest first, row-locked, but
+    those naming one of the excluded clearing wallets (organisations the batch leaves out)."""
     creditor_clearing, debtor_clearing = aliased(Wallet), aliased(Wallet)
+    excluded = (
+        [
+            Transaction.source_wallet_id.not_in(excluded_clearing_ids),
+            Transaction.destination_wallet_id.not_in(excluded_clearing_ids),
+        ]
+        if excluded_clearing_ids
+        else []
+    )
     rows = session.execute(
         select(
             Transaction.id,
@@ -99,6 +187,7 @@ def _claim_obligations(session: Session, cut_off: datetime) -> list[ClaimedOblig
             Transaction.status == TransactionStatus.COMPLETED,
             Transaction.settlement_batch_id.is_(None),
             Transaction.completed_at < cut_off,
+            *excluded,
         )
         .order_by(Transaction.completed_at, Transaction.id)
         .limit(BATCH_OBLIGATIONS_MAX)
@@ -147,13 +236,23 @@ def run_batch(
     chosen, existing = _choose_cut_off(session, cut_off)
     if existing is not None:
         return BatchRun(existing, created=False)
-    claimed = _claim_obligations(session, chosen)
+    blocked = _blocked(session)
+    blocked_clearings = _existing_clearings(session, list(blocked))
+    claimed = _claim_obligations(session, chosen, sorted(blocked_clearings.values()))
     positions = net_positions(c.obligation for c in claimed)
     keys = sorted(positions)
     treasuries = system_wallet_ids(session, keys, TREASURY_WALLET_NAME)
     clearings = system_wallet_ids(session, keys, CLEARING_WALLET_NAME)
     wallets = lock_wallets(session, [*treasuries.values(), *clearings.values()])
+    newly_blocked = _blocked_under_lock(keys, treasuries, clearings, wallets)
+    if newly_blocked:  # changed since `_blocked` read them: leave these out too
+        blocked.update(newly_blocked)
+        blocked_clearings.update({key: clearings[key] for key in newly_blocked})
+        claimed = [c for c in claimed if not _involves(c.obligation, newly_blocked)]
+        positions = net_positions(c.obligation for c in claimed)
+        keys = sorted(positions)
     legs, entries = _plan_legs([positions[k] for k in keys], treasuries, clearings, wallets)
+    skipped = _skips(session, blocked, blocked_clearings, chosen)
     posted_at: datetime = session.execute(select(func.clock_timestamp())).scalar_one()
     batch = SettlementBatch(
         id=new_id(),
@@ -164,6 +263,7 @@ def run_batch(
         cut_off=chosen,
         transfer_count=len(claimed),
         totals=[vars(t) for t in currency_totals([c.obligation for c in claimed], positions.values())],
+        skipped=skipped,
         created_at=posted_at,
     )
     session.add(batch)
@@ -174,7 +274,84 @@ def run_batch(
     _write_legs(session, batch, legs, posted_at)
     _mark_settled(session, batch.id, claimed)
     _record_completed(session, batch, legs)
+    if skipped:
+        session.info.setdefault(SETTLEMENT_SKIPS_NOTE, []).extend((s["currency"], s["reason"]) for s in skipped)
     return BatchRun(batch, created=True)
+
+
+def _blocked_under_lock(
+    keys: Sequence[OrgCurrency],
+    treasuries: dict[OrgCurrency, uuid.UUID],
+    clearings: dict[OrgCurrency, uuid.UUID],
+    wallets: dict[uuid.UUID, WalletState],
+) -> dict[OrgCurrency, Blocked]:
+    """The positions whose treasury or clearing wallet, now locked, is not ACTIVE."""
+    blocked = {}
+    for key in keys:
+        for name, wallet_id in ((TREASURY_WALLET_NAME, treasuries[key]), (CLEARING_WALLET_NAME, clearings[key])):
+            status = wallets[wallet_id].status
+            if status != WalletStatus.ACTIVE:
+                blocked[key] = Blocked(_REASONS[name], wallet_id, str(status))
+                break
+    return blocked
+
+
+def _involves(obligation: Obligation, blocked: dict[OrgCurrency, Blocked]) -> bool:
+    return (obligation.debtor_organization_id, obligation.currency) in blocked or (
+        obligation.creditor_organization_id,
+        obligation.currency,
+    ) in blocked
+
+
+# Per clearing wallet: the unsettled obligations before the cut-off that name it (through the
+# partial index of unsettled obligations), what a batch leaves waiting on a blocked organisation.
+_WAITING = text(
+    """
+    SELECT wallet_id, count(*), sum(amount) FROM (
+        SELECT source_wallet_id AS wallet_id, amount FROM transactions
+         WHERE type = 'CLEARING' AND status = 'COMPLETED' AND settlement_batch_id IS NULL
+           AND completed_at < :cut_off AND source_wallet_id = ANY(:ids)
+        UNION ALL
+        SELECT destination_wallet_id, amount FROM transactions
+         WHERE type = 'CLEARING' AND status = 'COMPLETED' AND settlement_batch_id IS NULL
+           AND completed_at < :cut_off AND destination_wallet_id = ANY(:ids)
+    ) AS waiting
+    GROUP BY wallet_id
+    """
+)
+
+
+def _skips(
+    session: Session,
+    blocked: dict[OrgCurrency, Blocked],
+    clearings: dict[OrgCurrency, uuid.UUID],
+    cut_off: datetime,
+) -> list[dict[str, Any]]:
+    """The organisations left out with obligations waiting on them (a blocked wallet with nothing
+    to settle stops nothing), as the batch records them."""
+    if not clearings:
+        return []
+    waiting = {
+        row[0]: (int(row[1]), int(row[2]))
+        for row in session.execute(_WAITING, {"cut_off": cut_off, "ids": list(clearings.values())})
+    }
+    skipped = []
+    for (organization_id, currency), why in sorted(blocked.items(), key=lambda item: (str(item[0][0]), item[0][1])):
+        clearing_id = clearings.get((organization_id, currency))
+        count, amount = waiting.get(clearing_id, (0, 0)) if clearing_id else (0, 0)
+        if count:
+            skipped.append(
+                {
+                    "organization_id": str(organization_id),
+                    "currency": currency,
+                    "reason": str(why.reason),
+                    "wallet_id": str(why.wallet_id),
+                    "wallet_status": why.wallet_status,
+                    "obligation_count": count,
+                    "obligation_amount": amount,
+                }
+            )
+    return skipped
 
 
 def _plan_legs(
@@ -324,7 +501,7 @@ def _record_completed(session: Session, batch: SettlementBatch, legs: list[Plann
         session,
         BATCH_COMPLETED,
         aggregate=("settlement_batch", batch.id),
-        data={**batch_data(batch), "legs": [_leg_data(leg) for leg in legs]},
+        data={**batch_data(batch), "legs": [_leg_data(leg) for leg in legs], "skipped": batch.skipped},
         wallet_ids=[w for leg in legs for w in (leg.treasury_wallet_id, leg.clearing_wallet_id)],
         organization_ids=[leg.position.organization_id for leg in legs],
     )
@@ -366,14 +543,16 @@ def _positions_by_organization(session: Session, batch_id: uuid.UUID) -> dict[uu
 
 
 def visible_batches(actor: Actor) -> Select[tuple[SettlementBatch]]:
-    """Operators see every batch; an organisation's OWNER/ADMIN the batches with a leg of theirs."""
+    """Operators see every batch; an organisation's OWNER/ADMIN the batches with a leg of theirs,
+    or that left their organisation out."""
     query = select(SettlementBatch)
     if actor.is_operator:
         return query
     mine = exists().where(
         SettlementLeg.batch_id == SettlementBatch.id, SettlementLeg.organization_id == actor.organization_id
     )
-    return query.where(mine) if actor.is_org_admin else query.where(false())
+    left_out = SettlementBatch.skipped.contains([{"organization_id": str(actor.organization_id)}])
+    return query.where(or_(mine, left_out)) if actor.is_org_admin else query.where(false())
 
 
 def list_batches(session: Session, actor: Actor, *, limit: int, cursor: str | None) -> Page[SettlementBatch]:
@@ -394,6 +573,13 @@ def get_batch(session: Session, actor: Actor, batch_id: uuid.UUID) -> Settlement
     if batch is None:
         raise NotFound("settlement batch not found", code="SETTLEMENT_BATCH_NOT_FOUND")
     return batch
+
+
+def visible_skips(actor: Actor, batch: SettlementBatch) -> list[dict[str, Any]]:
+    """The organisations the batch left out: all for operators, their own for the others."""
+    if actor.is_operator:
+        return list(batch.skipped)
+    return [s for s in batch.skipped if s["organization_id"] == str(actor.organization_id)]
 
 
 def visible_legs(

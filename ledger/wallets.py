@@ -9,9 +9,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from ledger.access import Actor, can_manage_wallet, get_visible_wallet, require_org_admin, visible_wallets
-from ledger.errors import Conflict, Forbidden, NotFound
+from ledger.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from ledger.identity import get_user_in_org
 from models import (
+    CLEARING_WALLET_NAME,
     TREASURY_WALLET_NAME,
     MemberRole,
     Organization,
@@ -123,8 +124,34 @@ ALLOWED_STATUS_CHANGES = {
 }
 
 
+_SETTLEMENT_WALLETS = f"('{TREASURY_WALLET_NAME}', '{CLEARING_WALLET_NAME}')"
+# The organisation's treasury and clearing wallets in the wallet's currency, if the wallet is one of
+# them, locked in id order (the order settlement batches and transfers lock them in).
+_LOCK_SETTLEMENT_PAIR = text(
+    f"""
+    SELECT w.id, w.name FROM wallets AS w
+      JOIN wallets AS target ON target.organization_id = w.organization_id AND target.currency = w.currency
+     WHERE target.id = :id AND target.type = 'SYSTEM' AND target.name IN {_SETTLEMENT_WALLETS}
+       AND w.type = 'SYSTEM' AND w.name IN {_SETTLEMENT_WALLETS}
+     ORDER BY w.id
+       FOR NO KEY UPDATE OF w
+    """
+)
+# Obligations not yet settled that name the clearing wallet (through the small partial index of
+# unsettled obligations).
+_UNSETTLED_OBLIGATIONS = text(
+    """
+    SELECT count(*) FROM transactions
+     WHERE type = 'CLEARING' AND status = 'COMPLETED' AND settlement_batch_id IS NULL
+       AND (source_wallet_id = :clearing OR destination_wallet_id = :clearing)
+    """
+)
+
+
 def change_status(session: Session, actor: Actor, wallet_id: uuid.UUID, status: WalletStatus) -> Wallet:
-    # Row lock: the balance check for CLOSED must not race a settlement crediting the wallet.
+    # Row locks: the balance check for CLOSED must not race a settlement crediting the wallet, nor
+    # the check of a treasury's obligations a transfer recording one on its clearing wallet.
+    pair = {name: pair_id for pair_id, name in session.execute(_LOCK_SETTLEMENT_PAIR, {"id": wallet_id})}
     wallet = get_visible_wallet(session, actor, wallet_id, for_update=True)
     if not can_manage_wallet(actor, wallet):
         raise Forbidden("only the wallet's owner or an OWNER/ADMIN may change its status", code="ROLE_REQUIRED")
@@ -133,6 +160,8 @@ def change_status(session: Session, actor: Actor, wallet_id: uuid.UUID, status: 
         return wallet
     if status not in ALLOWED_STATUS_CHANGES[current]:
         raise Conflict(f"a {current.value} wallet cannot become {status.value}", code="INVALID_STATUS_CHANGE")
+    if status is not WalletStatus.ACTIVE and pair:
+        _refuse_while_settling(session, wallet, pair.get(CLEARING_WALLET_NAME))
     if status is WalletStatus.CLOSED and wallet.balance != 0:
         raise Conflict(
             "a wallet closes only at zero balance",
@@ -144,12 +173,32 @@ def change_status(session: Session, actor: Actor, wallet_id: uuid.UUID, status: 
     return wallet
 
 
+def _refuse_while_settling(session: Session, wallet: Wallet, clearing_id: uuid.UUID | None) -> None:
+    """A treasury or clearing wallet that holds money or has obligations waiting for a settlement
+    batch stays ACTIVE: a batch posts to both, and could not settle this organisation while one
+    is LOCKED or CLOSED (it would leave the organisation out, see ledger/settlement_batches.py)."""
+    unsettled = 0
+    if clearing_id is not None:
+        unsettled = session.execute(_UNSETTLED_OBLIGATIONS, {"clearing": clearing_id}).scalar_one()
+    if wallet.balance != 0 or unsettled:
+        raise Conflict(
+            f"the {wallet.name} wallet carries a balance or unsettled cross-organisation obligations;"
+            " it can be locked or closed only once a settlement batch has cleared them",
+            code="SYSTEM_WALLET_IN_USE",
+            details={"balance": wallet.balance, "unsettled_obligations": unsettled},
+        )
+
+
 def grant_member(
     session: Session, actor: Actor, wallet_id: uuid.UUID, *, user_id: uuid.UUID, role: MemberRole
 ) -> WalletMember:
     wallet = get_visible_wallet(session, actor, wallet_id)
     if not can_manage_wallet(actor, wallet):
         raise Forbidden("only the wallet's owner or an OWNER/ADMIN may grant access", code="ROLE_REQUIRED")
+    if wallet.type == WalletType.SYSTEM:
+        # A member of a treasury or clearing wallet could debit it, or watch another organisation's
+        # obligations: no one but the organisation's OWNER/ADMIN, through deposits, touches one.
+        raise InvalidRequest("a SYSTEM wallet has no members", code="SYSTEM_WALLET")
     grantee = get_user_in_org(session, actor, user_id)
     if grantee.id == wallet.owner_id:
         raise Conflict("the owner already has full access", code="ALREADY_OWNER")

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Enum, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, Enum, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -60,6 +60,10 @@ class SettlementBatch(Base):
     transfer_count: Mapped[int]
     # Per currency: gross obligations, what actually moved after netting, and how many transfers.
     totals: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    # Organisations the batch left out, per currency, because their treasury or clearing wallet could
+    # not take a posting: {organization_id, currency, reason, wallet_id, wallet_status,
+    # obligation_count, obligation_amount}. Their obligations stay unsettled for a later batch.
+    skipped: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"), default=list)
     created_at: Mapped[datetime] = created_at_column()
 
 

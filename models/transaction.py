@@ -41,6 +41,9 @@ class FailureReason(enum.StrEnum):
     CURRENCY_MISMATCH = "CURRENCY_MISMATCH"
     # Over one of the source organisation's risk limits (models/risk.py, ledger/risk.py).
     RISK_LIMIT = "RISK_LIMIT"
+    # A SYSTEM wallet (treasury, clearing) where only a deposit or withdrawal may name one: an intent
+    # that got past intake (ledger/access.py) with one is refused here too.
+    SYSTEM_WALLET = "SYSTEM_WALLET"
 
 
 DESCRIPTION_LENGTH_MAX = 500

@@ -73,6 +73,11 @@ def settle(cut_off: datetime | None) -> None:
                 f"  {leg.organization_id} {leg.currency} {leg.direction:<7} net {leg.net_position:>14}"
                 f"  (sent {leg.sent_amount}, received {leg.received_amount})"
             )
+    for skip in batch.skipped:
+        click.echo(
+            f"  SKIPPED {skip['organization_id']} {skip['currency']}: {skip['reason']} ({skip['wallet_status']}),"
+            f" {skip['obligation_count']} obligations of {skip['obligation_amount']} wait for a later batch"
+        )
 
 
 @main.command()

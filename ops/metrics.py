@@ -25,6 +25,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from ledger.events import SETTLED_KEY
+from ledger.netting import SETTLEMENT_SKIPS_NOTE
 from ledger.reconciliation import RUN_RECONCILIATION_NOTE
 
 logger = logging.getLogger("vaultcraft.settlement")
@@ -55,6 +56,11 @@ RECONCILIATION_RUNS = Counter("vaultcraft_reconciliation_runs_total", "Reconcili
 RECONCILIATION_DRIFT = Counter(
     "vaultcraft_reconciliation_drift_findings_total", "Drift findings reported by reconciliation runs", ["mode"]
 )
+SETTLEMENT_SKIPS = Counter(
+    "vaultcraft_settlement_organizations_skipped_total",
+    "Organisations a settlement batch left out (treasury or clearing wallet not ACTIVE); their obligations wait",
+    ["currency", "reason"],
+)
 EVENTS_PUBLISHED = Counter("vaultcraft_outbox_events_published_total", "Outbox events published to the broker")
 EVENTS_PUBLISH_FAILURES = Counter("vaultcraft_outbox_publish_failures_total", "Outbox publish attempts that failed")
 
@@ -75,6 +81,8 @@ def _observe(info: dict[str, Any]) -> None:
     settled = info.pop(SETTLED_KEY, ())
     if settled:
         _observe_settled(settled)
+    for currency, reason in info.pop(SETTLEMENT_SKIPS_NOTE, ()):
+        SETTLEMENT_SKIPS.labels(currency, reason).inc()
     run = info.pop(RUN_RECONCILIATION_NOTE, None)
     if run is not None:
         mode, status, findings = run
@@ -133,7 +141,7 @@ def _after_commit(session: Session) -> None:
 
 
 def _after_rollback(session: Session) -> None:
-    for key in (ACCEPTED_KEY, SETTLED_KEY, RUN_RECONCILIATION_NOTE):
+    for key in (ACCEPTED_KEY, SETTLED_KEY, RUN_RECONCILIATION_NOTE, SETTLEMENT_SKIPS_NOTE):
         session.info.pop(key, None)
 
 

@@ -42,6 +42,8 @@ def run_settlement_batch(
                 "settlement batch",
                 extra={"batch_id": str(run.batch.id), "new_batch": run.created, "transfers": run.batch.transfer_count},
             )
+            if run.created:
+                _alert_skips(run.batch)
             return run.batch, run.created
         except DBAPIError as error:
             if not isinstance(error.orig, CONTENTION_ERRORS) or attempt == attempts_max:
@@ -50,8 +52,24 @@ def run_settlement_batch(
     raise AssertionError("unreachable")
 
 
+def _alert_skips(batch: SettlementBatch) -> None:
+    """One ERROR line per organisation the committed batch left out: its obligations wait until
+    someone makes its treasury or clearing wallet ACTIVE again, and every batch until then says so."""
+    for skip in batch.skipped:
+        logger.error(
+            "settlement batch skipped an organisation: its %s is %s",
+            "treasury" if skip["reason"] == "TREASURY_NOT_ACTIVE" else "clearing wallet",
+            skip["wallet_status"],
+            extra={"batch_id": str(batch.id), **skip},
+        )
+
+
 @app.task(name="tasks.run_settlement_batch", acks_late=True)
 def run_scheduled_settlement_batch() -> dict[str, object]:
     """Beat's batch: settles everything completed up to now that no earlier batch settled."""
     batch, _ = run_settlement_batch(BatchTrigger.SCHEDULE)
-    return {"batch_id": str(batch.id), "transfer_count": batch.transfer_count}
+    return {
+        "batch_id": str(batch.id),
+        "transfer_count": batch.transfer_count,
+        "skipped_organizations": len(batch.skipped),
+    }

@@ -17,6 +17,7 @@ from ledger.identity import load_actor
 from ledger.intents import TransferRequest
 from models.db import session_factory
 from tests.client import ApiClient, User
+from tests.database import Database
 
 # Every field of the API's transaction body that an audit row's `after` carries too.
 AUDITED_FIELDS = (
@@ -114,6 +115,12 @@ REFUSALS = {
     "destination unknown": (404, "DESTINATION_WALLET_NOT_FOUND"),
     "source a member views, destination unknown": (403, "NOT_WALLET_DEBITOR"),
     "source unseen, destination unknown": (404, "WALLET_NOT_FOUND"),
+    "source the owner's treasury": (422, "SYSTEM_WALLET"),
+    "source a treasury a member contributes to": (422, "SYSTEM_WALLET"),
+    "source an admin's view of the treasury": (403, "NOT_WALLET_DEBITOR"),
+    "destination a clearing wallet of another organisation": (422, "SYSTEM_WALLET"),
+    "destination the own treasury": (422, "SYSTEM_WALLET"),
+    "source the treasury, destination unknown": (404, "DESTINATION_WALLET_NOT_FOUND"),
 }
 ACCEPTED = (
     "own wallets",
@@ -134,6 +141,16 @@ class Tenancy:
         for wallet, role in ((self.viewed, "VIEWER"), (self.contributed, "CONTRIBUTOR")):
             grant = api.post(f"/wallets/{wallet}/members", self.owner, json={"user_id": self.member.id, "role": role})
             assert grant.status_code == 201, grant.json
+        self.treasury = api.create_wallet(self.owner, "SYSTEM", name="treasury")
+        self.foreign_clearing = api.create_wallet(self.stranger, "SYSTEM", name="clearing")
+        # A grant made before SYSTEM wallets refused members: the row alone must not let money out.
+        Database().execute(
+            "INSERT INTO wallet_members (id, wallet_id, user_id, role, granted_by)"
+            " VALUES (gen_random_uuid(), :wallet, :user, 'CONTRIBUTOR', :owner)",
+            wallet=self.treasury,
+            user=self.member.id,
+            owner=self.owner.id,
+        )
 
     def case(self, name: str) -> tuple[User, str, str]:
         unknown = str(uuid.uuid4())
@@ -150,6 +167,12 @@ class Tenancy:
             "destination unknown": (self.owner, self.own, unknown),
             "source a member views, destination unknown": (self.member, self.viewed, unknown),
             "source unseen, destination unknown": (self.member, self.own, unknown),
+            "source the owner's treasury": (self.owner, self.treasury, self.own),
+            "source a treasury a member contributes to": (self.member, self.treasury, self.own),
+            "source an admin's view of the treasury": (self.admin, self.treasury, self.own),
+            "destination a clearing wallet of another organisation": (self.owner, self.own, self.foreign_clearing),
+            "destination the own treasury": (self.owner, self.own, self.treasury),
+            "source the treasury, destination unknown": (self.owner, self.treasury, unknown),
         }[name]
 
 

@@ -25,8 +25,8 @@ def wallets(balance: int = 10_000) -> dict[uuid.UUID, WalletState]:
     }
 
 
-def intent(amount: int, source: uuid.UUID = A, destination: uuid.UUID = B) -> Intent:
-    return Intent(uuid.uuid4(), source, destination, amount, "INR")
+def intent(amount: int, source: uuid.UUID = A, destination: uuid.UUID = B, type_: str = "TRANSFER") -> Intent:
+    return Intent(uuid.uuid4(), source, destination, amount, "INR", type_)
 
 
 def budget(limits: Limits, usage: Usage | None = None) -> RiskBudget:
@@ -98,7 +98,7 @@ def test_only_intents_that_complete_are_charged():
 
 def test_wallets_without_limits_and_no_budget_change_nothing():
     big = intent(9_000)
-    deposit = intent(10**9, source=TREASURY, destination=A)  # SYSTEM wallets are never in a budget
+    deposit = intent(10**9, source=TREASURY, destination=A, type_="DEPOSIT")  # SYSTEM wallets are never in a budget
     risk = RiskBudget()
     assert plan_postings([big, deposit], wallets(), risk).completed == [big.id, deposit.id]
     assert risk.breaches == {} and risk.usage == {}

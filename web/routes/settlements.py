@@ -53,6 +53,7 @@ def batch_views(session: Session, actor: Actor, batches: list[SettlementBatch]) 
             "transfer_count": b.transfer_count,
             "totals": b.totals,
             "legs": [leg_view(leg) for leg in legs[b.id]],
+            "skipped": settlement_batches.visible_skips(actor, b),
             "created_at": b.created_at,
         }
         for b in batches

@@ -40,6 +40,16 @@ class SettlementLegSchema(Schema):
     transaction_id = fields.UUID(allow_none=True, metadata={"description": "the SETTLEMENT posting; null when FLAT"})
 
 
+class SettlementSkipSchema(Schema):
+    organization_id = fields.UUID()
+    currency = fields.String()
+    reason = fields.String(metadata={"description": "TREASURY_NOT_ACTIVE or CLEARING_NOT_ACTIVE"})
+    wallet_id = fields.UUID(metadata={"description": "the treasury or clearing wallet that could not take the leg"})
+    wallet_status = fields.String(metadata={"description": "LOCKED or CLOSED"})
+    obligation_count = fields.Integer(metadata={"description": "obligations left unsettled for a later batch"})
+    obligation_amount = fields.Integer(metadata={"description": "their gross amount"})
+
+
 class SettlementBatchSchema(Schema):
     id = fields.UUID()
     status = fields.String()
@@ -51,6 +61,13 @@ class SettlementBatchSchema(Schema):
     legs = fields.List(
         fields.Nested(SettlementLegSchema),
         metadata={"description": "all legs for an operator; your organisation's for an OWNER/ADMIN"},
+    )
+    skipped = fields.List(
+        fields.Nested(SettlementSkipSchema),
+        metadata={
+            "description": "organisations left out because their treasury or clearing wallet was not ACTIVE;"
+            " their obligations wait for a later batch (all for an operator, your own for an OWNER/ADMIN)"
+        },
     )
     created_at = fields.DateTime()
 

@@ -17,8 +17,10 @@ def wallet(id_: uuid.UUID, balance: int, *, type_: str = "PRIMARY", status: str 
     return WalletState(id=id_, type=type_, status=status, currency=currency, balance=balance, version=0)
 
 
-def intent(source: uuid.UUID, destination: uuid.UUID, amount: int, currency: str = "INR") -> Intent:
-    return Intent(uuid.uuid4(), source, destination, amount, currency)
+def intent(
+    source: uuid.UUID, destination: uuid.UUID, amount: int, currency: str = "INR", type_: str = "TRANSFER"
+) -> Intent:
+    return Intent(uuid.uuid4(), source, destination, amount, currency, type_)
 
 
 def test_each_intent_sees_the_balances_left_by_the_ones_before():
@@ -50,9 +52,31 @@ def test_refusals_are_named():
 def test_system_wallets_may_go_negative():
     treasury, user = WALLET_IDS[:2]
     wallets = {treasury: wallet(treasury, 0, type_="SYSTEM"), user: wallet(user, 0)}
-    plan = plan_postings([intent(treasury, user, 500)], wallets)
+    plan = plan_postings([intent(treasury, user, 500, type_="DEPOSIT")], wallets)
     assert len(plan.completed) == 1
     assert wallets[treasury].balance == -500
+
+
+def test_only_a_deposit_or_a_withdrawal_names_a_system_wallet_and_only_on_the_treasury_side():
+    treasury, clearing, user = WALLET_IDS[:3]
+    wallets = {
+        treasury: wallet(treasury, 0, type_="SYSTEM"),
+        clearing: wallet(clearing, 0, type_="SYSTEM"),
+        user: wallet(user, 1_000),
+    }
+    allowed = [intent(treasury, user, 5, type_="DEPOSIT"), intent(user, treasury, 5, type_="WITHDRAWAL")]
+    refused = [
+        intent(treasury, user, 5),  # a transfer out of the treasury
+        intent(user, clearing, 5),  # a transfer into a clearing wallet
+        intent(user, treasury, 5, type_="DEPOSIT"),  # a deposit the wrong way round
+        intent(treasury, user, 5, type_="WITHDRAWAL"),
+        intent(treasury, clearing, 5, type_="DEPOSIT"),  # a deposit into a SYSTEM wallet
+        intent(user, clearing, 5, type_="REFUND"),  # any other kind of intent
+    ]
+    plan = plan_postings([*allowed, *refused], wallets)
+    assert plan.completed == [i.id for i in allowed]
+    assert plan.failed == {i.id: FailureReason.SYSTEM_WALLET for i in refused}
+    assert (wallets[treasury].balance, wallets[clearing].balance, wallets[user].balance) == (0, 0, 1_000)
 
 
 transfers = st.lists(
