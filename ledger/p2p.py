@@ -11,6 +11,11 @@ the same transaction back. The request follows its transaction in the database t
 settles it: `ledger.posting` calls `follow_outcomes`, and cancelling the intent calls it too.
 Only the payer sees settle and decline, only the payee cancel; for anyone else the request is 404.
 
+Asking tells the payee nothing about who has an account: a request to an email nobody has is
+accepted like any other, with no payer (nobody can settle or decline it; the payee may cancel it),
+and the payer's id and organisation show only once the payer has acted on the request (see
+`payer_shown`). Otherwise anyone who signs up could test every organisation's emails.
+
 Every change of state writes a `p2p_request.<status>` event (`p2p_request.requested`, `.settling`,
 `.settled`, `.failed`, `.declined`, `.cancelled`) to the outbox in the same database transaction.
 """
@@ -95,7 +100,7 @@ def record_request_event(session: Session, request: Any) -> None:
         aggregate=("p2p_request", request.id),
         data=request_data(request),
         wallet_ids=[request.destination_wallet_id],
-        organization_ids=[request.payee_organization_id, request.payer_organization_id],
+        organization_ids=[o for o in (request.payee_organization_id, request.payer_organization_id) if o],
     )
 
 
@@ -120,16 +125,15 @@ def _check_destination(session: Session, actor: Actor, request: NewRequest) -> N
 def create_request(session: Session, actor: Actor, request: NewRequest) -> P2PRequest:
     """The caller (payee) asks the user with `payer_email` for money into one of their own wallets."""
     payer = find_user_by_email(session, request.payer_email)
-    if payer is None:
-        raise NotFound("no user has this email", code="PAYER_NOT_FOUND")
-    if payer.id == actor.user_id:
+    if payer is not None and payer.id == actor.user_id:
         raise InvalidRequest("you cannot request money from yourself", code="SELF_REQUEST")
     _check_destination(session, actor, request)
     p2p_request = P2PRequest(
         payee_id=actor.user_id,
         payee_organization_id=actor.organization_id,
-        payer_id=payer.id,
-        payer_organization_id=payer.organization_id,
+        payer_email=request.payer_email.strip(),
+        payer_id=payer.id if payer else None,
+        payer_organization_id=payer.organization_id if payer else None,
         amount=request.amount,
         currency=request.currency,
         destination_wallet_id=request.destination_wallet_id,
@@ -277,8 +281,17 @@ def list_requests(
     )
 
 
+# Statuses only the payer's own action leads to: from then on the payee may know who the payer is.
+PAYER_ACTED = frozenset({P2PStatus.SETTLING, P2PStatus.SETTLED, P2PStatus.FAILED, P2PStatus.DECLINED})
+
+
+def payer_shown(request: P2PRequest) -> bool:
+    """Whether the request's views show its payer's id and organisation (see the module's doc)."""
+    return P2PStatus(request.status) in PAYER_ACTED
+
+
 def party_emails(session: Session, requests: Iterable[P2PRequest]) -> dict[uuid.UUID, str]:
-    ids = {u for r in requests for u in (r.payer_id, r.payee_id)}
+    ids = {u for r in requests for u in (r.payer_id, r.payee_id) if u is not None}
     if not ids:
         return {}
     return {row.id: row.email for row in session.execute(select(User.id, User.email).where(User.id.in_(ids)))}

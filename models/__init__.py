@@ -17,7 +17,7 @@ from models.reconciliation import (
 )
 from models.risk import RiskLimits
 from models.settlement import BatchStatus, BatchTrigger, LegDirection, SettlementBatch, SettlementLeg
-from models.token import RevokedToken
+from models.token import RevokedToken, TokenFamily
 from models.transaction import (
     DESCRIPTION_LENGTH_MAX,
     FailureReason,
@@ -67,6 +67,7 @@ __all__ = [
     "Role",
     "SettlementBatch",
     "SettlementLeg",
+    "TokenFamily",
     "Transaction",
     "TransactionStatus",
     "TransactionType",

@@ -6,7 +6,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, Index, String, func, text
+from sqlalchemy import Enum, ForeignKey, Index, String, func, text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, created_at_column, uuid_pk
@@ -44,5 +44,7 @@ class User(Base):
     platform_role: Mapped[PlatformRole | None] = mapped_column(
         Enum(PlatformRole, name="platform_role", native_enum=False, length=16), nullable=True
     )
+    # An OWNER/ADMIN may deactivate a user: their tokens are revoked and they cannot log in.
+    active: Mapped[bool] = mapped_column(server_default=true(), default=True)
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())

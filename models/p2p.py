@@ -51,8 +51,12 @@ class P2PRequest(Base):
     id: Mapped[uuid.UUID] = uuid_pk()
     payee_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
     payee_organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
-    payer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
-    payer_organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
+    # The email the payee asked. A request to an email nobody has is accepted like any other (so the
+    # answer tells the payee nothing about who has an account) and has no payer: nobody can settle
+    # or decline it, and the payee may cancel it.
+    payer_email: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    payer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    payer_organization_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("organizations.id"), nullable=True)
     amount: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3))
     destination_wallet_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("wallets.id"))

@@ -28,6 +28,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # Every test client is 127.0.0.1 and signs in many users; the limits' own test lowers them again.
     os.environ["VAULTCRAFT_LOGIN_LIMIT_PER_ADDRESS"] = "100000 per minute"
     os.environ["VAULTCRAFT_WRITE_LIMIT_PER_TOKEN"] = "100000 per minute"
+    os.environ["VAULTCRAFT_SIGNUP_LIMIT_PER_ADDRESS"] = "100000 per minute"
     from ops.migrate import upgrade_to_head
 
     upgrade_to_head(_env.database_url)

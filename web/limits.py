@@ -1,4 +1,9 @@
-"""Rate limits (flask-limiter on Redis): logins per address and per account, writes per token.
+"""Rate limits (flask-limiter on Redis): logins, signups and password changes, writes per token.
+
+A login is limited per address, per account from one address, and per account from everywhere at a
+slower rate: wrong passwords sent from one address then lock that address out of the account, not
+the account's real user at another address, while a guesser spread over many addresses still meets
+the account-wide limit.
 
 Limits are read from app.config on each request, so an operator can tune them from the environment.
 When Redis cannot answer, requests pass: rate limiting must never stop the ledger from accepting.
@@ -23,7 +28,12 @@ READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 LIMIT_SETTINGS = {
     # config key: (environment variable, default)
     "LOGIN_LIMIT_PER_ADDRESS": ("VAULTCRAFT_LOGIN_LIMIT_PER_ADDRESS", "30 per minute"),
-    "LOGIN_LIMIT_PER_ACCOUNT": ("VAULTCRAFT_LOGIN_LIMIT_PER_ACCOUNT", "10 per minute"),
+    "LOGIN_LIMIT_PER_ACCOUNT_ADDRESS": ("VAULTCRAFT_LOGIN_LIMIT_PER_ACCOUNT_ADDRESS", "10 per minute"),
+    "LOGIN_LIMIT_PER_ACCOUNT": ("VAULTCRAFT_LOGIN_LIMIT_PER_ACCOUNT", "100 per hour"),
+    # A signup costs a bcrypt hash (about 200 ms of CPU at the production work factor).
+    "SIGNUP_LIMIT_PER_ADDRESS": ("VAULTCRAFT_SIGNUP_LIMIT_PER_ADDRESS", "5 per minute"),
+    # Checking the current password is a guess at it, made with a token: as many as a login allows.
+    "PASSWORD_CHANGE_LIMIT_PER_USER": ("VAULTCRAFT_PASSWORD_CHANGE_LIMIT_PER_USER", "10 per minute"),
     "WRITE_LIMIT_PER_TOKEN": ("VAULTCRAFT_WRITE_LIMIT_PER_TOKEN", "100 per second"),
 }
 
@@ -95,8 +105,8 @@ def caller_key() -> str:
     return f"user:{identity}" if identity else f"address:{get_remote_address()}"
 
 
-def login_account_key() -> str:
-    """The account a login names, else the client address.
+def _login_email() -> str | None:
+    """The account a login names, if its body can be read.
 
     A body over the size limit cannot be read here (Flask raises 413 for the view to answer); it
     counts against the address, instead of failing the limiter with an error logged per request."""
@@ -105,7 +115,19 @@ def login_account_key() -> str:
     except RequestEntityTooLarge:
         body = None
     email = body.get("email") if isinstance(body, dict) else None
-    return f"login:{str(email).strip().lower()}" if email else f"address:{get_remote_address()}"
+    return str(email).strip().lower() if email else None
+
+
+def login_account_key() -> str:
+    """The account a login names, else the client address."""
+    email = _login_email()
+    return f"login:{email}" if email else f"address:{get_remote_address()}"
+
+
+def login_account_address_key() -> str:
+    """The account a login names, from this address."""
+    email = _login_email()
+    return f"login:{email}:address:{get_remote_address()}" if email else f"address:{get_remote_address()}"
 
 
 def _configured(name: str) -> str:
@@ -118,6 +140,18 @@ def login_limit_per_address() -> str:
 
 def login_limit_per_account() -> str:
     return _configured("LOGIN_LIMIT_PER_ACCOUNT")
+
+
+def login_limit_per_account_address() -> str:
+    return _configured("LOGIN_LIMIT_PER_ACCOUNT_ADDRESS")
+
+
+def signup_limit_per_address() -> str:
+    return _configured("SIGNUP_LIMIT_PER_ADDRESS")
+
+
+def password_change_limit_per_user() -> str:
+    return _configured("PASSWORD_CHANGE_LIMIT_PER_USER")
 
 
 def write_limit_per_token() -> str:
@@ -144,5 +178,8 @@ def init_limits(app: Flask, settings: Settings) -> None:
 
 login_limits = (
     limiter.limit(login_limit_per_address, key_func=get_remote_address, scope="login-address"),
+    limiter.limit(login_limit_per_account_address, key_func=login_account_address_key, scope="login-account-address"),
     limiter.limit(login_limit_per_account, key_func=login_account_key, scope="login-account"),
 )
+signup_limit = limiter.limit(signup_limit_per_address, key_func=get_remote_address, scope="signup-address")
+password_change_limit = limiter.limit(password_change_limit_per_user, key_func=caller_key, scope="password-change")

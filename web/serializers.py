@@ -14,6 +14,7 @@ def user_view(user: User) -> dict[str, Any]:
         "full_name": user.full_name,
         "organization_id": user.organization_id,
         "role": user.role,
+        "active": user.active,
         "is_operator": user.platform_role == PlatformRole.OPERATOR,
         "created_at": user.created_at,
     }

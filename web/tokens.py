@@ -1,4 +1,9 @@
-"""JWT set-up and revocation. Access tokens are short-lived; logout revokes the pair (Postgres + Redis)."""
+"""JWT set-up and revocation. Access tokens are short-lived; refresh tokens rotate on use.
+
+Every token carries its login's family id (`fam`, see ledger.sessions). A token is refused when its
+own id, its refresh token's id or its family is revoked: one Redis EXISTS over those keys, in the
+round trip the check always made. Postgres (revoked_tokens) is the record, Redis the cache.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,14 @@ from functools import lru_cache
 from typing import Any
 
 import redis
-from flask import Flask, g, has_request_context
-from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token, decode_token
+from flask import Flask, current_app, g, has_request_context
+from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token
 from flask_jwt_extended.config import config as jwt_config
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
 
+from ledger import sessions
+from ledger.sessions import Revocation
 from models import RevokedToken
 from models.db import session_factory
 from settings import Settings, get_settings
@@ -71,6 +78,7 @@ jwt = VerifiedTokenCache()
 
 REVOKED_KEY_PREFIX = "vaultcraft:revoked:"
 REFRESH_JTI_CLAIM = "rjti"
+FAMILY_CLAIM = "fam"
 
 
 @lru_cache(maxsize=1)
@@ -91,46 +99,82 @@ def configure_jwt(app: Flask, settings: Settings) -> None:
     jwt.init_app(app)
 
 
-def issue_token_pair(user_id: uuid.UUID) -> dict[str, str]:
-    refresh = create_refresh_token(identity=str(user_id))
-    refresh_jti = decode_token(refresh)["jti"]
-    access = create_access_token(identity=str(user_id), additional_claims={REFRESH_JTI_CLAIM: refresh_jti})
+def _refresh_expiry() -> datetime:
+    lifetime: timedelta = current_app.config["JWT_REFRESH_TOKEN_EXPIRES"]
+    return datetime.now(UTC) + lifetime
+
+
+def encode_token_pair(user_id: str, family_id: str, refresh_jti: str) -> dict[str, str]:
+    """A refresh token with id `refresh_jti` and an access token naming it, both of the family."""
+    family = {FAMILY_CLAIM: family_id}
+    refresh = create_refresh_token(identity=user_id, additional_claims={"jti": refresh_jti, **family})
+    access = create_access_token(identity=user_id, additional_claims={REFRESH_JTI_CLAIM: refresh_jti, **family})
     return {"access_token": access, "refresh_token": refresh}
 
 
-def issue_access_token(user_id: str, refresh_jti: str) -> str:
-    return create_access_token(identity=user_id, additional_claims={REFRESH_JTI_CLAIM: refresh_jti})
+def start_login(session: Session, user_id: uuid.UUID) -> dict[str, str]:
+    """A new family and its first pair, in the caller's unit of work."""
+    refresh_jti = str(uuid.uuid4())
+    family_id = sessions.start_family(session, user_id, refresh_jti=refresh_jti, expires_at=_refresh_expiry())
+    return encode_token_pair(str(user_id), str(family_id), refresh_jti)
 
 
-def _jtis_of(payload: dict[str, Any]) -> list[str]:
-    """The token's own id and, for an access token, the refresh token it came from."""
-    jtis = [payload["jti"]]
+def rotate_refresh_token(session: Session, payload: dict[str, Any]) -> tuple[sessions.Refreshed, dict[str, str]]:
+    """Spend the presented refresh token (see ledger.sessions.rotate); the new pair if it rotated."""
+    next_jti = str(uuid.uuid4())
+    refreshed = sessions.rotate(
+        session,
+        family_id=uuid.UUID(payload[FAMILY_CLAIM]),
+        user_id=uuid.UUID(payload["sub"]),
+        presented_jti=payload["jti"],
+        next_jti=next_jti,
+        expires_at=_refresh_expiry(),
+    )
+    if refreshed.outcome is not sessions.RefreshOutcome.ROTATED:
+        return refreshed, {}
+    return refreshed, encode_token_pair(payload["sub"], payload[FAMILY_CLAIM], next_jti)
+
+
+def family_of(payload: dict[str, Any]) -> uuid.UUID:
+    return uuid.UUID(payload[FAMILY_CLAIM])
+
+
+def _keys_of(payload: dict[str, Any]) -> list[str]:
+    """The token's own id, for an access token the refresh token it came from, and its family."""
+    keys = [payload["jti"]]
     if payload.get(REFRESH_JTI_CLAIM):
-        jtis.append(payload[REFRESH_JTI_CLAIM])
-    return jtis
+        keys.append(payload[REFRESH_JTI_CLAIM])
+    keys.append(sessions.family_key(payload[FAMILY_CLAIM]))
+    return keys
 
 
-def revoke(payload: dict[str, Any], refresh_lifetime: timedelta) -> None:
-    """Mark the token (and its session's refresh token) revoked: durably in Postgres, then in Redis.
+def revoke_token(session: Session, payload: dict[str, Any]) -> list[Revocation]:
+    """Logout: the token, its refresh token and the rest of its login, durably in the caller's unit of
+    work. Pass the answer to `cache_revocations` once it commits."""
+    refresh_lifetime: timedelta = current_app.config["JWT_REFRESH_TOKEN_EXPIRES"]
+    # Keep the mark as long as the longest-lived token it covers could still be presented.
+    ttl_seconds = max(int(payload["exp"] - time.time()), int(refresh_lifetime.total_seconds()), 1)
+    expires_at = datetime.now(UTC) + timedelta(seconds=ttl_seconds)
+    own = [Revocation(key, expires_at) for key in _keys_of(payload)[:-1]]
+    sessions.record_revocations(session, own)
+    return own + sessions.revoke_families(session, uuid.UUID(payload["sub"]), only=family_of(payload))
 
-    Postgres is the record, so a logout survives a Redis restart or outage; Redis answers the checks.
+
+def cache_revocations(revocations: list[Revocation]) -> None:
+    """Tell the Redis cache what was revoked (and committed) in Postgres.
+
+    Postgres is the record, so a revocation survives a Redis restart or outage; Redis answers the checks.
     """
     if has_request_context():
         g.pop(_REVOKED_ANSWERS, None)  # this request's cached answer is out of date
-    # Keep the mark as long as the longest-lived token it covers could still be presented.
-    ttl_seconds = max(int(payload["exp"] - time.time()), int(refresh_lifetime.total_seconds()), 1)
-    jtis = _jtis_of(payload)
-    expires_at = datetime.now(UTC) + timedelta(seconds=ttl_seconds)
-    with session_factory().begin() as session:
-        session.execute(
-            insert(RevokedToken)
-            .values([{"jti": jti, "expires_at": expires_at} for jti in jtis])
-            .on_conflict_do_nothing(index_elements=["jti"])
-        )
+    if not revocations:
+        return
+    now = datetime.now(UTC)
     try:
         pipe = redis_client().pipeline()
-        for jti in jtis:
-            pipe.set(REVOKED_KEY_PREFIX + jti, "1", ex=ttl_seconds)
+        for revocation in revocations:
+            ttl_seconds = max(int((revocation.expires_at - now).total_seconds()), 1)
+            pipe.set(REVOKED_KEY_PREFIX + revocation.key, "1", ex=ttl_seconds)
         pipe.execute()
     except redis.RedisError:
         logger.warning("revocation not cached in Redis; Postgres still holds it", exc_info=True)
@@ -204,7 +248,9 @@ _REVOKED_ANSWERS = "vaultcraft_revoked_answers"
 
 @jwt.token_in_blocklist_loader
 def _is_revoked(_header: dict[str, Any], payload: dict[str, Any]) -> bool:
-    jtis = _jtis_of(payload)
+    if not payload.get(FAMILY_CLAIM):
+        return True  # issued before logins became families: it could not be revoked with its login
+    jtis = _keys_of(payload)
     # A token is verified twice per write request (the rate limiter's key, then the view): ask once.
     answers: dict[tuple[str, ...], bool] | None = g.setdefault(_REVOKED_ANSWERS, {}) if has_request_context() else None
     if answers is not None and tuple(jtis) in answers:

@@ -40,7 +40,8 @@ def test_every_p2p_action_is_audited_in_the_actors_organisation(api):
 
     [created] = audit_rows(api, payee, target_id=paid["id"])
     assert created["target_type"] == "p2p_request" and created["actor_id"] == payee.id
-    assert created["after"]["amount"] == 300 and created["after"]["payer_id"] == payer.id
+    assert created["after"]["amount"] == 300 and created["after"]["payer_email"] == payer.email
+    assert created["after"]["payer_id"] is None  # the payee's side learns nothing of who has an account
     assert created["before"] is None
     [settled] = audit_rows(api, payer, target_id=paid["id"])
     transaction = settle.json["transaction"]

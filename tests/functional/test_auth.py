@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 
 def test_signup_login_me(api):
     owner = api.signup("Acme")
@@ -15,7 +17,12 @@ def test_duplicate_email_is_409_and_short_password_422(api):
     owner = api.signup()
     duplicate = api.post(
         "/auth/signup",
-        json={"email": owner.email.upper(), "password": "long enough", "full_name": "B", "organization_name": "B"},
+        json={
+            "email": owner.email.upper(),
+            "password": "violet kettle 1984",
+            "full_name": "B",
+            "organization_name": "B",
+        },
     )
     assert duplicate.status_code == 409
     short = api.post(
@@ -66,6 +73,48 @@ def test_admin_adds_users_members_cannot(api):
     owner_again = api.post(
         "/organizations/users",
         owner,
-        json={"email": "o2@example.com", "password": "long enough", "full_name": "O", "role": "OWNER"},
+        json={"email": "o2@example.com", "password": "violet kettle 1984", "full_name": "O", "role": "OWNER"},
     )
     assert owner_again.status_code == 422
+
+
+def _signup_body(email: str, password: str) -> dict[str, str]:
+    return {"email": email, "password": password, "full_name": "Asha Raman", "organization_name": "Quillfeather Ltd"}
+
+
+def test_common_and_guessable_passwords_are_weak(api, db):
+    email = f"asha.raman-{uuid.uuid4().hex[:8]}@example.com"
+    guessable = [
+        "short",
+        "12345678",
+        "password",
+        " " * 8,
+        "qwertyuiop",
+        email,
+        email.split("@")[0],
+        "Asha Raman",
+        "asharaman",
+        "Quillfeather Ltd",
+        "quillfeather1",
+        "vaultcraft",
+    ]
+    users_before = db.scalar("SELECT count(*) FROM users")
+    for password in guessable:
+        response = api.post("/auth/signup", json=_signup_body(email, password))
+        assert (response.status_code, response.json["error"]["code"]) == (422, "WEAK_PASSWORD"), password
+        assert response.json["error"]["details"]["password"], password
+    assert db.scalar("SELECT count(*) FROM users") == users_before
+    # No composition rules: a long passphrase of plain words is fine.
+    assert api.post("/auth/signup", json=_signup_body(email, "umbrella sparrow gravel")).status_code == 201
+
+
+def test_a_new_user_of_an_organisation_gets_no_weak_password(api):
+    owner = api.signup("Quillfeather Ltd")
+    for password in ("password1", "Quillfeather", "Welcome Colleague"):
+        response = api.post(
+            "/organizations/users",
+            owner,
+            json={"email": "welcome.colleague@example.com", "password": password, "full_name": "Welcome Colleague"}
+            | {"role": "MEMBER"},
+        )
+        assert (response.status_code, response.json["error"]["code"]) == (422, "WEAK_PASSWORD"), password

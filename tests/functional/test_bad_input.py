@@ -126,19 +126,19 @@ def test_other_write_endpoints_validate(api, db, world):
         (
             "POST",
             "/organizations/users",
-            {"email": "bad", "password": "long enough", "full_name": "A", "role": "ADMIN"},
+            {"email": "bad", "password": "violet kettle 1984", "full_name": "A", "role": "ADMIN"},
         ),
         (
             "POST",
             "/organizations/users",
-            {"email": "a@b.co", "password": "long enough", "full_name": "A", "role": "OWNER"},
+            {"email": "a@b.co", "password": "violet kettle 1984", "full_name": "A", "role": "OWNER"},
         ),
         ("POST", "/auth/signup", {"email": "a@b.co", "password": "x" * 73, "full_name": "A", "organization_name": "O"}),
         ("POST", "/auth/signup", {"email": "a@b.co", "password": "é" * 40, "full_name": "A", "organization_name": "O"}),
         (
             "POST",
             "/auth/signup",
-            {"email": "a@b.co", "password": "long enough", "full_name": "", "organization_name": "O"},
+            {"email": "a@b.co", "password": "violet kettle 1984", "full_name": "", "organization_name": "O"},
         ),
         ("POST", "/auth/login", {"email": "a@b.co"}),
     ]

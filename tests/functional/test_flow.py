@@ -191,7 +191,7 @@ def test_member_cannot_deposit_or_create_system_wallets(api):
         api.post(
             "/organizations/users",
             member,
-            json={"email": "x@example.com", "password": "long enough", "full_name": "X", "role": "ADMIN"},
+            json={"email": "x@example.com", "password": "violet kettle 1984", "full_name": "X", "role": "ADMIN"},
         ).status_code
         == 403
     )

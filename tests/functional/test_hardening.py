@@ -99,21 +99,55 @@ def test_logout_survives_a_redis_restart_that_lost_everything(api, monkeypatch):
 
 @pytest.fixture
 def strict_limits(app, monkeypatch):
-    monkeypatch.setitem(app.config, "LOGIN_LIMIT_PER_ACCOUNT", "3 per minute")
+    monkeypatch.setitem(app.config, "LOGIN_LIMIT_PER_ACCOUNT_ADDRESS", "3 per minute")
     monkeypatch.setitem(app.config, "WRITE_LIMIT_PER_TOKEN", "5 per minute")
     return app
 
 
-def test_login_is_limited_per_account(api, strict_limits):
+def _from(address: str) -> dict:
+    return {"environ_base": {"REMOTE_ADDR": address}}
+
+
+def test_wrong_passwords_lock_out_their_address_not_the_account(api, strict_limits):
     victim, bystander = api.signup(), api.signup()
-    attempts = [api.post("/auth/login", json={"email": victim.email, "password": "wrong guess"}) for _ in range(4)]
+    attacker = _from("203.0.113.7")
+    attempts = [
+        api.post("/auth/login", json={"email": victim.email, "password": "wrong guess"}, **attacker) for _ in range(4)
+    ]
     assert [r.status_code for r in attempts] == [401, 401, 401, 429]
     limited = attempts[-1]
     assert limited.json["error"]["code"] == "RATE_LIMITED"
     assert int(limited.headers["Retry-After"]) > 0
-    # The right password is refused too while the account is limited; other accounts are untouched.
-    assert api.post("/auth/login", json={"email": victim.email, "password": victim.password}).status_code == 429
-    assert api.post("/auth/login", json={"email": bystander.email, "password": bystander.password}).status_code == 200
+    right = {"email": victim.email, "password": victim.password}
+    # The right password is refused too from the guessing address; the real user elsewhere gets in.
+    assert api.post("/auth/login", json=right, **attacker).status_code == 429
+    assert api.post("/auth/login", json=right, **_from("198.51.100.20")).status_code == 200
+    bystander_login = {"email": bystander.email, "password": bystander.password}
+    assert api.post("/auth/login", json=bystander_login, **attacker).status_code == 200
+
+
+def test_guesses_spread_over_many_addresses_meet_the_account_wide_limit(api, strict_limits, monkeypatch):
+    victim = api.signup()
+    monkeypatch.setitem(strict_limits.config, "LOGIN_LIMIT_PER_ACCOUNT", "5 per hour")
+    wrong = {"email": victim.email, "password": "wrong guess"}
+    codes = [api.post("/auth/login", json=wrong, **_from(f"203.0.113.{n}")).status_code for n in range(1, 7)]
+    assert codes == [401] * 5 + [429]
+
+
+def test_signups_are_limited_per_address(api, app, monkeypatch):
+    monkeypatch.setitem(app.config, "SIGNUP_LIMIT_PER_ADDRESS", "2 per minute")
+
+    def signup(address: str) -> int:
+        body = {
+            "email": f"signup-{time.time_ns()}@example.com",
+            "password": "violet kettle 1984",
+            "full_name": "S",
+            "organization_name": "S",
+        }
+        return api.post("/auth/signup", json=body, **_from(address)).status_code
+
+    assert [signup("203.0.113.50") for _ in range(3)] == [201, 201, 429]
+    assert signup("198.51.100.50") == 201
 
 
 def test_writes_are_limited_per_token_and_other_tenants_are_not_slowed(api, strict_limits):
@@ -130,7 +164,7 @@ def test_signup_ignores_no_role_or_tenant_fields(api, db):
         "/auth/signup",
         json={
             "email": f"mass-{os.getpid()}-{time.time_ns()}@example.com",
-            "password": "long enough",
+            "password": "violet kettle 1984",
             "full_name": "M",
             "organization_name": "M",
             "role": "OPERATOR",

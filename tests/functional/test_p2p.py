@@ -252,7 +252,6 @@ def test_business_rule_refusals(api, parties):
     payee, destination, payer, source = parties
     body = {"payer_email": payer.email, "amount": 100, "currency": "INR", "destination_wallet_id": destination}
     cases = [
-        ({"payer_email": "nobody-here@example.com"}, payee, 404, "PAYER_NOT_FOUND"),
         ({"payer_email": payee.email}, payee, 422, "SELF_REQUEST"),
         ({"currency": "USD"}, payee, 422, "CURRENCY_MISMATCH"),
         ({"destination_wallet_id": source}, payee, 404, "WALLET_NOT_FOUND"),
@@ -268,6 +267,37 @@ def test_business_rule_refusals(api, parties):
     assert api.p2p_settle(payer, request["id"], "not-a-uuid").status_code == 422
     assert api.p2p_get(payer, request["id"]).json["status"] == "REQUESTED"
     assert api.post("/p2p/requests", json=body).status_code == 401
+
+
+def _without_ids_and_times(view: dict) -> dict:
+    return {k: v for k, v in view.items() if k not in ("id", "created_at", "updated_at")}
+
+
+def test_asking_an_unknown_email_answers_as_asking_a_user_does(api, parties):
+    """Otherwise anyone who signs up can test which emails have accounts, in any organisation."""
+    payee, destination, payer, _source = parties
+    known_email, unknown_email = payer.email, f"nobody-{uuid.uuid4().hex[:8]}@example.com"
+    answers = {}
+    for email in (known_email, unknown_email):
+        body = {"payer_email": email, "amount": 100, "currency": "INR", "destination_wallet_id": destination}
+        answers[email] = api.post("/p2p/requests", payee, json=body)
+        bad_wallet = {**body, "destination_wallet_id": str(uuid.uuid4())}
+        missing = api.post("/p2p/requests", payee, json=bad_wallet)
+        assert (missing.status_code, missing.json["error"]["code"]) == (404, "WALLET_NOT_FOUND"), email
+    known, unknown = answers[known_email], answers[unknown_email]
+    assert (known.status_code, unknown.status_code) == (201, 201)
+    assert set(known.headers.keys()) == set(unknown.headers.keys())
+    known_view, unknown_view = _without_ids_and_times(known.json), _without_ids_and_times(unknown.json)
+    assert known_view == {**unknown_view, "payer_email": known_email}
+    assert known_view["payer_id"] is None and known_view["payer_organization_id"] is None
+    # The payee's list shows the two alike too; the payee may withdraw the one nobody can answer.
+    listed = {r["id"]: r for r in api.get("/p2p/requests?role=payee", payee).json["items"]}
+    assert listed[known.json["id"]]["payer_id"] is None and listed[unknown.json["id"]]["payer_id"] is None
+    assert api.post(f"/p2p/requests/{unknown.json['id']}/cancel", payee).json["status"] == "CANCELLED"
+    # The real payer sees theirs, and once they act the payee learns who they are.
+    declined = api.post(f"/p2p/requests/{known.json['id']}/decline", payer)
+    assert declined.status_code == 200, declined.json
+    assert api.p2p_get(payee, known.json["id"]).json["payer_id"] == payer.id
 
 
 def test_seed_compatible_paths_behave_like_their_twins(api, parties):

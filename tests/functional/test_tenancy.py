@@ -18,6 +18,7 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/api/v1/wallets/{wallet_id}/deposit"): {"amount": 100},
     ("post", "/api/v1/wallets/{wallet_id}/withdraw"): {"amount": 100},
     ("post", "/api/v1/p2p/requests/{request_id}/settle"): {"source_wallet_id": "filled in below"},
+    ("patch", "/api/v1/organizations/users/{user_id}"): {"active": False},
 }
 
 
@@ -37,8 +38,11 @@ def victim(app, worker):
     paid = settled["transaction"]["id"]
     assert api.wait_final(friend, paid)["status"] == "COMPLETED"
     batch = api.run_settlement(api.operator())
+    member = api.add_user(owner)
     return {
         "owner": owner,
+        "member": member,
+        "user_id": member.id,
         "wallet_id": wallet,
         "transaction_id": completed["id"],
         "request_id": request["id"],
@@ -85,6 +89,7 @@ def test_every_path_with_an_id_is_a_wall(app, victim, db):
     assert len(checked) >= 10
     assert db.row_counts() == {**before, "organizations": before["organizations"], "users": before["users"]}
     assert api.wallet(victim["owner"], victim["wallet_id"]) == wallet_before
+    assert api.get("/auth/me", victim["member"]).json["active"] is True
 
 
 def test_outsider_cannot_debit_but_may_pay_into_another_organisation(api, victim):

@@ -45,9 +45,9 @@ def request_views(session: Session, requests: list[P2PRequest]) -> list[dict[str
             "payee_id": r.payee_id,
             "payee_email": emails.get(r.payee_id),
             "payee_organization_id": r.payee_organization_id,
-            "payer_id": r.payer_id,
-            "payer_email": emails.get(r.payer_id),
-            "payer_organization_id": r.payer_organization_id,
+            "payer_id": r.payer_id if p2p.payer_shown(r) else None,
+            "payer_email": r.payer_email or (emails.get(r.payer_id) if r.payer_id else None),
+            "payer_organization_id": r.payer_organization_id if p2p.payer_shown(r) else None,
             "amount": r.amount,
             "currency": r.currency,
             "destination_wallet_id": r.destination_wallet_id,
@@ -64,7 +64,9 @@ def request_views(session: Session, requests: list[P2PRequest]) -> list[dict[str
 
 def _audit(session: Session, actor: Actor, action: str, view: dict[str, Any], before: str | None) -> None:
     after = {"status": view["status"], "amount": view["amount"], "currency": view["currency"]}
-    after.update({k: view[k] for k in ("payer_id", "payee_id", "destination_wallet_id", "transaction_id")})
+    after.update(
+        {k: view[k] for k in ("payer_id", "payer_email", "payee_id", "destination_wallet_id", "transaction_id")}
+    )
     audit(
         session,
         actor,

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from ledger.passwords import PASSWORD_BYTES_MAX
+from ledger.passwords import PASSWORD_BYTES_MAX, PASSWORD_LENGTH_MIN
 from web.schemas.fields import bounded_string
-
-PASSWORD_LENGTH_MIN = 8
 
 
 def _fits_bcrypt(password: str) -> None:
@@ -17,14 +15,20 @@ def _fits_bcrypt(password: str) -> None:
 
 
 def _password() -> fields.String:
+    # The floor (and the check against guessable passwords) is the domain's: 422 WEAK_PASSWORD.
     return fields.String(
         required=True,
         load_only=True,
-        validate=[validate.Length(min=PASSWORD_LENGTH_MIN, max=PASSWORD_BYTES_MAX), _fits_bcrypt],
+        validate=[validate.Length(max=PASSWORD_BYTES_MAX), _fits_bcrypt],
         metadata={
-            "description": f"{PASSWORD_LENGTH_MIN} to {PASSWORD_BYTES_MAX} characters, {PASSWORD_BYTES_MAX} bytes"
+            "description": f"{PASSWORD_LENGTH_MIN} to {PASSWORD_BYTES_MAX} characters ({PASSWORD_BYTES_MAX} bytes), "
+            "not a common password nor one made of your email, name or organisation's name (422 WEAK_PASSWORD)"
         },
     )
+
+
+def _current_password() -> fields.String:
+    return fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=PASSWORD_BYTES_MAX))
 
 
 def _email() -> fields.Email:
@@ -40,7 +44,7 @@ class SignupSchema(Schema):
 
 class LoginSchema(Schema):
     email = _email()
-    password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=PASSWORD_BYTES_MAX))
+    password = _current_password()
 
 
 class UserSchema(Schema):
@@ -49,6 +53,7 @@ class UserSchema(Schema):
     full_name = fields.String()
     organization_id = fields.UUID()
     role = fields.String()
+    active = fields.Boolean(dump_only=True)
     is_operator = fields.Boolean(dump_only=True)
     created_at = fields.DateTime(dump_only=True)
 
@@ -71,8 +76,23 @@ class TokenPairSchema(Schema):
     refresh_token = fields.String()
 
 
-class AccessTokenSchema(Schema):
-    access_token = fields.String()
+class PasswordChangeSchema(Schema):
+    current_password = _current_password()
+    new_password = _password()
+
+
+class PasswordChangeResultSchema(Schema):
+    changed = fields.Boolean()
+
+
+class UserActiveSchema(Schema):
+    # JSON true or false only: marshmallow would also read "no", "off", 0 ...
+    active = fields.Boolean(
+        required=True,
+        truthy={True},
+        falsy={False},
+        metadata={"description": "false deactivates the user, true restores"},
+    )
 
 
 class NewUserSchema(Schema):

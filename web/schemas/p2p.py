@@ -37,9 +37,13 @@ class P2PRequestSchema(Schema):
     payee_id = fields.UUID()
     payee_email = fields.String()
     payee_organization_id = fields.UUID()
-    payer_id = fields.UUID()
+    payer_id = fields.UUID(
+        allow_none=True, metadata={"description": "null until the payer settles or declines the request"}
+    )
     payer_email = fields.String()
-    payer_organization_id = fields.UUID()
+    payer_organization_id = fields.UUID(
+        allow_none=True, metadata={"description": "null until the payer settles or declines the request"}
+    )
     amount = fields.Integer()
     currency = fields.String()
     destination_wallet_id = fields.UUID()
