@@ -1,4 +1,4 @@
-"""The five chaos scenarios. Each one: a fresh organisation with funded wallets, a bounded load of
+"""The six chaos scenarios. Each one: a fresh organisation with funded wallets, a bounded load of
 transfers through the API, one kind of fault injected while the load runs, a bounded wait for the
 pipeline to settle by itself, then every invariant of chaos.invariants."""
 
@@ -12,14 +12,14 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from chaos import invariants
 from chaos.invariants import Check
 from chaos.load import Api, LoadResult, RetryPolicy, plan_transfers, run_load
-from chaos.stack import Stack, identities, signal_pids
+from chaos.stack import MakeRun, Stack, identities, signal_pids
 from ops.processes import children_of, process_tree
 
 SETTLE_POLL_SECONDS = 0.5
@@ -58,6 +58,12 @@ class Sizes:
     retry_keys: int = 600
     retry_seconds: float = 30.0
 
+    storm_transfers: int = 3000
+    storm_seconds: float = 90.0
+    storm_kill_interval_seconds: float = 1.5
+    # Once the kills stop, every accepted intent settles by itself within this long.
+    storm_settle_seconds: float = 60.0
+
 
 SMOKE = Sizes(
     clients=4,
@@ -78,6 +84,8 @@ SMOKE = Sizes(
     freezes=1,
     retry_keys=100,
     retry_seconds=6.0,
+    storm_transfers=150,
+    storm_seconds=12.0,
 )
 
 
@@ -415,6 +423,110 @@ def client_retries(stack: Stack, sizes: Sizes, seed: int) -> ScenarioResult:
     return _finish(stack, 5, "client_retries", "Client timeouts + retries", api, load, sizes, started, faults, detail)
 
 
+# --- 6. Crash storm under make run -------------------------------------------------------------
+
+
+def _kill_worker_process(run: MakeRun, rng: random.Random) -> str | None:
+    """SIGKILL the worker's main process or one of its pool children, whichever is up right now."""
+    mains = run.main_of("worker")
+    if not mains:
+        return None  # its supervisor is waiting out a backoff
+    children = [pid for pid in run.find("worker") if pid not in mains]
+    if children and rng.random() < 0.5:
+        signal_pids(identities([rng.choice(children)]), signal.SIGKILL)
+        return "child"
+    signal_pids(identities(mains), signal.SIGKILL)
+    return "main"
+
+
+def _kill_once(run: MakeRun, what: str) -> str | None:
+    """SIGKILL the worker's supervisor (ops.respawn) or beat's main process, once."""
+    pids = run.find("worker", supervisor=True) if what == "supervisor" else run.main_of("beat")
+    signal_pids(identities(pids), signal.SIGKILL)
+    return what if pids else None
+
+
+def _storm_checks(run: MakeRun, detail: dict[str, Any]) -> list[Check]:
+    polls = detail["health_polls"]
+    final = run.health()
+    worker_back = final is not None and final[1].get("worker", {}).get("status") == "ok"
+    missing = [name for name in ("web.serve", "worker", "beat", "flower") if not run.main_of(name)]
+    return [
+        Check(
+            "api_answered_through_the_storm",
+            polls["answered_200"] == polls["total"],
+            f"/health answered 200 {polls['answered_200']} of {polls['total']} times during the kills",
+        ),
+        Check(
+            "health_reported_the_worker_down",
+            polls["worker_down"] > 0,
+            f"degraded, worker down in {polls['worker_down']} polls (longest silence "
+            f"{polls['longest_silence_seconds']} s)",
+        ),
+        Check(
+            "every_process_back",
+            worker_back and not missing,
+            f"worker answering again: {worker_back}; missing: {missing or 'none'}",
+        ),
+    ]
+
+
+def crash_storm(stack: Stack, sizes: Sizes, seed: int) -> ScenarioResult:
+    started = time.monotonic()
+    rng = random.Random(seed)
+    with stack.make_run() as run:
+        api = Api(run.api_url)
+        api.signup("storm")
+        wallets = api.funded_wallets(sizes.wallets, sizes.deposit_minor)
+        transfers = plan_transfers(rng, wallets, sizes.storm_transfers, sizes.amount_max_minor)
+
+        def storm(stop: threading.Event) -> dict[str, Any]:
+            kills: Counter[str] = Counter()
+            polls = {"total": 0, "answered_200": 0, "worker_down": 0, "longest_silence_seconds": 0.0}
+            once = {sizes.storm_seconds / 3: "supervisor", 2 * sizes.storm_seconds / 3: "beat"}
+            load_started = time.monotonic()
+            while not stop.wait(sizes.storm_kill_interval_seconds):
+                elapsed = time.monotonic() - load_started
+                for moment, what in list(once.items()):
+                    if elapsed >= moment and (done := _kill_once(run, what)):
+                        kills[done] += 1
+                        del once[moment]
+                if (kind := _kill_worker_process(run, rng)) is not None:
+                    kills[kind] += 1
+                answer = run.health()
+                polls["total"] += 1
+                if answer is not None and answer[0] == 200:
+                    polls["answered_200"] += 1
+                    worker = answer[1].get("worker", {})
+                    if answer[1].get("status") == "degraded" and worker.get("status") == "down":
+                        polls["worker_down"] += 1
+                        silence = worker.get("last_seen_seconds_ago") or 0.0
+                        polls["longest_silence_seconds"] = max(polls["longest_silence_seconds"], silence)
+            return {"kills": dict(kills), "health_polls": polls}
+
+        with Injector(storm) as injector:
+            load = run_load(
+                api,
+                transfers,
+                clients=sizes.clients,
+                duration_seconds=sizes.storm_seconds,
+                policy=RetryPolicy(),
+                seed=seed,
+            )
+        storm_sizes = replace(sizes, settle_timeout_seconds=sizes.storm_settle_seconds)
+        kills = injector.detail["kills"]
+        faults = (
+            f"SIGKILL every {sizes.storm_kill_interval_seconds} s under make run: {kills.get('main', 0)} worker main, "
+            f"{kills.get('child', 0)} pool child, {kills.get('supervisor', 0)} its supervisor, "
+            f"{kills.get('beat', 0)} beat"
+        )
+        detail = injector.detail
+        result = _finish(stack, 6, "crash_storm", "Crash storm", api, load, storm_sizes, started, faults, detail)
+        result.checks.extend(_storm_checks(run, injector.detail))
+    result.seconds = time.monotonic() - started
+    return result
+
+
 # Run order: duplicate delivery last, since it restarts the workers with a short visibility timeout.
 SCENARIOS: dict[str, Callable[[Stack, Sizes, int], ScenarioResult]] = {
     "kill_workers": kill_workers,
@@ -422,4 +534,5 @@ SCENARIOS: dict[str, Callable[[Stack, Sizes, int], ScenarioResult]] = {
     "postgres_restart": postgres_restart,
     "client_retries": client_retries,
     "duplicate_delivery": duplicate_delivery,
+    "crash_storm": crash_storm,
 }

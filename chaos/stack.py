@@ -9,6 +9,7 @@ process is a child of this one, in a session of its own, so a fault is injected 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shlex
 import shutil
@@ -19,8 +20,10 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -29,6 +32,7 @@ from celery import Celery
 
 from ops.processes import free_loopback_port, process_tree
 from settings import PROJECT_ROOT
+from web.serve import PROCESSES_DEFAULT, THREADS_DEFAULT
 
 DATABASE_NAME = "vaultcraft"
 READY_SECONDS_MAX = 60.0
@@ -43,8 +47,11 @@ warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 class StackConfig:
     workers: int = 2
     worker_concurrency: int = 2
-    web_processes: int = 2
-    web_threads: int = 8
+    # The web's defaults (web/serve.py), as `make run` and compose run it.
+    web_processes: int = PROCESSES_DEFAULT
+    web_threads: int = THREADS_DEFAULT
+    # False: only Postgres and Redis (a scenario that runs the app through `make run` itself).
+    app_processes: bool = True
     # Intents PENDING this long are re-enqueued by beat's sweep (every 10 s).
     pending_stale_seconds: int = 5
 
@@ -138,6 +145,55 @@ class Process:
             self.log = None
 
 
+@dataclass
+class MakeRun(Process):
+    """`python -m ops.run` on the stack's servers; its processes are found by their command lines."""
+
+    web_port: int = field(default_factory=free_loopback_port)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}/api/v1"
+
+    def health(self) -> tuple[int, dict[str, Any]] | None:
+        """(status, body) of /health, or None when it does not answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/health", timeout=2) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")
+        except (OSError, ValueError):
+            return None
+
+    def find(self, word: str, *, supervisor: bool = False) -> list[int]:
+        """Processes of this run with `word` in their command line; its supervisors, or the rest."""
+        found = []
+        for pid in process_tree(self.pid)[1:] if self.alive() else []:
+            line = command_line(pid)
+            if word in line and ("ops.respawn" in line) == supervisor:
+                found.append(pid)
+        return found
+
+    def main_of(self, word: str) -> list[int]:
+        """The main process of a Procfile process, not the pool or server processes it forked."""
+        processes = set(self.find(word))
+        return [pid for pid in processes if parent_of(pid) not in processes]
+
+
+def command_line(pid: int) -> list[str]:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def parent_of(pid: int) -> int:
+    try:
+        return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def last_error_line(log_path: Path) -> str:
     """The message of the last CRITICAL/ERROR JSON log line, for a crash report."""
     import json
@@ -203,17 +259,48 @@ class Stack:
             from ops.migrate import upgrade_to_head
 
             upgrade_to_head(self.database_url)
-            self.start_web()
-            for number in range(1, self.config.workers + 1):
-                self.start_worker(f"chaos{number}")
-            self.wait_workers_ready()
-            self.start_beat()
+            if self.config.app_processes:
+                self.start_app()
             self._supervisor = threading.Thread(target=self._supervise, name="chaos-supervisor", daemon=True)
             self._supervisor.start()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def start_app(self) -> None:
+        self.start_web()
+        for number in range(1, self.config.workers + 1):
+            self.start_worker(f"chaos{number}")
+        self.wait_workers_ready()
+        self.start_beat()
+
+    def stop_app(self) -> None:
+        with self.lock:
+            stop_all([p for p in [self.beat, self.web, *self.workers.values()] if p is not None])
+            self.beat, self.web, self.workers = None, None, {}
+
+    @contextlib.contextmanager
+    def make_run(self) -> Iterator[MakeRun]:
+        """The app as `make run` runs it (python -m ops.run: every Procfile process under its
+        supervisors) on this stack's servers, instead of the harness's own processes meanwhile."""
+        had_app = self.web is not None
+        self.stop_app()
+        base = self._process("make-run", [sys.executable, "-m", "ops.run"], FLOWER_PORT=str(free_loopback_port()))
+        run = MakeRun(base.name, base.command, base.env, base.log_path)
+        run.env["WEB_PORT"] = str(run.web_port)
+        run.start()
+        try:
+            deadline = time.monotonic() + READY_SECONDS_MAX
+            while run.health() is None:
+                if not run.alive() or time.monotonic() > deadline:
+                    raise RuntimeError("make run did not become ready; see its log")
+                time.sleep(0.3)
+            yield run
+        finally:
+            run.stop()
+            if had_app:
+                self.start_app()
 
     def _supervise(self) -> None:
         """Restart a worker or beat that exited by itself (not one this harness killed: that one is
@@ -238,7 +325,7 @@ class Stack:
         self._supervising.set()
         if self._supervisor is not None:
             self._supervisor.join()
-        stop_all([p for p in [self.beat, self.web, *self.workers.values()] if p is not None])
+        self.stop_app()
         self.reset_control()
         if self.redis is not None:
             self.redis.kill_tree()

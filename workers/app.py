@@ -8,3 +8,6 @@ app = Celery("vaultcraft")
 app.config_from_object("celeryconfig")
 
 import workers.signals  # noqa: E402,F401  (registers the signal handlers)
+from workers.heartbeat import Heartbeat  # noqa: E402
+
+app.steps["worker"].add(Heartbeat)

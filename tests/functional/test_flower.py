@@ -63,3 +63,49 @@ def test_flower_lists_the_worker_and_its_tasks(worker):
     finally:
         flower.terminate()
         flower.wait(timeout=20)
+
+
+def _flower(port: int, address: str, extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "ops.flower", f"--port={port}", f"--address={address}"],
+        env={**env, **extra_env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_flower_beyond_loopback_without_a_password_refuses_to_start():
+    flower = _flower(free_loopback_port(), "0.0.0.0", {})
+    try:
+        code = flower.wait(timeout=30)
+    finally:
+        if flower.poll() is None:
+            flower.kill()
+            flower.wait()
+    assert code != 0
+    assert flower.stderr is not None
+    assert b"FLOWER_BASIC_AUTH" in flower.stderr.read()
+
+
+def test_flower_beyond_loopback_asks_for_its_password(worker):
+    port = free_loopback_port()
+    flower = _flower(port, "0.0.0.0", {"FLOWER_BASIC_AUTH": "ops:a-long-secret"})
+    try:
+        url = f"http://127.0.0.1:{port}/workers"
+        deadline = time.monotonic() + FLOWER_READY_SECONDS_MAX
+        anonymous = None
+        while time.monotonic() < deadline and flower.poll() is None:
+            try:
+                anonymous = requests.get(url, timeout=10)
+                break
+            except requests.RequestException:
+                time.sleep(0.3)
+        assert anonymous is not None, "Flower did not start"
+        assert anonymous.status_code == 401
+        assert requests.get(f"http://127.0.0.1:{port}/api/workers", timeout=10).status_code == 401
+        assert requests.get(url, auth=("ops", "wrong"), timeout=10).status_code == 401
+        assert requests.get(url, auth=("ops", "a-long-secret"), timeout=10).status_code == 200
+    finally:
+        flower.terminate()
+        flower.wait(timeout=20)

@@ -48,3 +48,14 @@ def test_web_and_worker_share_one_metrics_directory():
         mounts.add((volume, path))
     [(volume, _)] = mounts
     assert volume in compose["volumes"]
+
+
+def test_compose_flower_asks_for_a_password_from_the_environment():
+    """The image listens on 0.0.0.0 and compose publishes Flower's port: it must ask for a password,
+    and compose refuses to start without one rather than fall back to none."""
+    compose = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())["services"]
+    flower = compose["flower"]
+    assert flower["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
+    # The rest of the shared environment is kept (a plain `environment:` would replace it).
+    assert flower["environment"]["DATABASE_URL"] == compose["web"]["environment"]["DATABASE_URL"]
+    assert "ops.flower" in _compose_command(flower)

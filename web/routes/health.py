@@ -1,7 +1,13 @@
-"""Liveness of the two things the API depends on: the database and the broker."""
+"""Liveness of the two things the API depends on (the database and the broker), and of the workers.
+
+503 only when the database or the broker is down: the API cannot accept intents then. With no worker
+answering, intents are still accepted and wait, PENDING, until one is back: 200, status "degraded",
+and the `worker` section says since when no worker was heard from.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flask import Blueprint, jsonify
@@ -9,6 +15,7 @@ from sqlalchemy import text
 
 from models.db import get_engine
 from web.tokens import redis_client
+from workers import heartbeat
 
 blp = Blueprint("health", __name__)
 
@@ -34,5 +41,14 @@ def health() -> Any:
             checks[name] = check()
         except Exception as error:  # any failure to answer is "down", whatever its type
             checks[name] = f"down: {type(error).__name__}"
-    healthy = all(value == "ok" for value in checks.values())
-    return jsonify({"status": "ok" if healthy else "degraded", "checks": checks}), 200 if healthy else 503
+    up = all(value == "ok" for value in checks.values())
+    worker = _worker_state()
+    status = "ok" if up and worker["status"] == "ok" else "degraded"
+    return jsonify({"status": status, "checks": checks, "worker": worker}), 200 if up else 503
+
+
+def _worker_state() -> dict[str, Any]:
+    try:
+        return heartbeat.read(redis_client(), time.time()).as_dict()
+    except Exception as error:  # Redis down: the broker check already answers 503
+        return {"status": f"unknown: {type(error).__name__}", "answering": None, "last_seen_seconds_ago": None}
