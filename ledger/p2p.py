@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from ledger.access import Actor, can_debit, get_debitable_wallet, get_visible_wallet
 from ledger.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from ledger.events import record_event
+from ledger.idempotency import key_reused
 from ledger.identity import find_user_by_email
 from ledger.intents import TransferRequest, submit_transfer
 from ledger.pagination import Page, paginate
@@ -209,7 +210,7 @@ def settle(
     submitted = submit_transfer(session, actor, transfer, idempotency_key=idempotency_key)
     if not submitted.created:
         # The key's first use was another request: its fingerprint names that request, not this one.
-        raise InvalidRequest("this Idempotency-Key was used with a different request", code="IDEMPOTENCY_KEY_REUSED")
+        raise key_reused()
     request.status = P2PStatus.SETTLING
     request.transaction_id = submitted.transaction.id
     session.flush()
