@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select, text
+from sqlalchemy import Select, TextClause, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from ledger import audit, events
@@ -148,37 +148,48 @@ _CHAIN = text(
     """
 )
 
-# Incremental (`since` set): transactions finalised since, every PENDING one (no completed_at yet),
-# and every one with entries written since (a FAILED or CANCELLED one given entries later). Each
-# branch reads an index: completed_at, the PENDING partial index, the entries' BRIN on created_at.
-_TRANSACTION_SCOPE = """
+_TRANSACTION_ORGANIZATION = """
        (CAST(:org AS uuid) IS NULL
         OR t.source_wallet_id IN (SELECT id FROM wallets WHERE organization_id = CAST(:org AS uuid))
         OR t.destination_wallet_id IN (SELECT id FROM wallets WHERE organization_id = CAST(:org AS uuid)))
-   AND (CAST(:since AS timestamptz) IS NULL
-        OR t.id IN (SELECT id FROM transactions WHERE completed_at >= CAST(:since AS timestamptz)
-                    UNION
-                    SELECT id FROM transactions WHERE status = 'PENDING'
-                    UNION
-                    SELECT transaction_id FROM ledger_entries WHERE created_at >= CAST(:since AS timestamptz)))
+"""
+# Incremental (`since` set): transactions finalised since, every PENDING one (no completed_at yet),
+# and every one with entries written since (a FAILED or CANCELLED one given entries later). Each
+# branch reads an index: completed_at, the PENDING partial index, the entries' BRIN on created_at.
+# A statement of its own, not `:since IS NULL OR ...`: under an OR, Postgres cannot turn the IN into
+# a join and tests every transaction against it.
+_TRANSACTIONS_SINCE = """
+   AND t.id IN (SELECT id FROM transactions WHERE completed_at >= CAST(:since AS timestamptz)
+                UNION
+                SELECT id FROM transactions WHERE status = 'PENDING'
+                UNION
+                SELECT transaction_id FROM ledger_entries WHERE created_at >= CAST(:since AS timestamptz))
 """
 
-_TRANSACTIONS = text(
-    f"""
-    SELECT t.id, t.organization_id, t.currency, t.status, COALESCE(SUM({_SIGNED}), 0) AS total,
-           COUNT(e.id) AS entry_count
-      FROM transactions AS t
-      LEFT JOIN ledger_entries AS e ON e.transaction_id = t.id
-     WHERE {_TRANSACTION_SCOPE}
-     GROUP BY t.id
-    HAVING (t.status = 'COMPLETED' AND (COUNT(e.id) = 0 OR SUM({_SIGNED}) <> 0))
-        OR (t.status <> 'COMPLETED' AND COUNT(e.id) > 0)
-     ORDER BY t.id
-     LIMIT :cap
-    """
-)
 
-_TRANSACTIONS_CHECKED = text(f"SELECT COUNT(*) FROM transactions AS t WHERE {_TRANSACTION_SCOPE}")
+def _transactions(scope: str) -> TextClause:
+    return text(
+        f"""
+        SELECT t.id, t.organization_id, t.currency, t.status, COALESCE(SUM({_SIGNED}), 0) AS total,
+               COUNT(e.id) AS entry_count
+          FROM transactions AS t
+          LEFT JOIN ledger_entries AS e ON e.transaction_id = t.id
+         WHERE {scope}
+         GROUP BY t.id
+        HAVING (t.status = 'COMPLETED' AND (COUNT(e.id) = 0 OR SUM({_SIGNED}) <> 0))
+            OR (t.status <> 'COMPLETED' AND COUNT(e.id) > 0)
+         ORDER BY t.id
+         LIMIT :cap
+        """
+    )
+
+
+# Keyed by whether the run is incremental (has a `since`).
+_TRANSACTION_SCOPES = {False: _TRANSACTION_ORGANIZATION, True: _TRANSACTION_ORGANIZATION + _TRANSACTIONS_SINCE}
+_TRANSACTIONS = {since: _transactions(scope) for since, scope in _TRANSACTION_SCOPES.items()}
+_TRANSACTIONS_CHECKED = {
+    since: text(f"SELECT COUNT(*) FROM transactions AS t WHERE {scope}") for since, scope in _TRANSACTION_SCOPES.items()
+}
 
 _UNSETTLED_OBLIGATION = "type = 'CLEARING' AND status = 'COMPLETED' AND settlement_batch_id IS NULL"
 
@@ -336,7 +347,8 @@ def _clearing_findings(session: Session) -> tuple[list[dict[str, Any]], Stop | N
 
 def _transaction_findings(session: Session, params: dict[str, Any]) -> list[dict[str, Any]]:
     found = []
-    for row in session.execute(_TRANSACTIONS, {**params, "cap": FINDINGS_PER_CHECK_MAX}):
+    query = _TRANSACTIONS[params["since"] is not None]
+    for row in session.execute(query, {**params, "cap": FINDINGS_PER_CHECK_MAX}):
         check = (
             ReconciliationCheck.TRANSACTION_UNBALANCED
             if row.status == "COMPLETED"
@@ -442,7 +454,9 @@ def _check(session: Session, mode: ReconciliationMode, organization_id: uuid.UUI
     counts = {
         "wallets_checked": int(wallets_checked),
         "entries_checked": int(entries_checked),
-        "transactions_checked": int(session.execute(_TRANSACTIONS_CHECKED, params).scalar_one()),
+        "transactions_checked": int(
+            session.execute(_TRANSACTIONS_CHECKED[params["since"] is not None], params).scalar_one()
+        ),
     }
     return Checked(findings, counts, min(stops, default=None))
 

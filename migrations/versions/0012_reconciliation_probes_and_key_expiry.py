@@ -4,6 +4,8 @@
   last run (a wallet whose row was not updated with them, an intent that never completed). The table
   is append-only and written in time order, so a BRIN index answers that from a few block ranges,
   and costs the settlement path next to nothing (a B-tree would be updated on every entry).
+  `autosummarize`: autovacuum summarizes each block range once it is full, so the ranges a probe
+  cannot skip are only the newest ones.
 - `reconciliation_runs.capped_at_wallet_id`: where a run's wallet checks stopped at their findings
   cap. The wallets after it keep their marks, and the next run of the same scope starts after it.
 - `reconciliation_findings.check_name` allows `CLEARING_BALANCE_MISMATCH`.
@@ -44,7 +46,13 @@ def _replace_check_names(values: tuple[str, ...]) -> None:
 
 
 def upgrade() -> None:
-    op.create_index("ix_ledger_entries_created_at_brin", "ledger_entries", ["created_at"], postgresql_using="brin")
+    op.create_index(
+        "ix_ledger_entries_created_at_brin",
+        "ledger_entries",
+        ["created_at"],
+        postgresql_using="brin",
+        postgresql_with={"autosummarize": "on"},
+    )
     op.add_column("reconciliation_runs", sa.Column("capped_at_wallet_id", sa.UUID(), nullable=True))
     _replace_check_names(CHECKS_AFTER)
     op.create_index("ix_idempotency_keys_created_at", "idempotency_keys", ["created_at"])
