@@ -79,10 +79,17 @@ task_routes = {
         "tasks.run_settlement_batch",
         "tasks.reconcile_incremental",
         "tasks.reconcile_full",
+        "tasks.purge_idempotency_keys",
     )
 }
 
-imports = ("tasks.settlement", "tasks.settlement_batches", "tasks.outbox", "tasks.reconciliation")
+imports = (
+    "tasks.settlement",
+    "tasks.settlement_batches",
+    "tasks.outbox",
+    "tasks.reconciliation",
+    "tasks.idempotency",
+)
 
 beat_schedule = {
     # Cross-organisation net settlement: one batch every few minutes (seconds; tunable for demos).
@@ -107,5 +114,10 @@ beat_schedule = {
     "reconcile-full-nightly": {
         "task": "tasks.reconcile_full",
         "schedule": crontab(hour=2, minute=30),
+    },
+    # Idempotency keys past their time to live (settings.idempotency_key_ttl_hours), in bounded batches.
+    "purge-idempotency-keys": {
+        "task": "tasks.purge_idempotency_keys",
+        "schedule": 600.0,
     },
 }

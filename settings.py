@@ -88,6 +88,12 @@ class Settings:
     settle_gather_ms: int = 50
     # Items in one POST /transactions/batch request.
     bulk_transfers_max: int = 1000
+    # An Idempotency-Key replays its request for at least this long (Stripe keeps keys 24 h), then
+    # beat purges it (within `idempotency_purge_seconds`) and the same key makes a new request.
+    idempotency_key_ttl_hours: int = 24
+    # Keys one purge deletes per transaction, and transactions per purge task.
+    idempotency_purge_batch_size_max: int = 5000
+    idempotency_purge_batches_max: int = 20
 
 
 @lru_cache(maxsize=1)
@@ -110,4 +116,7 @@ def get_settings() -> Settings:
             os.environ.get("VAULTCRAFT_SETTLE_DRAIN_BATCHES_MAX", Settings.settle_drain_batches_max)
         ),
         settle_gather_ms=int(os.environ.get("VAULTCRAFT_SETTLE_GATHER_MS", Settings.settle_gather_ms)),
+        idempotency_key_ttl_hours=int(
+            os.environ.get("VAULTCRAFT_IDEMPOTENCY_KEY_TTL_HOURS", Settings.idempotency_key_ttl_hours)
+        ),
     )

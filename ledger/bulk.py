@@ -32,7 +32,9 @@ from sqlalchemy.orm import Session
 from ledger.access import Actor, member_wallet_ids, system_wallet_refused, visible_wallets
 from ledger.audit import Origin
 from ledger.errors import DomainError, Forbidden, InvalidRequest, NotFound
-from models import MemberRole, TransactionStatus, TransactionType, Wallet, WalletMember, WalletType
+from ledger.idempotency import key_reused
+from ledger.intents import visible_transactions
+from models import MemberRole, Transaction, TransactionStatus, TransactionType, Wallet, WalletMember, WalletType
 from models.audit import REQUEST_ID_LENGTH_MAX, SOURCE_ADDRESS_LENGTH_MAX
 from models.ids import new_id
 from ops.metrics import note_accepted
@@ -112,10 +114,6 @@ def transfer_fingerprint(item: BulkItem) -> str:
         item.source_wallet_id,
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _key_reused() -> InvalidRequest:
-    return InvalidRequest("this Idempotency-Key was used with a different request", code="IDEMPOTENCY_KEY_REUSED")
 
 
 def _batch_ids(ids: set[str]) -> Any:
@@ -370,7 +368,7 @@ def submit_transfers(
         assert item is not None
         same = transfer_fingerprint(item) == transfer_fingerprint(first_item)
         source = outcomes[first]
-        outcomes[index] = ItemOutcome(source.intent, False, source.error) if same else ItemOutcome(error=_key_reused())
+        outcomes[index] = ItemOutcome(source.intent, False, source.error) if same else ItemOutcome(error=key_reused())
     return batch
 
 
@@ -416,7 +414,20 @@ def _settle_taken(
         elif earlier[0] == fingerprints[index]:
             replays[index] = earlier[1]
         else:
-            outcomes[index].error = _key_reused()
-    intents = _load_intents(session, set(replays.values()))
+            outcomes[index].error = key_reused()
+    visible = _visible_ids(session, actor, set(replays.values()))
+    intents = _load_intents(session, visible)
     for index, transaction_id in replays.items():
-        outcomes[index].intent = intents[str(transaction_id)]
+        if transaction_id in visible:
+            outcomes[index].intent = intents[str(transaction_id)]
+        else:
+            # As a single transfer answers (`intents.replayed_transaction`): the key is the
+            # organisation's, the transaction only for those who may see it.
+            outcomes[index].error = key_reused()
+
+
+def _visible_ids(session: Session, actor: Actor, ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    if not ids:
+        return set()
+    query = visible_transactions(actor).where(Transaction.id.in_(ids)).with_only_columns(Transaction.id)
+    return set(session.scalars(query).all())

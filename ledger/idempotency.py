@@ -1,18 +1,31 @@
-"""Idempotency keys: one row per (organisation, key) with a hash of the request that first used it."""
+"""Idempotency keys: one row per (organisation, key) with a hash of the request that first used it.
+
+A key is kept for `Settings.idempotency_key_ttl_hours` (24 h by default, as Stripe keeps them), then
+beat purges it (`purge_expired_keys`, a bounded batch at a time): after that the same key is new
+again. A replay is answered only to a caller who may see the transaction the key made (the callers
+in `ledger.intents` and `ledger.bulk` check): keys are scoped to the organisation, not the user.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import uuid
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from ledger.errors import InvalidRequest
+from ledger.errors import Conflict, InvalidRequest
 from models import IdempotencyKey
+
+
+def key_reused() -> InvalidRequest:
+    """The answer to a key that came before with another request, or that made a transaction the
+    caller may not see: the same answer for both, so it tells nothing of the first request."""
+    return InvalidRequest("this Idempotency-Key was used with a different request", code="IDEMPOTENCY_KEY_REUSED")
 
 
 def request_hash(operation: str, body: dict[str, Any]) -> str:
@@ -52,10 +65,31 @@ def earlier_claim(session: Session, organization_id: uuid.UUID, key: str, finger
         select(IdempotencyKey.request_hash, IdempotencyKey.transaction_id).where(
             IdempotencyKey.organization_id == organization_id, IdempotencyKey.key == key
         )
-    ).one()
+    ).one_or_none()
+    if existing is None:
+        # Purged, past its time to live, between the claim and this read: a retry makes it anew.
+        raise Conflict("this Idempotency-Key expired while the request ran; retry", code="IDEMPOTENCY_KEY_EXPIRED")
     if existing.request_hash != fingerprint:
-        raise InvalidRequest(
-            "this Idempotency-Key was used with a different request",
-            code="IDEMPOTENCY_KEY_REUSED",
-        )
+        raise key_reused()
     return existing.transaction_id
+
+
+# The oldest keys past their time to live, a bounded batch; a key a request holds locked is left to
+# the next batch.
+_PURGE_EXPIRED = text(
+    """
+    DELETE FROM idempotency_keys AS k
+     USING (SELECT organization_id, key FROM idempotency_keys
+             WHERE created_at < now() - CAST(:ttl AS interval)
+             ORDER BY created_at
+             LIMIT :limit
+               FOR UPDATE SKIP LOCKED) AS expired
+     WHERE k.organization_id = expired.organization_id AND k.key = expired.key
+    """
+)
+
+
+def purge_expired_keys(session: Session, *, ttl: timedelta, limit: int) -> int:
+    """Delete up to `limit` keys created more than `ttl` ago, oldest first; how many went."""
+    result = session.execute(_PURGE_EXPIRED, {"ttl": ttl, "limit": limit})
+    return int(result.rowcount)  # type: ignore[attr-defined]

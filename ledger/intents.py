@@ -27,8 +27,8 @@ from ledger.access import (
 from ledger.audit import Origin
 from ledger.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from ledger.events import transaction_json_sql
-from ledger.idempotency import claim_key, earlier_claim, request_hash
-from ledger.identity import user_gone
+from ledger.idempotency import claim_key, earlier_claim, key_reused, request_hash
+from ledger.identity import load_actor, user_gone
 from ledger.pagination import Page, paginate
 from ledger.wallets import get_or_create_system_wallet
 from models import (
@@ -78,7 +78,21 @@ def _replay(
     if key is None:
         return None
     existing_id = claim_key(session, actor.organization_id, key, request_hash(operation, body), new_id)
-    return None if existing_id is None else session.get_one(Transaction, existing_id)
+    return None if existing_id is None else replayed_transaction(session, actor, existing_id)
+
+
+def replayed_transaction(session: Session, actor: Actor, transaction_id: uuid.UUID) -> Transaction:
+    """The transaction an earlier request with the caller's key made, if the caller may see it.
+
+    Keys are scoped to the organisation, so a colleague may send a key someone else used. One who
+    may not see that transaction gets IDEMPOTENCY_KEY_REUSED, the answer to a key used with another
+    request: a 404 (what an invisible object answers) would tell them that the first request was
+    exactly theirs, this tells them nothing they could not learn by sending any body with that key.
+    """
+    transaction = session.scalars(visible_transactions(actor).where(Transaction.id == transaction_id)).one_or_none()
+    if transaction is None:
+        raise key_reused()
+    return transaction
 
 
 def _insert_intent(
@@ -275,7 +289,8 @@ def accept_transfer(
     if idempotency_key is not None and not claimed:
         assert fingerprint is not None
         earlier_id = earlier_claim(session, organization_id, idempotency_key, fingerprint)
-        return AcceptedTransfer(session.get_one(Transaction, earlier_id), created=False)
+        earlier = replayed_transaction(session, load_actor(session, user_id), earlier_id)
+        return AcceptedTransfer(earlier, created=False)
     if created_at is None:
         if request.source_wallet_id == request.destination_wallet_id:
             raise _same_wallet()

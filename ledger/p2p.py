@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 from ledger.access import Actor, can_debit, get_debitable_wallet, get_visible_wallet, system_wallet_refused
 from ledger.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from ledger.events import record_event
+from ledger.idempotency import key_reused
 from ledger.identity import find_user_by_email
 from ledger.intents import TransferRequest, submit_transfer
 from ledger.pagination import Page, paginate
@@ -215,7 +216,7 @@ def settle(
     submitted = submit_transfer(session, actor, transfer, idempotency_key=idempotency_key)
     if not submitted.created:
         # The key's first use was another request: its fingerprint names that request, not this one.
-        raise InvalidRequest("this Idempotency-Key was used with a different request", code="IDEMPOTENCY_KEY_REUSED")
+        raise key_reused()
     request.status = P2PStatus.SETTLING
     request.transaction_id = submitted.transaction.id
     session.flush()

@@ -3,13 +3,21 @@
 Checks, each one statement over the run's snapshot (REPEATABLE READ):
   * every wallet: cached balance = sum of its entries; cached version = number of its entries;
   * every wallet: balance_after and wallet_version form an unbroken chain (1, 2, 3, ...);
+  * every SYSTEM clearing wallet: balance = the net of its unsettled cross-organisation obligations;
   * every COMPLETED transaction has entries summing to zero; PENDING, FAILED, CANCELLED have none;
   * every currency: all wallet balances sum to zero (platform-wide runs only).
 
 FULL checks everything. INCREMENTAL starts each wallet from its mark (the version and balance the
-last clean run proved) and re-checks only transactions finalised since the last clean run, so its
-cost follows new activity rather than the size of the ledger. A wallet with a finding loses its
-mark, so every later run keeps naming it until someone repairs it. A run never changes money.
+last clean run proved) and reads the wallets whose row changed since, or that have entries written
+since the last run beyond their mark (a row left behind by its entries); it re-checks transactions
+finalised since the last clean run, every PENDING one, and every one with entries written since. Its
+cost follows new activity rather than the size of the ledger. A wallet with a finding loses its mark,
+so every later run keeps naming it until someone repairs it. A run never changes money.
+
+Each check reports at most FINDINGS_PER_CHECK_MAX findings, wallet by wallet in id order. When a
+wallet check reaches that cap, the wallets after the last one it reported keep their marks (nothing
+vouches for them) and the run records where it stopped: the next run of the same scope reads them
+again and starts its order after that wallet, so drift beyond the cap is reported by the next run.
 
 The caller owns the transaction, which must be fresh: `reconcile` makes it REPEATABLE READ.
 """
@@ -19,11 +27,12 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, or_, select, text
+from sqlalchemy import Select, TextClause, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from ledger import audit, events
@@ -31,11 +40,13 @@ from ledger.access import Actor, require_org_admin
 from ledger.errors import Conflict, NotFound
 from ledger.pagination import Page, paginate
 from models import (
+    CLEARING_WALLET_NAME,
     ReconciliationCheck,
     ReconciliationFinding,
     ReconciliationMode,
     ReconciliationRun,
     ReconciliationStatus,
+    WalletType,
 )
 from models.ids import new_id
 
@@ -43,8 +54,8 @@ logger = logging.getLogger(__name__)
 
 # Bounds: a corrupted ledger must not turn one run into an unbounded result set.
 FINDINGS_PER_CHECK_MAX = 1000
-# Incremental runs re-check transactions finalised this long before the last clean run started,
-# to cover intents whose settlement committed a little after their completed_at was stamped.
+# Incremental runs re-check transactions finalised (and entries written) this long before the run
+# they follow started, to cover postings that committed a little after they stamped their time.
 TRANSACTION_OVERLAP = timedelta(minutes=10)
 PLATFORM_CURSOR = "platform"
 RUN_STATEMENT_TIMEOUT_MS = 15 * 60 * 1000
@@ -62,16 +73,35 @@ class RunResult:
     findings: list[dict[str, Any]] = field(default_factory=list)
 
 
+# The wallets a run reads, each with the mark it starts from. INCREMENTAL: wallets whose row moved
+# from their mark, and wallets with entries written since the last run (`written`, over the BRIN
+# index on created_at) past their mark's version: entries whose wallet row was left as it was. An
+# entry at or below the mark's version written after the mark was proven was not there when it was
+# proven: that wallet is read from its first entry (`rewind`). `wrapped`: wallets up to the one the
+# previous run's capped check stopped at, which this run reports after the others.
 _CAPTURE = text(
-    """
+    f"""
     CREATE TEMP TABLE recon_wallets ON COMMIT DROP AS
+    WITH written AS (
+        SELECT e.wallet_id, bool_or(e.wallet_version <= m.version) AS rewind
+          FROM ledger_entries AS e
+          JOIN reconciliation_marks AS m ON m.wallet_id = e.wallet_id
+         WHERE NOT :full
+           AND e.created_at >= COALESCE(CAST(:entries_since AS timestamptz), '-infinity')
+           AND (e.wallet_version > m.version OR e.created_at > m.checked_at)
+         GROUP BY e.wallet_id
+    )
     SELECT w.id AS wallet_id, w.organization_id, w.currency, w.balance, w.version,
-           CASE WHEN :full THEN 0 ELSE COALESCE(m.version, 0) END AS mark_version,
-           CASE WHEN :full THEN 0 ELSE COALESCE(m.balance, 0) END AS mark_balance
+           w.type = '{WalletType.SYSTEM.value}' AND w.name = '{CLEARING_WALLET_NAME}' AS clearing,
+           CASE WHEN :full OR r.rewind THEN 0 ELSE COALESCE(m.version, 0) END AS mark_version,
+           CASE WHEN :full OR r.rewind THEN 0 ELSE COALESCE(m.balance, 0) END AS mark_balance,
+           (w.id <= CAST(:resume_after AS uuid)) IS TRUE AS wrapped
       FROM wallets AS w
       LEFT JOIN reconciliation_marks AS m ON m.wallet_id = w.id
+      LEFT JOIN written AS r ON r.wallet_id = w.id
      WHERE (CAST(:org AS uuid) IS NULL OR w.organization_id = CAST(:org AS uuid))
-       AND (:full OR m.wallet_id IS NULL OR m.version <> w.version OR m.balance <> w.balance)
+       AND (:full OR m.wallet_id IS NULL OR m.version <> w.version OR m.balance <> w.balance
+            OR r.wallet_id IS NOT NULL)
     """
 )
 
@@ -85,7 +115,7 @@ _BALANCES = text(
           JOIN recon_wallets AS c ON c.wallet_id = e.wallet_id AND e.wallet_version > c.mark_version
          GROUP BY e.wallet_id
     )
-    SELECT c.wallet_id, c.organization_id, c.currency, c.balance, c.version,
+    SELECT c.wallet_id, c.wrapped, c.organization_id, c.currency, c.balance, c.version,
            c.mark_balance + COALESCE(s.total, 0) AS entries_balance,
            c.mark_version + COALESCE(s.n, 0) AS entries_count,
            GREATEST(c.mark_version, COALESCE(s.last_version, 0)) AS last_version
@@ -94,17 +124,18 @@ _BALANCES = text(
      WHERE c.balance <> c.mark_balance + COALESCE(s.total, 0)
         OR c.version <> c.mark_version + COALESCE(s.n, 0)
         OR c.version <> GREATEST(c.mark_version, COALESCE(s.last_version, 0))
-     ORDER BY c.wallet_id
+     ORDER BY c.wrapped, c.wallet_id
      LIMIT :cap
     """
 )
 
 _CHAIN = text(
     f"""
-    SELECT wallet_id, organization_id, currency, transaction_id, wallet_version, previous_version,
+    SELECT wallet_id, wrapped, organization_id, currency, transaction_id, wallet_version, previous_version,
            balance_after, expected_after
       FROM (
-        SELECT e.wallet_id, c.organization_id, c.currency, e.transaction_id, e.wallet_version, e.balance_after,
+        SELECT e.wallet_id, c.wrapped, c.organization_id, c.currency, e.transaction_id, e.wallet_version,
+               e.balance_after,
                LAG(e.wallet_version, 1, c.mark_version) OVER w AS previous_version,
                LAG(e.balance_after, 1, c.mark_balance) OVER w + {_SIGNED} AS expected_after
           FROM ledger_entries AS e
@@ -112,34 +143,78 @@ _CHAIN = text(
         WINDOW w AS (PARTITION BY e.wallet_id ORDER BY e.wallet_version)
       ) AS chain
      WHERE wallet_version <> previous_version + 1 OR balance_after <> expected_after
-     ORDER BY wallet_id, wallet_version
+     ORDER BY wrapped, wallet_id, wallet_version
      LIMIT :cap
     """
 )
 
-_TRANSACTION_SCOPE = """
+_TRANSACTION_ORGANIZATION = """
        (CAST(:org AS uuid) IS NULL
         OR t.source_wallet_id IN (SELECT id FROM wallets WHERE organization_id = CAST(:org AS uuid))
         OR t.destination_wallet_id IN (SELECT id FROM wallets WHERE organization_id = CAST(:org AS uuid)))
-   AND (CAST(:since AS timestamptz) IS NULL OR t.completed_at >= CAST(:since AS timestamptz))
+"""
+# Incremental (`since` set): transactions finalised since, every PENDING one (no completed_at yet),
+# and every one with entries written since (a FAILED or CANCELLED one given entries later). Each
+# branch reads an index: completed_at, the PENDING partial index, the entries' BRIN on created_at.
+# A statement of its own, not `:since IS NULL OR ...`: under an OR, Postgres cannot turn the IN into
+# a join and tests every transaction against it.
+_TRANSACTIONS_SINCE = """
+   AND t.id IN (SELECT id FROM transactions WHERE completed_at >= CAST(:since AS timestamptz)
+                UNION
+                SELECT id FROM transactions WHERE status = 'PENDING'
+                UNION
+                SELECT transaction_id FROM ledger_entries WHERE created_at >= CAST(:since AS timestamptz))
 """
 
-_TRANSACTIONS = text(
+
+def _transactions(scope: str) -> TextClause:
+    return text(
+        f"""
+        SELECT t.id, t.organization_id, t.currency, t.status, COALESCE(SUM({_SIGNED}), 0) AS total,
+               COUNT(e.id) AS entry_count
+          FROM transactions AS t
+          LEFT JOIN ledger_entries AS e ON e.transaction_id = t.id
+         WHERE {scope}
+         GROUP BY t.id
+        HAVING (t.status = 'COMPLETED' AND (COUNT(e.id) = 0 OR SUM({_SIGNED}) <> 0))
+            OR (t.status <> 'COMPLETED' AND COUNT(e.id) > 0)
+         ORDER BY t.id
+         LIMIT :cap
+        """
+    )
+
+
+# Keyed by whether the run is incremental (has a `since`).
+_TRANSACTION_SCOPES = {False: _TRANSACTION_ORGANIZATION, True: _TRANSACTION_ORGANIZATION + _TRANSACTIONS_SINCE}
+_TRANSACTIONS = {since: _transactions(scope) for since, scope in _TRANSACTION_SCOPES.items()}
+_TRANSACTIONS_CHECKED = {
+    since: text(f"SELECT COUNT(*) FROM transactions AS t WHERE {scope}") for since, scope in _TRANSACTION_SCOPES.items()
+}
+
+_UNSETTLED_OBLIGATION = "type = 'CLEARING' AND status = 'COMPLETED' AND settlement_batch_id IS NULL"
+
+# A clearing wallet carries its organisation's unsettled obligations (ledger.clearing): each one
+# credits the debtor's clearing wallet (its destination) and debits the creditor's (its source), and
+# a settlement batch moves each clearing wallet back by the net of the obligations it settles. So
+# its balance is what it is still owed minus what it still owes. Unsettled obligations are few (one
+# batch window) and have a partial index of their own.
+_CLEARING = text(
     f"""
-    SELECT t.id, t.organization_id, t.currency, t.status, COALESCE(SUM({_SIGNED}), 0) AS total,
-           COUNT(e.id) AS entry_count
-      FROM transactions AS t
-      LEFT JOIN ledger_entries AS e ON e.transaction_id = t.id
-     WHERE {_TRANSACTION_SCOPE}
-     GROUP BY t.id
-    HAVING (t.status = 'COMPLETED' AND (COUNT(e.id) = 0 OR SUM({_SIGNED}) <> 0))
-        OR (t.status <> 'COMPLETED' AND COUNT(e.id) > 0)
-     ORDER BY t.id
+    WITH owed AS (
+        SELECT wallet_id, SUM(amount) AS total
+          FROM (SELECT destination_wallet_id AS wallet_id, amount FROM transactions WHERE {_UNSETTLED_OBLIGATION}
+                UNION ALL
+                SELECT source_wallet_id, -amount FROM transactions WHERE {_UNSETTLED_OBLIGATION}) AS obligations
+         GROUP BY wallet_id
+    )
+    SELECT c.wallet_id, c.wrapped, c.organization_id, c.currency, c.balance, COALESCE(o.total, 0) AS owed
+      FROM recon_wallets AS c
+      LEFT JOIN owed AS o ON o.wallet_id = c.wallet_id
+     WHERE c.clearing AND c.balance <> COALESCE(o.total, 0)
+     ORDER BY c.wrapped, c.wallet_id
      LIMIT :cap
     """
 )
-
-_TRANSACTIONS_CHECKED = text(f"SELECT COUNT(*) FROM transactions AS t WHERE {_TRANSACTION_SCOPE}")
 
 _CURRENCIES = text(
     "SELECT currency, SUM(balance) AS total FROM wallets GROUP BY currency HAVING SUM(balance) <> 0 ORDER BY currency"
@@ -147,13 +222,30 @@ _CURRENCIES = text(
 
 _COVERAGE = text("SELECT COUNT(*), COALESCE(SUM(version - mark_version), 0) FROM recon_wallets")
 
+# What the runs before this one leave it: where the last run of the same scope stopped at a cap, and
+# when the last run that read every wallet it captured (of this scope, or platform-wide) started.
+_PREVIOUS_RUNS = text(
+    """
+    SELECT (SELECT capped_at_wallet_id FROM reconciliation_runs
+             WHERE organization_id IS NOT DISTINCT FROM CAST(:org AS uuid)
+             ORDER BY started_at DESC, id DESC LIMIT 1) AS resume_after,
+           (SELECT max(started_at) FROM reconciliation_runs
+             WHERE capped_at_wallet_id IS NULL
+               AND (organization_id IS NULL OR organization_id = CAST(:org AS uuid))) AS covered_from
+    """
+)
+
 _FORGET_MARKS = text("DELETE FROM reconciliation_marks WHERE wallet_id = ANY(CAST(:ids AS uuid[]))")
 
+# Every wallet read and found clean, up to where a capped check stopped (`stop`): past it, nothing
+# was reported, so nothing is vouched for.
 _ADVANCE_MARKS = text(
     """
     INSERT INTO reconciliation_marks (wallet_id, version, balance, checked_at)
     SELECT wallet_id, version, balance, clock_timestamp() FROM recon_wallets
      WHERE wallet_id <> ALL(CAST(:drifted AS uuid[]))
+       AND (CAST(:stop_id AS uuid) IS NULL
+            OR (wrapped, wallet_id) <= (CAST(:stop_wrapped AS boolean), CAST(:stop_id AS uuid)))
     ON CONFLICT (wallet_id) DO UPDATE
        SET version = EXCLUDED.version, balance = EXCLUDED.balance, checked_at = EXCLUDED.checked_at
     """
@@ -170,9 +262,18 @@ def _finding(check: ReconciliationCheck, **values: Any) -> dict[str, Any]:
     return {"check": check, "difference": difference, **values}
 
 
-def _wallet_findings(session: Session) -> list[dict[str, Any]]:
+# Where a wallet check stopped because it reached the cap: (wrapped, wallet_id) of its last row.
+Stop = tuple[bool, uuid.UUID]
+
+
+def _stop(rows: Sequence[Any]) -> Stop | None:
+    return (rows[-1].wrapped, rows[-1].wallet_id) if len(rows) >= FINDINGS_PER_CHECK_MAX else None
+
+
+def _wallet_findings(session: Session) -> tuple[list[dict[str, Any]], Stop | None]:
+    rows = session.execute(_BALANCES, {"cap": FINDINGS_PER_CHECK_MAX}).all()
     found = []
-    for row in session.execute(_BALANCES, {"cap": FINDINGS_PER_CHECK_MAX}):
+    for row in rows:
         where = {"wallet_id": row.wallet_id, "organization_id": row.organization_id, "currency": row.currency}
         if row.balance != row.entries_balance:
             found.append(
@@ -191,12 +292,13 @@ def _wallet_findings(session: Session) -> list[dict[str, Any]]:
                     **where,
                 )
             )
-    return found
+    return found, _stop(rows)
 
 
-def _chain_findings(session: Session) -> list[dict[str, Any]]:
+def _chain_findings(session: Session) -> tuple[list[dict[str, Any]], Stop | None]:
+    rows = session.execute(_CHAIN, {"cap": FINDINGS_PER_CHECK_MAX}).all()
     found = []
-    for row in session.execute(_CHAIN, {"cap": FINDINGS_PER_CHECK_MAX}):
+    for row in rows:
         where = {
             "wallet_id": row.wallet_id,
             "organization_id": row.organization_id,
@@ -224,12 +326,29 @@ def _chain_findings(session: Session) -> list[dict[str, Any]]:
                     **where,
                 )
             )
-    return found
+    return found, _stop(rows)
+
+
+def _clearing_findings(session: Session) -> tuple[list[dict[str, Any]], Stop | None]:
+    rows = session.execute(_CLEARING, {"cap": FINDINGS_PER_CHECK_MAX}).all()
+    found = [
+        _finding(
+            ReconciliationCheck.CLEARING_BALANCE_MISMATCH,
+            wallet_id=row.wallet_id,
+            organization_id=row.organization_id,
+            currency=row.currency,
+            expected=row.owed,
+            actual=row.balance,
+        )
+        for row in rows
+    ]
+    return found, _stop(rows)
 
 
 def _transaction_findings(session: Session, params: dict[str, Any]) -> list[dict[str, Any]]:
     found = []
-    for row in session.execute(_TRANSACTIONS, {**params, "cap": FINDINGS_PER_CHECK_MAX}):
+    query = _TRANSACTIONS[params["since"] is not None]
+    for row in session.execute(query, {**params, "cap": FINDINGS_PER_CHECK_MAX}):
         check = (
             ReconciliationCheck.TRANSACTION_UNBALANCED
             if row.status == "COMPLETED"
@@ -267,11 +386,14 @@ def _transactions_since(session: Session, mode: ReconciliationMode, organization
     return None if cursor is None else cursor - TRANSACTION_OVERLAP
 
 
-def _advance(session: Session, findings: list[dict[str, Any]], *, clean: bool, platform: bool) -> None:
+def _advance(
+    session: Session, findings: list[dict[str, Any]], stop: Stop | None, *, clean: bool, platform: bool
+) -> None:
     drifted = sorted({f["wallet_id"] for f in findings if f.get("wallet_id")})
     if drifted:
         session.execute(_FORGET_MARKS, {"ids": drifted})
-    session.execute(_ADVANCE_MARKS, {"drifted": drifted})
+    stop_wrapped, stop_id = stop if stop is not None else (None, None)
+    session.execute(_ADVANCE_MARKS, {"drifted": drifted, "stop_wrapped": stop_wrapped, "stop_id": stop_id})
     if clean and platform:
         session.execute(
             text(
@@ -292,22 +414,51 @@ def _begin_snapshot(session: Session) -> None:
         raise Conflict("a reconciliation run is already in progress; retry shortly", code="RECONCILIATION_RUNNING")
 
 
-def _check(
-    session: Session, mode: ReconciliationMode, organization_id: uuid.UUID | None
-) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    params = {"org": organization_id, "since": _transactions_since(session, mode, organization_id)}
-    session.execute(_CAPTURE, {"full": mode is ReconciliationMode.FULL, "org": organization_id})
+@dataclass(frozen=True)
+class Checked:
+    findings: list[dict[str, Any]]
+    counts: dict[str, int]
+    # Set when a wallet check reached the cap (see the module's docstring).
+    stop: Stop | None
+
+
+def _capture(session: Session, mode: ReconciliationMode, organization_id: uuid.UUID | None) -> None:
+    previous = session.execute(_PREVIOUS_RUNS, {"org": organization_id}).one()
+    covered_from = previous.covered_from
+    session.execute(
+        _CAPTURE,
+        {
+            "full": mode is ReconciliationMode.FULL,
+            "org": organization_id,
+            "entries_since": None if covered_from is None else covered_from - TRANSACTION_OVERLAP,
+            "resume_after": previous.resume_after,
+        },
+    )
     session.execute(text("ANALYZE recon_wallets"))
+
+
+def _check(session: Session, mode: ReconciliationMode, organization_id: uuid.UUID | None) -> Checked:
+    params = {"org": organization_id, "since": _transactions_since(session, mode, organization_id)}
+    _capture(session, mode, organization_id)
     wallets_checked, entries_checked = session.execute(_COVERAGE).one()
-    findings = [*_wallet_findings(session), *_chain_findings(session), *_transaction_findings(session, params)]
+    findings: list[dict[str, Any]] = []
+    stops = []
+    for wallet_check in (_wallet_findings, _chain_findings, _clearing_findings):
+        found, stop = wallet_check(session)
+        findings.extend(found)
+        if stop is not None:
+            stops.append(stop)
+    findings.extend(_transaction_findings(session, params))
     if organization_id is None:
         findings.extend(_currency_findings(session))
     counts = {
         "wallets_checked": int(wallets_checked),
         "entries_checked": int(entries_checked),
-        "transactions_checked": int(session.execute(_TRANSACTIONS_CHECKED, params).scalar_one()),
+        "transactions_checked": int(
+            session.execute(_TRANSACTIONS_CHECKED[params["since"] is not None], params).scalar_one()
+        ),
     }
-    return findings, counts
+    return Checked(findings, counts, min(stops, default=None))
 
 
 def reconcile(
@@ -323,20 +474,25 @@ def reconcile(
     (CRITICAL log, an outbox event). Must be the first thing the caller's transaction does."""
     _begin_snapshot(session)
     started = time.monotonic()
-    findings, counts = _check(session, mode, organization_id)
+    # The transaction's start: the next run looks for entries written from a little before it.
+    started_at = session.execute(select(func.now())).scalar_one()
+    checked = _check(session, mode, organization_id)
+    findings = checked.findings
     status = ReconciliationStatus.DRIFT if findings else ReconciliationStatus.CLEAN
-    _advance(session, findings, clean=not findings, platform=organization_id is None)
+    _advance(session, findings, checked.stop, clean=not findings, platform=organization_id is None)
     run = ReconciliationRun(
         id=new_id(),
         mode=mode,
         status=status,
         organization_id=organization_id,
+        started_at=started_at,
+        capped_at_wallet_id=None if checked.stop is None else checked.stop[1],
         triggered_by=actor.user_id if actor else None,
         trigger=trigger,
         finished_at=session.execute(select(text("clock_timestamp()"))).scalar_one(),
         duration_ms=int((time.monotonic() - started) * 1000),
         findings_count=len(findings),
-        **counts,
+        **checked.counts,
     )
     session.add(run)
     session.flush()

@@ -26,6 +26,13 @@ class LedgerEntry(Base):
         # One entry per wallet version: two writers can never both post version N.
         UniqueConstraint("wallet_id", "wallet_version", name="uq_ledger_entries_wallet_version"),
         Index("ix_ledger_entries_transaction_id", "transaction_id"),
+        # Incremental reconciliation finds entries written since its last run (migration 0012).
+        Index(
+            "ix_ledger_entries_created_at_brin",
+            "created_at",
+            postgresql_using="brin",
+            postgresql_with={"autosummarize": "on"},
+        ),
     )
 
     # The database's default too: a settlement batch's COPY leaves the id to it (migrations 0006, 0007).

@@ -40,6 +40,8 @@ class ReconciliationCheck(enum.StrEnum):
     TRANSACTION_UNBALANCED = "TRANSACTION_UNBALANCED"
     # A PENDING, FAILED or CANCELLED transaction has entries.
     ENTRIES_ON_UNPOSTED_TRANSACTION = "ENTRIES_ON_UNPOSTED_TRANSACTION"
+    # A SYSTEM clearing wallet's balance differs from the net of its unsettled obligations.
+    CLEARING_BALANCE_MISMATCH = "CLEARING_BALANCE_MISMATCH"
     # All wallet balances of a currency do not sum to zero.
     CURRENCY_NOT_ZERO = "CURRENCY_NOT_ZERO"
 
@@ -66,6 +68,9 @@ class ReconciliationRun(Base):
     entries_checked: Mapped[int] = mapped_column(default=0)
     transactions_checked: Mapped[int] = mapped_column(default=0)
     findings_count: Mapped[int] = mapped_column(default=0)
+    # Set when a wallet check stopped at its findings cap: the last wallet it reported. The wallets
+    # after it kept their marks, and the next run of the same scope reports them first.
+    capped_at_wallet_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
 
 
 class ReconciliationFinding(Base):

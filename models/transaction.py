@@ -120,6 +120,8 @@ class IdempotencyKey(Base):
     """One row per (organisation, key): the request it first came with and the transaction it made."""
 
     __tablename__ = "idempotency_keys"
+    # Beat purges keys past their time to live, oldest first (ledger.idempotency.purge_expired_keys).
+    __table_args__ = (Index("ix_idempotency_keys_created_at", "created_at"),)
 
     # Checked once per statement by a trigger, not by a foreign key (migration 0008).
     organization_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)

@@ -190,11 +190,21 @@ def test_a_key_comes_first_even_when_the_item_would_now_be_refused(api):
     destination = api.create_wallet(owner)
     item = bulk_item(source, destination, 10, key="owners-key")
     created = api.transfer_batch(owner, [item]).json["items"][0]
-    # The member may not debit the owner's wallet, but the key (scoped to the organisation) was used
-    # with this very request: as for a single transfer, that is a replay, not a refusal.
+    # The member may not see the owner's transaction: the key (scoped to the organisation) answers as
+    # one used with another request, and says nothing of it (as for a single transfer).
+    hidden = api.transfer_batch(member, [item]).json["items"][0]
+    assert (hidden["status_code"], hidden["error"]["code"], hidden["transaction"]) == (
+        422,
+        "IDEMPOTENCY_KEY_REUSED",
+        None,
+    )
+    # A VIEWER of the source sees the transaction but may not debit the wallet: the key was used with
+    # this very request, so that is a replay, not a refusal.
+    shared = api.post(f"/wallets/{source}/members", owner, json={"user_id": member.id, "role": "VIEWER"})
+    assert shared.status_code == 201, shared.json
     replayed, refused = api.transfer_batch(member, [item, bulk_item(source, destination, 10)]).json["items"]
     assert (replayed["status_code"], replayed["transaction"]["id"]) == (200, created["transaction"]["id"])
-    assert (refused["status_code"], refused["error"]["code"]) == (404, "WALLET_NOT_FOUND")
+    assert (refused["status_code"], refused["error"]["code"]) == (403, "NOT_WALLET_DEBITOR")
 
 
 def test_a_duplicate_of_a_refused_item_shares_its_refusal_and_claims_nothing(api, db):
