@@ -48,10 +48,11 @@ from models import (
     TransactionType,
     Wallet,
 )
+from models.advisory_locks import AdvisoryLock
 from models.ids import new_id
 
-# One batch at a time, platform-wide (the migrator holds 7261001).
-BATCH_ADVISORY_LOCK_KEY = 7261004
+# One batch at a time, platform-wide.
+BATCH_ADVISORY_LOCK_KEY = int(AdvisoryLock.SETTLEMENT_BATCH)
 # Obligations one batch settles at most; the rest wait for the next batch, oldest first.
 BATCH_OBLIGATIONS_MAX = 50_000
 BATCH_COMPLETED = "settlement_batch.completed"
