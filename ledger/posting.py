@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from sqlalchemy import CursorResult, func, select
 from sqlalchemy.orm import Session
 
-from ledger import events, p2p, risk
+from ledger import events, order, p2p, risk
 from models import Direction, FailureReason, TransactionStatus, WalletStatus, WalletType
 
 if TYPE_CHECKING:
@@ -149,7 +149,8 @@ class SettleOutcome:
     completed: int
     failed: int
     skipped: int
-    # Claimed but left PENDING for a later batch: another batch held their wallets (`lock_for`).
+    # Claimed but left PENDING for a later batch: another batch held their wallets (`lock_for`), or
+    # an older intent on their source wallet is not settled yet (`ledger.order`).
     deferred: int = 0
 
 
@@ -162,6 +163,10 @@ class Claim:
     owners: dict[uuid.UUID, OrgCurrency] = field(default_factory=dict)
     # The intents that pay a P2P request (ledger/p2p.py), which follows its transaction's outcome.
     paying_requests: list[uuid.UUID] = field(default_factory=list)
+    # When each intent was accepted: with its id, its place in its wallets' order (ledger/order.py).
+    accepted_at: dict[uuid.UUID, datetime] = field(default_factory=dict)
+    # The SYSTEM wallets among those named (treasuries, clearing wallets): they may go negative.
+    system_wallets: set[uuid.UUID] = field(default_factory=set)
 
 
 def execute(session: Session, statement: str, parameters: Mapping[str, Any]) -> CursorResult[Any]:
@@ -175,7 +180,7 @@ def execute(session: Session, statement: str, parameters: Mapping[str, Any]) -> 
 _CLAIM = """
     WITH t AS MATERIALIZED ({locked})
     SELECT id, source_wallet_id, destination_wallet_id, amount, currency,
-           coalesce(metadata ? '{request_key}', false), status
+           coalesce(metadata ? '{request_key}', false), status, created_at
       FROM t
      ORDER BY created_at, id
 """
@@ -185,7 +190,7 @@ _CLAIM = """
 # and on that estimate it joined the claimed rows to their wallets by comparing every pair, 1.8
 # million comparisons and 0.45 s for a claim of 1,000 (issue 3 bench, a backlog after a quiet ANALYZE).
 _OWNERS = """
-    SELECT id, organization_id, currency FROM wallets
+    SELECT id, organization_id, currency, type FROM wallets
      WHERE id = ANY(%(ids)b)
 """
 _PENDING_COLUMNS = "id, source_wallet_id, destination_wallet_id, amount, currency, metadata, created_at"
@@ -221,6 +226,7 @@ def _claim(session: Session, statement: str, parameters: Mapping[str, Any]) -> C
             continue  # final already: settled by an earlier delivery, or cancelled
         intent = Intent(*row[:5])
         claim.intents.append(intent)
+        claim.accepted_at[intent.id] = row[7]
         wallet_ids.add(intent.source_wallet_id)
         wallet_ids.add(intent.destination_wallet_id)
         if row[5]:
@@ -228,6 +234,7 @@ def _claim(session: Session, statement: str, parameters: Mapping[str, Any]) -> C
     if wallet_ids:
         owners = execute(session, _OWNERS, {"ids": list(wallet_ids)}).all()
         claim.owners = {row[0]: (row[1], row[2]) for row in owners}
+        claim.system_wallets = {row[0] for row in owners if row[3] == _SYSTEM}
     return claim
 
 
@@ -292,19 +299,25 @@ def _free_wallets(session: Session, wallet_ids: set[uuid.UUID]) -> set[uuid.UUID
 
 
 def lock_for(
-    session: Session, intents: list[Intent], routes: Routes, late: frozenset[uuid.UUID] = frozenset()
+    session: Session,
+    intents: list[Intent],
+    routes: Routes,
+    late: frozenset[uuid.UUID] = frozenset(),
+    may_go_negative: frozenset[uuid.UUID] | set[uuid.UUID] = frozenset(),
 ) -> tuple[list[Intent], dict[uuid.UUID, WalletState]]:
     """The intents that go ahead now, and their wallets but the `late` ones, locked (in id order,
     waiting if need be).
 
     Every intent goes ahead unless another batch holds some of their wallets; then those whose
-    wallets are all free go ahead, if they are at least GO_AHEAD_SHARE_MIN of the batch.
+    wallets are all free go ahead, if they are at least GO_AHEAD_SHARE_MIN of the batch, and an
+    intent behind one left for later on its source wallet is left for later too (`ledger.order`).
     """
     needs = {intent.id: [w for w in _wallets_of(intent, routes) if w not in late] for intent in intents}
     wanted = {w for wallets in needs.values() for w in wallets}
     free = _free_wallets(session, wanted)
     if len(free) < len(wanted):
-        ready = [i for i in intents if all(w in free for w in needs[i.id])]
+        held = {i.id for i in intents if not all(w in free for w in needs[i.id])}
+        ready = order.in_order(intents, held, may_go_negative)
         if len(ready) >= GO_AHEAD_SHARE_MIN * len(intents):
             intents = ready
             wanted = {w for i in ready for w in needs[i.id]}
@@ -393,15 +406,19 @@ def settle_oldest_pending(session: Session, *, limit: int, min_age: timedelta = 
 
 def settle_claim(session: Session, claim: Claim, *, skipped: int) -> SettleOutcome:
     """Post claimed intents: lock their wallets, plan in memory, write everything in a few statements."""
-    intents = claim.intents
-    if not intents:
+    if not claim.intents:
         return SettleOutcome(completed=0, failed=0, skipped=skipped)
+    # Per debited wallet, first accepted first settled: the others wait for a later batch.
+    waiting = order.waiting_behind_others(session, claim.intents, claim.accepted_at)
+    intents = order.in_order(claim.intents, waiting, claim.system_wallets)
+    if not intents:
+        return SettleOutcome(completed=0, failed=0, skipped=skipped, deferred=len(claim.intents))
     # Cross-organisation intents also post an obligation between clearing wallets (ledger/clearing.py).
     from ledger import clearing  # imported here: clearing builds on this module's types
 
     routes = clearing.route_intents(session, intents, claim.owners)
     late = late_wallets(intents, routes)
-    intents, wallets = lock_for(session, intents, routes, late)
+    intents, wallets = lock_for(session, intents, routes, late, claim.system_wallets)
     deferred = len(claim.intents) - len(intents)
     late &= {i.destination_wallet_id for i in intents}  # those still credited by the intents going ahead
     seen = read_wallets(session, late)

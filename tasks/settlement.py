@@ -85,6 +85,9 @@ def settle_or_bisect(transaction_ids: Sequence[uuid.UUID]) -> SettleOutcome:
 class Drained:
     settled: int
     backlog_left: bool  # stopped at batches_max with full batches: more may be waiting
+    # Stopped at a batch that settled nothing: every intent it claimed waits behind an older one
+    # that another batch, not yet committed, holds (ledger/order.py). A drain comes back shortly.
+    waiting: bool = False
 
 
 def drain_backlog(batches_max: int) -> Drained:
@@ -105,6 +108,8 @@ def drain_backlog(batches_max: int) -> Drained:
             logger.warning("draining stopped; the sweep settles what is left", exc_info=True)
             break
         settled += outcome.completed + outcome.failed
+        if outcome.deferred and not outcome.completed + outcome.failed:
+            return Drained(settled, backlog_left=False, waiting=True)  # not a spin until the other commits
         if not outcome.deferred and outcome.completed + outcome.failed < settings.settle_batch_size_max:
             break  # the backlog is gone; intents left for a later batch are taken in the next round
     else:
@@ -144,9 +149,12 @@ def drain_pending() -> int:
 
 
 def _drain_and_rewake() -> int:
-    drained = drain_backlog(get_settings().settle_drain_batches_max)
+    settings = get_settings()
+    drained = drain_backlog(settings.settle_drain_batches_max)
     if drained.backlog_left:
         SETTLE_WAKE.request(drain_pending)  # a long backlog continues in the next task, not in this one
+    elif drained.waiting:
+        SETTLE_WAKE.request(drain_pending, countdown=settings.settle_gather_ms / 1000)
     return drained.settled
 
 
