@@ -180,7 +180,7 @@ def execute(session: Session, statement: str, parameters: Mapping[str, Any]) -> 
 _CLAIM = """
     WITH t AS MATERIALIZED ({locked})
     SELECT id, source_wallet_id, destination_wallet_id, amount, currency,
-           coalesce(metadata ? '{request_key}', false), status, created_at
+           coalesce(metadata ? '{request_key}', false), status, created_at, parked_at IS NOT NULL
       FROM t
      ORDER BY created_at, id
 """
@@ -193,7 +193,7 @@ _OWNERS = """
     SELECT id, organization_id, currency, type FROM wallets
      WHERE id = ANY(%(ids)b)
 """
-_PENDING_COLUMNS = "id, source_wallet_id, destination_wallet_id, amount, currency, metadata, created_at"
+_PENDING_COLUMNS = "id, source_wallet_id, destination_wallet_id, amount, currency, metadata, created_at, parked_at"
 # The named intents are found by primary key alone, and those no longer PENDING are dropped after the
 # lock (a duplicate message's intents are already final). A status or completed_at condition here
 # lets the planner scan the table instead: statistics gathered while nothing was PENDING say almost
@@ -210,6 +210,7 @@ _LOCK_BY_ID = f"""
 _LOCK_OLDEST = f"""
     SELECT {_PENDING_COLUMNS}, status FROM transactions
      WHERE status = '{TransactionStatus.PENDING}' AND created_at < now() - %(min_age)b
+       AND parked_at IS NULL
      ORDER BY created_at
      LIMIT %(limit)b
        FOR NO KEY UPDATE SKIP LOCKED
@@ -222,8 +223,8 @@ def _claim(session: Session, statement: str, parameters: Mapping[str, Any]) -> C
     claim = Claim()
     wallet_ids = set()
     for row in execute(session, statement, parameters).all():
-        if row[6] != TransactionStatus.PENDING:
-            continue  # final already: settled by an earlier delivery, or cancelled
+        if row[6] != TransactionStatus.PENDING or row[8]:
+            continue  # final already (settled by an earlier delivery, or cancelled), or parked
         intent = Intent(*row[:5])
         claim.intents.append(intent)
         claim.accepted_at[intent.id] = row[7]
