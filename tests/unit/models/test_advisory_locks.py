@@ -48,7 +48,7 @@ def test_no_key_is_written_as_a_number_outside_the_registry():
 
 
 def test_each_key_has_exactly_one_user():
-    users = {member: [] for member in AdvisoryLock}
+    users: dict[AdvisoryLock, list[str]] = {member: [] for member in AdvisoryLock}
     for path in _sources():
         if path == REGISTRY or "tests" in path.relative_to(ROOT).parts:
             continue
