@@ -194,15 +194,17 @@ _OWNERS = """
      WHERE id = ANY(%(ids)b)
 """
 _PENDING_COLUMNS = "id, source_wallet_id, destination_wallet_id, amount, currency, metadata, created_at, parked_at"
-# The named intents are found by primary key alone, and those no longer PENDING are dropped after the
-# lock (a duplicate message's intents are already final). A status or completed_at condition here
-# lets the planner scan the table instead: statistics gathered while nothing was PENDING say almost
-# no row matches, and a 1,000-id claim then reads every row of transactions (found by the issue 3
-# bench after an ANALYZE: 160 intents/s instead of thousands). The lock lasts to the end of the
-# batch's transaction, so a final intent locked here only delays a cancel by that long.
+# The named intents are found by primary key alone. Only those still PENDING are locked: a final
+# intent locked here (a duplicate message's, a sweep's that settled meanwhile) would be held to the
+# batch's commit, while the batch waits for wallets, and a settlement batch that holds those wallets
+# and marks that transfer settled waits for it: a deadlock (see `lock_wallets` for the order). The
+# status is tested as an expression, not `status = 'PENDING'`: that condition matches the partial
+# index ix_transactions_pending, and on statistics gathered while nothing was PENDING the planner
+# read that whole index instead of probing the primary key (the issue 3 bench after an ANALYZE:
+# 160 intents/s instead of thousands). Rows the condition refuses are not locked.
 _LOCK_BY_ID = f"""
     SELECT {_PENDING_COLUMNS}, status FROM transactions
-     WHERE id = ANY(%(ids)b)
+     WHERE id = ANY(%(ids)b) AND status || '' = '{TransactionStatus.PENDING}' AND parked_at IS NULL
        FOR NO KEY UPDATE SKIP LOCKED
 """
 # As `ledger.sweep` finds them: the oldest by created_at, through ix_transactions_pending (the
@@ -260,6 +262,17 @@ _LOCK_WALLETS = """
 def lock_wallets(session: Session, wallet_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, WalletState]:
     """Row-lock these wallets in one global order (by id), so two calls never deadlock each other.
     (A batch's late wallets are a second call, after its other writes: see `late_wallets`.)
+
+    The global lock order, for every unit of work that settles money:
+      1. transactions rows: the intents it settles (SKIP LOCKED, PENDING ones only), or a
+         settlement batch's obligations together with the transfers they belong to;
+      2. wallets, in id order, in one statement;
+      3. last, a settle batch's late wallets: user wallets it only credits, at least
+         LATE_LOCK_CREDITS_MIN times. Never a SYSTEM wallet (treasury, clearing): deposits and
+         settlement batches lock those in id order, and a wallet locked last by one unit of work
+         and in id order by another is a deadlock. The one cycle left is between two settle
+         batches, when one debits a user wallet that the other locks last (Postgres breaks it and
+         the loser retries: tests/functional/test_late_lock.py).
 
     NO KEY UPDATE, not UPDATE: only balance and version change, so the KEY SHARE locks that
     foreign-key checks take (an API inserting an intent naming two wallets, in its own order)
@@ -337,11 +350,15 @@ class LateWalletChanged(Exception):
     """A wallet planned against unlocked changed status or type before it was locked: plan again."""
 
 
-def late_wallets(intents: Iterable[Intent], routes: Routes) -> frozenset[uuid.UUID]:
-    """The wallets this batch only credits, at least LATE_LOCK_CREDITS_MIN times (clearing wallets,
-    which obligations debit and credit, are always locked in order)."""
+def late_wallets(
+    intents: Iterable[Intent], routes: Routes, system_wallets: Iterable[uuid.UUID] = ()
+) -> frozenset[uuid.UUID]:
+    """The wallets this batch only credits, at least LATE_LOCK_CREDITS_MIN times. Never a SYSTEM
+    wallet: a treasury credited by many withdrawals is still locked in id order, because deposits
+    and settlement batches lock it in id order (see `lock_wallets`); clearing wallets, which
+    obligations debit and credit, are locked in order anyway."""
     credits = Counter(i.destination_wallet_id for i in intents)
-    debited = {i.source_wallet_id for i in intents} | set(routes.wallet_ids)
+    debited = {i.source_wallet_id for i in intents} | set(routes.wallet_ids) | set(system_wallets)
     return frozenset(w for w, n in credits.items() if n >= LATE_LOCK_CREDITS_MIN and w not in debited)
 
 
@@ -418,7 +435,7 @@ def settle_claim(session: Session, claim: Claim, *, skipped: int) -> SettleOutco
     from ledger import clearing  # imported here: clearing builds on this module's types
 
     routes = clearing.route_intents(session, intents, claim.owners)
-    late = late_wallets(intents, routes)
+    late = late_wallets(intents, routes, claim.system_wallets)
     intents, wallets = lock_for(session, intents, routes, late, claim.system_wallets)
     deferred = len(claim.intents) - len(intents)
     late &= {i.destination_wallet_id for i in intents}  # those still credited by the intents going ahead

@@ -82,8 +82,12 @@ class PlannedLeg:
 
 
 def _claim_obligations(session: Session, cut_off: datetime) -> list[ClaimedObligation]:
-    """Unsettled CLEARING obligations completed before the cut-off, oldest first, row-locked."""
+    """Unsettled CLEARING obligations completed before the cut-off, oldest first, row-locked with the
+    transfers they belong to (which the batch marks too): every transactions row before any wallet,
+    the global lock order (`ledger.posting.lock_wallets`). Locked later, a transfer that a settle
+    task held while it waited for a wallet this batch holds was a deadlock."""
     creditor_clearing, debtor_clearing = aliased(Wallet), aliased(Wallet)
+    parent = aliased(Transaction)
     rows = session.execute(
         select(
             Transaction.id,
@@ -95,6 +99,7 @@ def _claim_obligations(session: Session, cut_off: datetime) -> list[ClaimedOblig
         )
         .join(creditor_clearing, creditor_clearing.id == Transaction.source_wallet_id)
         .join(debtor_clearing, debtor_clearing.id == Transaction.destination_wallet_id)
+        .join(parent, parent.id == Transaction.parent_transaction_id)
         .where(
             Transaction.type == TransactionType.CLEARING,
             Transaction.status == TransactionStatus.COMPLETED,
@@ -103,7 +108,7 @@ def _claim_obligations(session: Session, cut_off: datetime) -> list[ClaimedOblig
         )
         .order_by(Transaction.completed_at, Transaction.id)
         .limit(BATCH_OBLIGATIONS_MAX)
-        .with_for_update(of=Transaction)
+        .with_for_update(of=[Transaction, parent], key_share=True)
     ).all()
     return [
         ClaimedObligation(r.id, r.parent_transaction_id, Obligation(r.debtor, r.creditor, r.currency, r.amount))
