@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from sqlalchemy import CursorResult, func, select
 from sqlalchemy.orm import Session
 
-from ledger import events, p2p, risk
+from ledger import events, order, p2p, risk
 from models import Direction, FailureReason, TransactionStatus, TransactionType, WalletStatus, WalletType
 
 if TYPE_CHECKING:
@@ -163,7 +163,8 @@ class SettleOutcome:
     completed: int
     failed: int
     skipped: int
-    # Claimed but left PENDING for a later batch: another batch held their wallets (`lock_for`).
+    # Claimed but left PENDING for a later batch: another batch held their wallets (`lock_for`), or
+    # an older intent on their source wallet is not settled yet (`ledger.order`).
     deferred: int = 0
 
 
@@ -176,6 +177,10 @@ class Claim:
     owners: dict[uuid.UUID, OrgCurrency] = field(default_factory=dict)
     # The intents that pay a P2P request (ledger/p2p.py), which follows its transaction's outcome.
     paying_requests: list[uuid.UUID] = field(default_factory=list)
+    # When each intent was accepted: with its id, its place in its wallets' order (ledger/order.py).
+    accepted_at: dict[uuid.UUID, datetime] = field(default_factory=dict)
+    # The SYSTEM wallets among those named (treasuries, clearing wallets): they may go negative.
+    system_wallets: set[uuid.UUID] = field(default_factory=set)
 
 
 def execute(session: Session, statement: str, parameters: Mapping[str, Any]) -> CursorResult[Any]:
@@ -189,7 +194,7 @@ def execute(session: Session, statement: str, parameters: Mapping[str, Any]) -> 
 _CLAIM = """
     WITH t AS MATERIALIZED ({locked})
     SELECT id, source_wallet_id, destination_wallet_id, amount, currency,
-           coalesce(metadata ? '{request_key}', false), status, type
+           coalesce(metadata ? '{request_key}', false), status, created_at, parked_at IS NOT NULL, type
       FROM t
      ORDER BY created_at, id
 """
@@ -199,19 +204,23 @@ _CLAIM = """
 # and on that estimate it joined the claimed rows to their wallets by comparing every pair, 1.8
 # million comparisons and 0.45 s for a claim of 1,000 (issue 3 bench, a backlog after a quiet ANALYZE).
 _OWNERS = """
-    SELECT id, organization_id, currency FROM wallets
+    SELECT id, organization_id, currency, type FROM wallets
      WHERE id = ANY(%(ids)b)
 """
-_PENDING_COLUMNS = "id, source_wallet_id, destination_wallet_id, amount, currency, metadata, created_at, type"
-# The named intents are found by primary key alone, and those no longer PENDING are dropped after the
-# lock (a duplicate message's intents are already final). A status or completed_at condition here
-# lets the planner scan the table instead: statistics gathered while nothing was PENDING say almost
-# no row matches, and a 1,000-id claim then reads every row of transactions (found by the issue 3
-# bench after an ANALYZE: 160 intents/s instead of thousands). The lock lasts to the end of the
-# batch's transaction, so a final intent locked here only delays a cancel by that long.
+_PENDING_COLUMNS = (
+    "id, source_wallet_id, destination_wallet_id, amount, currency, metadata, created_at, parked_at, type"
+)
+# The named intents are found by primary key alone. Only those still PENDING are locked: a final
+# intent locked here (a duplicate message's, a sweep's that settled meanwhile) would be held to the
+# batch's commit, while the batch waits for wallets, and a settlement batch that holds those wallets
+# and marks that transfer settled waits for it: a deadlock (see `lock_wallets` for the order). The
+# status is tested as an expression, not `status = 'PENDING'`: that condition matches the partial
+# index ix_transactions_pending, and on statistics gathered while nothing was PENDING the planner
+# read that whole index instead of probing the primary key (the issue 3 bench after an ANALYZE:
+# 160 intents/s instead of thousands). Rows the condition refuses are not locked.
 _LOCK_BY_ID = f"""
     SELECT {_PENDING_COLUMNS}, status FROM transactions
-     WHERE id = ANY(%(ids)b)
+     WHERE id = ANY(%(ids)b) AND status || '' = '{TransactionStatus.PENDING}' AND parked_at IS NULL
        FOR NO KEY UPDATE SKIP LOCKED
 """
 # As `ledger.sweep` finds them: the oldest by created_at, through ix_transactions_pending (the
@@ -219,6 +228,7 @@ _LOCK_BY_ID = f"""
 _LOCK_OLDEST = f"""
     SELECT {_PENDING_COLUMNS}, status FROM transactions
      WHERE status = '{TransactionStatus.PENDING}' AND created_at < now() - %(min_age)b
+       AND parked_at IS NULL
      ORDER BY created_at
      LIMIT %(limit)b
        FOR NO KEY UPDATE SKIP LOCKED
@@ -231,10 +241,11 @@ def _claim(session: Session, statement: str, parameters: Mapping[str, Any]) -> C
     claim = Claim()
     wallet_ids = set()
     for row in execute(session, statement, parameters).all():
-        if row[6] != TransactionStatus.PENDING:
-            continue  # final already: settled by an earlier delivery, or cancelled
-        intent = Intent(row[0], row[1], row[2], row[3], row[4], row[7])
+        if row[6] != TransactionStatus.PENDING or row[8]:
+            continue  # final already (settled by an earlier delivery, or cancelled), or parked
+        intent = Intent(row[0], row[1], row[2], row[3], row[4], row[9])
         claim.intents.append(intent)
+        claim.accepted_at[intent.id] = row[7]
         wallet_ids.add(intent.source_wallet_id)
         wallet_ids.add(intent.destination_wallet_id)
         if row[5]:
@@ -242,6 +253,7 @@ def _claim(session: Session, statement: str, parameters: Mapping[str, Any]) -> C
     if wallet_ids:
         owners = execute(session, _OWNERS, {"ids": list(wallet_ids)}).all()
         claim.owners = {row[0]: (row[1], row[2]) for row in owners}
+        claim.system_wallets = {row[0] for row in owners if row[3] == _SYSTEM}
     return claim
 
 
@@ -266,6 +278,17 @@ _LOCK_WALLETS = """
 def lock_wallets(session: Session, wallet_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, WalletState]:
     """Row-lock these wallets in one global order (by id), so two calls never deadlock each other.
     (A batch's late wallets are a second call, after its other writes: see `late_wallets`.)
+
+    The global lock order, for every unit of work that settles money:
+      1. transactions rows: the intents it settles (SKIP LOCKED, PENDING ones only), or a
+         settlement batch's obligations together with the transfers they belong to;
+      2. wallets, in id order, in one statement;
+      3. last, a settle batch's late wallets: user wallets it only credits, at least
+         LATE_LOCK_CREDITS_MIN times. Never a SYSTEM wallet (treasury, clearing): deposits and
+         settlement batches lock those in id order, and a wallet locked last by one unit of work
+         and in id order by another is a deadlock. The one cycle left is between two settle
+         batches, when one debits a user wallet that the other locks last (Postgres breaks it and
+         the loser retries: tests/functional/test_late_lock.py).
 
     NO KEY UPDATE, not UPDATE: only balance and version change, so the KEY SHARE locks that
     foreign-key checks take (an API inserting an intent naming two wallets, in its own order)
@@ -306,19 +329,25 @@ def _free_wallets(session: Session, wallet_ids: set[uuid.UUID]) -> set[uuid.UUID
 
 
 def lock_for(
-    session: Session, intents: list[Intent], routes: Routes, late: frozenset[uuid.UUID] = frozenset()
+    session: Session,
+    intents: list[Intent],
+    routes: Routes,
+    late: frozenset[uuid.UUID] = frozenset(),
+    may_go_negative: frozenset[uuid.UUID] | set[uuid.UUID] = frozenset(),
 ) -> tuple[list[Intent], dict[uuid.UUID, WalletState]]:
     """The intents that go ahead now, and their wallets but the `late` ones, locked (in id order,
     waiting if need be).
 
     Every intent goes ahead unless another batch holds some of their wallets; then those whose
-    wallets are all free go ahead, if they are at least GO_AHEAD_SHARE_MIN of the batch.
+    wallets are all free go ahead, if they are at least GO_AHEAD_SHARE_MIN of the batch, and an
+    intent behind one left for later on its source wallet is left for later too (`ledger.order`).
     """
     needs = {intent.id: [w for w in _wallets_of(intent, routes) if w not in late] for intent in intents}
     wanted = {w for wallets in needs.values() for w in wallets}
     free = _free_wallets(session, wanted)
     if len(free) < len(wanted):
-        ready = [i for i in intents if all(w in free for w in needs[i.id])]
+        held = {i.id for i in intents if not all(w in free for w in needs[i.id])}
+        ready = order.in_order(intents, held, may_go_negative)
         if len(ready) >= GO_AHEAD_SHARE_MIN * len(intents):
             intents = ready
             wanted = {w for i in ready for w in needs[i.id]}
@@ -337,11 +366,15 @@ class LateWalletChanged(Exception):
     """A wallet planned against unlocked changed status or type before it was locked: plan again."""
 
 
-def late_wallets(intents: Iterable[Intent], routes: Routes) -> frozenset[uuid.UUID]:
-    """The wallets this batch only credits, at least LATE_LOCK_CREDITS_MIN times (clearing wallets,
-    which obligations debit and credit, are always locked in order)."""
+def late_wallets(
+    intents: Iterable[Intent], routes: Routes, system_wallets: Iterable[uuid.UUID] = ()
+) -> frozenset[uuid.UUID]:
+    """The wallets this batch only credits, at least LATE_LOCK_CREDITS_MIN times. Never a SYSTEM
+    wallet: a treasury credited by many withdrawals is still locked in id order, because deposits
+    and settlement batches lock it in id order (see `lock_wallets`); clearing wallets, which
+    obligations debit and credit, are locked in order anyway."""
     credits = Counter(i.destination_wallet_id for i in intents)
-    debited = {i.source_wallet_id for i in intents} | set(routes.wallet_ids)
+    debited = {i.source_wallet_id for i in intents} | set(routes.wallet_ids) | set(system_wallets)
     return frozenset(w for w, n in credits.items() if n >= LATE_LOCK_CREDITS_MIN and w not in debited)
 
 
@@ -407,15 +440,19 @@ def settle_oldest_pending(session: Session, *, limit: int, min_age: timedelta = 
 
 def settle_claim(session: Session, claim: Claim, *, skipped: int) -> SettleOutcome:
     """Post claimed intents: lock their wallets, plan in memory, write everything in a few statements."""
-    intents = claim.intents
-    if not intents:
+    if not claim.intents:
         return SettleOutcome(completed=0, failed=0, skipped=skipped)
+    # Per debited wallet, first accepted first settled: the others wait for a later batch.
+    waiting = order.waiting_behind_others(session, claim.intents, claim.accepted_at)
+    intents = order.in_order(claim.intents, waiting, claim.system_wallets)
+    if not intents:
+        return SettleOutcome(completed=0, failed=0, skipped=skipped, deferred=len(claim.intents))
     # Cross-organisation intents also post an obligation between clearing wallets (ledger/clearing.py).
     from ledger import clearing  # imported here: clearing builds on this module's types
 
     routes = clearing.route_intents(session, intents, claim.owners)
-    late = late_wallets(intents, routes)
-    intents, wallets = lock_for(session, intents, routes, late)
+    late = late_wallets(intents, routes, claim.system_wallets)
+    intents, wallets = lock_for(session, intents, routes, late, claim.system_wallets)
     deferred = len(claim.intents) - len(intents)
     late &= {i.destination_wallet_id for i in intents}  # those still credited by the intents going ahead
     seen = read_wallets(session, late)

@@ -48,6 +48,7 @@ from models import (
     ReconciliationStatus,
     WalletType,
 )
+from models.advisory_locks import AdvisoryLock
 from models.ids import new_id
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ TRANSACTION_OVERLAP = timedelta(minutes=10)
 PLATFORM_CURSOR = "platform"
 RUN_STATEMENT_TIMEOUT_MS = 15 * 60 * 1000
 # One run at a time (pg_try_advisory_xact_lock key).
-RUN_LOCK_KEY = 7261003
+RUN_LOCK_KEY = int(AdvisoryLock.RECONCILIATION_RUN)
 # Findings logged one by one at CRITICAL; the rest are counted in one line.
 FINDINGS_LOGGED_MAX = 50
 

@@ -73,10 +73,11 @@ from models import (
     WalletStatus,
     WalletType,
 )
+from models.advisory_locks import AdvisoryLock
 from models.ids import new_id
 
-# One batch at a time, platform-wide (the migrator holds 7261001).
-BATCH_ADVISORY_LOCK_KEY = 7261004
+# One batch at a time, platform-wide.
+BATCH_ADVISORY_LOCK_KEY = int(AdvisoryLock.SETTLEMENT_BATCH)
 # Obligations one batch settles at most; the rest wait for the next batch, oldest first.
 BATCH_OBLIGATIONS_MAX = 50_000
 BATCH_COMPLETED = "settlement_batch.completed"
@@ -160,9 +161,13 @@ def _existing_clearings(session: Session, keys: Sequence[OrgCurrency]) -> dict[O
 def _claim_obligations(
     session: Session, cut_off: datetime, excluded_clearing_ids: Sequence[uuid.UUID] = ()
 ) -> list[ClaimedObligation]:
-    """Unsettled CLEARING obligations completed before the cut-off, oldest first, row-locked, but
-    those naming one of the excluded clearing wallets (organisations the batch leaves out)."""
+    """Unsettled CLEARING obligations completed before the cut-off, oldest first, but those naming
+    one of the excluded clearing wallets (organisations the batch leaves out); row-locked with the
+    transfers they belong to (which the batch marks too): every transactions row before any wallet,
+    the global lock order (`ledger.posting.lock_wallets`). Locked later, a transfer that a settle
+    task held while it waited for a wallet this batch holds was a deadlock."""
     creditor_clearing, debtor_clearing = aliased(Wallet), aliased(Wallet)
+    parent = aliased(Transaction)
     excluded = (
         [
             Transaction.source_wallet_id.not_in(excluded_clearing_ids),
@@ -182,6 +187,7 @@ def _claim_obligations(
         )
         .join(creditor_clearing, creditor_clearing.id == Transaction.source_wallet_id)
         .join(debtor_clearing, debtor_clearing.id == Transaction.destination_wallet_id)
+        .join(parent, parent.id == Transaction.parent_transaction_id)
         .where(
             Transaction.type == TransactionType.CLEARING,
             Transaction.status == TransactionStatus.COMPLETED,
@@ -191,7 +197,7 @@ def _claim_obligations(
         )
         .order_by(Transaction.completed_at, Transaction.id)
         .limit(BATCH_OBLIGATIONS_MAX)
-        .with_for_update(of=Transaction)
+        .with_for_update(of=[Transaction, parent], key_share=True)
     ).all()
     return [
         ClaimedObligation(r.id, r.parent_transaction_id, Obligation(r.debtor, r.creditor, r.currency, r.amount))

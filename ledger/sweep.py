@@ -21,6 +21,7 @@ def _oldest_pending(older_than: timedelta, limit: int) -> Select[tuple[uuid.UUID
         .where(
             Transaction.status == TransactionStatus.PENDING,
             Transaction.created_at < func.now() - older_than,
+            Transaction.parked_at.is_(None),  # parked: it waits for an operator (ledger/parking.py)
         )
         .order_by(Transaction.created_at)
         .limit(limit)
@@ -28,5 +29,6 @@ def _oldest_pending(older_than: timedelta, limit: int) -> Select[tuple[uuid.UUID
 
 
 def stale_pending_ids(session: Session, *, older_than: timedelta, limit: int) -> list[uuid.UUID]:
-    """Intents whose message was lost, or whose worker died holding it. Reads only."""
+    """Intents whose message was lost, or whose worker died holding it, or a failed batch's intents
+    to settle in halves (with `older_than` 0). Reads only; parked intents are left out."""
     return list(session.scalars(_oldest_pending(older_than, limit)))

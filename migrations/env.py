@@ -9,6 +9,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, create_engine, pool
 
 import models
+from models.advisory_locks import AdvisoryLock
 from settings import get_settings, sqlalchemy_url
 
 config = context.config
@@ -59,7 +60,7 @@ def run_migrations_online() -> None:
         context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
         with context.begin_transaction():
             # One migrator at a time: web, worker and beat may all start together.
-            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7261001)")
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (int(AdvisoryLock.MIGRATIONS),))
             _forget_heads_that_are_ancestors(connection)
             context.run_migrations()
 

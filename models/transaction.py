@@ -47,6 +47,7 @@ class FailureReason(enum.StrEnum):
 
 
 DESCRIPTION_LENGTH_MAX = 500
+PARK_REASON_LENGTH_MAX = 2000
 IDEMPOTENCY_KEY_LENGTH_MAX = 255
 
 
@@ -61,6 +62,17 @@ class Transaction(Base):
         CheckConstraint("(status = 'FAILED') = (failure_reason IS NOT NULL)", name="failure_reason_when_failed"),
         # The sweep and the batch engine look for old PENDING intents; keep that index small.
         Index("ix_transactions_pending", "created_at", postgresql_where=text("status = 'PENDING'")),
+        # The PENDING intents that debit a wallet, oldest first: the per-wallet settle order (ledger/order.py).
+        Index(
+            "ix_transactions_pending_source",
+            "source_wallet_id",
+            "created_at",
+            "id",
+            postgresql_where=text("status = 'PENDING'"),
+        ),
+        Index(
+            "ix_transactions_parked", "parked_at", postgresql_where=text("parked_at IS NOT NULL AND status = 'PENDING'")
+        ),
         Index("ix_transactions_org_created", "organization_id", "created_at", "id"),
         Index("ix_transactions_source_created", "source_wallet_id", "created_at"),
         Index("ix_transactions_destination_created", "destination_wallet_id", "created_at"),
@@ -114,6 +126,11 @@ class Transaction(Base):
     # The settlement batch that settled this transaction: a cross-organisation transfer, its CLEARING
     # obligation, and the batch's own SETTLEMENT postings.
     settlement_batch_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("settlement_batches.id"), nullable=True)
+    # Settling this intent alone raised an unexpected error this many times (ledger/parking.py). At the
+    # bound it is parked: still PENDING, with the last error as its reason, passed by every claim.
+    settle_failures: Mapped[int] = mapped_column(server_default=text("0"), default=0)
+    park_reason: Mapped[str | None] = mapped_column(String(PARK_REASON_LENGTH_MAX), nullable=True)
+    parked_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class IdempotencyKey(Base):

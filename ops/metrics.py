@@ -63,6 +63,9 @@ SETTLEMENT_SKIPS = Counter(
 )
 EVENTS_PUBLISHED = Counter("vaultcraft_outbox_events_published_total", "Outbox events published to the broker")
 EVENTS_PUBLISH_FAILURES = Counter("vaultcraft_outbox_publish_failures_total", "Outbox publish attempts that failed")
+INTENTS_PARKED = Counter(
+    "vaultcraft_intents_parked_total", "Intents parked after their settling kept failing (ledger/parking.py)"
+)
 
 
 def multiprocess_enabled() -> bool:

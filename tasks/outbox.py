@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from ledger.events import OUTBOX_WRITTEN_KEY, iso_sql
 from models import OutboxEvent
+from models.advisory_locks import AdvisoryLock
 from models.db import session_factory
 from ops.metrics import EVENTS_PUBLISH_FAILURES, EVENTS_PUBLISHED
 from tasks.wake import Wake
@@ -35,7 +36,7 @@ from workers.app import app
 logger = logging.getLogger(__name__)
 
 EVENTS_EXCHANGE = Exchange("vaultcraft.events", type="topic", durable=True)
-RELAY_LOCK_KEY = 7261004
+RELAY_LOCK_KEY = int(AdvisoryLock.OUTBOX_RELAY)
 # Bounds: events per transaction, transactions per task run, the retry delay, the error text kept.
 RELAY_BATCH_SIZE_MAX = 500
 RELAY_BATCHES_MAX = 20

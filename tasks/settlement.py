@@ -13,10 +13,12 @@ import psycopg.errors
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
+from ledger import parking
 from ledger.posting import LateWalletChanged, SettleOutcome, settle_oldest_pending
 from ledger.posting import settle_transfers as post_transfers
 from ledger.sweep import stale_pending_ids
 from models.db import session_factory
+from ops.metrics import INTENTS_PARKED
 from settings import get_settings
 from tasks.wake import Wake
 from workers.app import app
@@ -59,40 +61,75 @@ def settle_once(transaction_ids: Sequence[uuid.UUID]) -> SettleOutcome:
 
 def settle_or_bisect(transaction_ids: Sequence[uuid.UUID]) -> SettleOutcome:
     """Settle a batch; if it fails unexpectedly, settle each half on its own until the culprit stands
-    alone. The culprit stays PENDING and its error is raised after the others are settled."""
+    alone. The culprit stays PENDING (parked once it has failed alone often enough: ledger/parking.py)
+    and its error is raised after the others are settled."""
+    outcome, error = _bisect(transaction_ids)
+    if error is not None:
+        raise error
+    return outcome
+
+
+def _bisect(transaction_ids: Sequence[uuid.UUID]) -> tuple[SettleOutcome, Exception | None]:
     try:
-        return settle_once(transaction_ids)
+        return settle_once(transaction_ids), None
     except OperationalError:
         raise  # the database itself is unreachable; splitting would not help
-    except Exception:
+    except Exception as error:
         if len(transaction_ids) == 1:
             logger.exception("intent could not be settled; it stays PENDING", extra={"ids": transaction_ids})
-            raise
+            if not _is_contention(error):
+                _count_failure(transaction_ids[0], error)
+            return SettleOutcome(completed=0, failed=0, skipped=0), error
         middle = len(transaction_ids) // 2
-        halves = (transaction_ids[:middle], transaction_ids[middle:])
-        outcomes, first_error = [], None
-        for half in halves:
-            try:
-                outcomes.append(settle_or_bisect(half))
-            except Exception as error:
-                first_error = first_error or error
-        if first_error is not None:
-            raise first_error from None
-        return SettleOutcome(*(sum(getattr(o, f.name) for o in outcomes) for f in fields(SettleOutcome)))
+        halves = [_bisect(half) for half in (transaction_ids[:middle], transaction_ids[middle:])]
+        first_error = next((e for _, e in halves if e is not None), None)
+        return _sum([o for o, _ in halves]), first_error
+
+
+def _sum(outcomes: Sequence[SettleOutcome]) -> SettleOutcome:
+    return SettleOutcome(*(sum(getattr(o, f.name) for o in outcomes) for f in fields(SettleOutcome)))
+
+
+def _count_failure(transaction_id: uuid.UUID, error: Exception) -> None:
+    """One more failure of this intent alone, in a transaction of its own; at the bound it is parked,
+    which is an operator's business: logged at CRITICAL and counted."""
+    try:
+        with session_factory().begin() as session:
+            failure = parking.record_failure(
+                session,
+                transaction_id,
+                parking.reason_for(error),
+                failures_max=get_settings().settle_failures_before_park,
+            )
+    except Exception:
+        logger.warning("could not count a settle failure", extra={"transaction_id": str(transaction_id)}, exc_info=True)
+        return
+    if failure is not None and failure.parked_at is not None:
+        INTENTS_PARKED.inc()
+        logger.critical(
+            "intent parked: settling it failed %d times; it stays PENDING until an operator acts",
+            failure.failures,
+            extra={"transaction_id": str(transaction_id), "reason": failure.reason, "failures": failure.failures},
+        )
 
 
 @dataclass(frozen=True)
 class Drained:
     settled: int
     backlog_left: bool  # stopped at batches_max with full batches: more may be waiting
+    # Stopped at a batch that settled nothing: every intent it claimed waits behind an older one
+    # that another batch, not yet committed, holds (ledger/order.py). A drain comes back shortly.
+    waiting: bool = False
 
 
 def drain_backlog(batches_max: int) -> Drained:
     """Settle up to `batches_max` batches of the oldest PENDING intents that no one else holds.
 
     Each batch is its own transaction: claim (SKIP LOCKED) and settle together, so concurrent
-    drainers take disjoint batches. An error stops draining quietly and leaves the rest PENDING:
-    the caller's own ids were settled first, and the sweep re-enqueues what waits too long.
+    drainers take disjoint batches. A batch that raises is settled again in halves by id until the
+    culprit stands alone (`settle_or_bisect`): the others settle, and the culprit, failing again in
+    each later round, is parked at the bound and passed by from then on. An unreachable database
+    stops draining quietly; the sweep re-enqueues what waits too long.
     """
     settings = get_settings()
     settled = 0
@@ -101,15 +138,32 @@ def drain_backlog(batches_max: int) -> Drained:
             outcome = _settle_with_retries(
                 lambda session: settle_oldest_pending(session, limit=settings.settle_batch_size_max)
             )
-        except Exception:
+        except OperationalError:
             logger.warning("draining stopped; the sweep settles what is left", exc_info=True)
             break
+        except Exception:
+            logger.warning("a batch failed; settling it in halves to find the culprit", exc_info=True)
+            settled += _bisect_oldest(settings.settle_batch_size_max)
+            continue  # the culprit counts one failure per round, until it is parked
         settled += outcome.completed + outcome.failed
+        if outcome.deferred and not outcome.completed + outcome.failed:
+            return Drained(settled, backlog_left=False, waiting=True)  # not a spin until the other commits
         if not outcome.deferred and outcome.completed + outcome.failed < settings.settle_batch_size_max:
             break  # the backlog is gone; intents left for a later batch are taken in the next round
     else:
         return Drained(settled, backlog_left=True)
     return Drained(settled, backlog_left=False)
+
+
+def _bisect_oldest(limit: int) -> int:
+    """The oldest PENDING intents, as a failed drain batch claimed them, settled in halves by id."""
+    with session_factory().begin() as session:
+        ids = stale_pending_ids(session, older_than=timedelta(0), limit=limit)
+    try:
+        outcome, _ = _bisect(ids)
+    except OperationalError:
+        return 0
+    return outcome.completed + outcome.failed
 
 
 @app.task(name="tasks.settle_transfers", bind=True, acks_late=True, reject_on_worker_lost=True)
@@ -144,9 +198,12 @@ def drain_pending() -> int:
 
 
 def _drain_and_rewake() -> int:
-    drained = drain_backlog(get_settings().settle_drain_batches_max)
+    settings = get_settings()
+    drained = drain_backlog(settings.settle_drain_batches_max)
     if drained.backlog_left:
         SETTLE_WAKE.request(drain_pending)  # a long backlog continues in the next task, not in this one
+    elif drained.waiting:
+        SETTLE_WAKE.request(drain_pending, countdown=settings.settle_gather_ms / 1000)
     return drained.settled
 
 

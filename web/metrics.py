@@ -1,7 +1,7 @@
 """`/metrics` for Prometheus, and the per-request measurements behind it.
 
 Under `python -m web.serve` (PROMETHEUS_MULTIPROC_DIR set) the answer aggregates every web and worker process's
-samples; the system gauges (queue depth, outbox lag, last reconciliation) are read at scrape time
+samples; the system gauges (queue depth, outbox lag, parked intents, last reconciliation) are read at scrape time
 from Redis and Postgres, so they are right whichever process answers and after any restart.
 """
 
@@ -38,6 +38,8 @@ _OUTBOX_LAG = text(
       FROM outbox_events WHERE published_at IS NULL
     """
 )
+# Through the small partial index ix_transactions_parked (migration 0011).
+_PARKED = text("SELECT COUNT(*) FROM transactions WHERE parked_at IS NOT NULL AND status = 'PENDING'")
 _LAST_RUN = text(
     """
     SELECT mode, status, findings_count, EXTRACT(EPOCH FROM finished_at) AS finished
@@ -72,6 +74,7 @@ class SystemCollector(Collector):
             with get_engine().connect() as connection:
                 connection.execute(text(f"SET LOCAL statement_timeout = {SCRAPE_STATEMENT_TIMEOUT_MS}"))
                 backlog, oldest_seconds = connection.execute(_OUTBOX_LAG).one()
+                parked = connection.execute(_PARKED).scalar_one()
                 last_run = connection.execute(_LAST_RUN).one_or_none()
         except Exception:  # a scrape must answer even when Postgres does not
             logger.warning("database gauges unavailable", exc_info=True)
@@ -79,6 +82,9 @@ class SystemCollector(Collector):
         yield GaugeMetricFamily("vaultcraft_outbox_backlog_events", "Events not yet published", value=backlog)
         yield GaugeMetricFamily(
             "vaultcraft_outbox_lag_seconds", "Age of the oldest unpublished event", value=float(oldest_seconds)
+        )
+        yield GaugeMetricFamily(
+            "vaultcraft_parked_intents", "Intents parked PENDING because settling them kept failing", value=parked
         )
         yield from self._last_run(last_run)
 

@@ -13,7 +13,7 @@
   oldest first, a bounded batch at a time.
 
 Revision ID: 0012
-Revises: 0013
+Revises: 0011
 """
 
 from collections.abc import Sequence
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012"
-down_revision: str | None = "0013"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

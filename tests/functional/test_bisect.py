@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 import ledger.posting
+from settings import get_settings
 from tasks.settlement import settle_or_bisect
 
 
@@ -30,5 +31,18 @@ def test_batch_splits_until_the_culprit_stands_alone(api, unpublished, monkeypat
 
     statuses = {i: api.wait_final(owner, i, seconds=0)["status"] for i in ids}
     assert statuses.pop(str(culprit)) == "PENDING"
-    assert set(statuses.values()) == {"COMPLETED"}
+    # Those accepted before it settled; those after it on its wallet wait for their turn (ledger/order.py).
+    assert statuses == {ids[0]: "COMPLETED", ids[1]: "COMPLETED", ids[3]: "PENDING", ids[4]: "PENDING"}
+    assert api.wallet(owner, source)["balance"] == 980
+
+    # Until the culprit is parked (ledger/parking.py): then it no longer holds its wallet back, and
+    # the round that parks it settles them.
+    for _ in range(get_settings().settle_failures_before_park - 1):
+        with pytest.raises(RuntimeError):
+            settle_or_bisect([uuid.UUID(i) for i in ids])
+    culprit_now = api.get(f"/transactions/{culprit}", owner).json
+    assert (culprit_now["status"], culprit_now["parked"]) == ("PENDING", True)
+    assert culprit_now["park_reason"] == "RuntimeError: unexpected"
+    assert [api.wait_final(owner, i, seconds=0)["status"] for i in ids[3:]] == ["COMPLETED", "COMPLETED"]
     assert api.wallet(owner, source)["balance"] == 960
+    assert settle_or_bisect([uuid.UUID(i) for i in ids]).skipped == 5  # the parked one is passed by, no error
