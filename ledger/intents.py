@@ -175,6 +175,8 @@ class PendingTransfer:
     completed_at: datetime | None = None
     settlement_batch_id: uuid.UUID | None = None
     parent_transaction_id: uuid.UUID | None = None
+    parked_at: datetime | None = None
+    park_reason: str | None = None
 
 
 @dataclass(frozen=True)
