@@ -6,11 +6,11 @@ from typing import Any
 
 from flask import current_app
 from flask_jwt_extended import get_jwt, get_jwt_identity
-from flask_smorest import Blueprint
 
 from ledger import identity
 from ledger.errors import Unauthenticated
 from models import User
+from web.api import Blueprint
 from web.db import unit_of_work
 from web.limits import login_limits
 from web.request_context import audit, record_login_failure

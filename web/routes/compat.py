@@ -6,7 +6,6 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from flask_smorest import Blueprint
 from marshmallow import fields
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,6 +16,7 @@ from ledger.errors import Forbidden
 from ledger.intents import Submitted, TransferRequest
 from ledger.pagination import paginate
 from models import LedgerEntry, Wallet
+from web.api import Blueprint
 from web.db import unit_of_work
 from web.routes import p2p as p2p_routes
 from web.routes.transactions import submit_and_enqueue

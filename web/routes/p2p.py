@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask_smorest import Blueprint
 from sqlalchemy.orm import Session
 
 from ledger import p2p
@@ -18,6 +17,7 @@ from ledger.access import Actor
 from ledger.intents import Submitted
 from ledger.p2p import NewRequest, Party, Settled
 from models import P2PRequest, P2PStatus
+from web.api import Blueprint
 from web.db import unit_of_work
 from web.request_context import audit, intent_accepted
 from web.routes import transactions as transaction_routes

@@ -5,13 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from ledger import reconciliation
 from ledger.access import require_org_admin
 from ledger.errors import Forbidden
 from models import ReconciliationMode
 from tasks.reconciliation import run_reconciliation
+from web.api import Blueprint
 from web.db import unit_of_work
 from web.request_context import origin
 from web.schemas.common import PageArgsSchema, page_schema

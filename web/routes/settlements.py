@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask_smorest import Blueprint
 from sqlalchemy.orm import Session
 
 from ledger import settlement_batches
@@ -13,6 +12,7 @@ from ledger.access import Actor
 from ledger.errors import Forbidden
 from models import BatchTrigger, SettlementBatch, SettlementLeg
 from tasks.settlement_batches import run_settlement_batch
+from web.api import Blueprint
 from web.db import unit_of_work
 from web.request_context import origin
 from web.schemas.common import page_schema

@@ -7,12 +7,12 @@ import uuid
 from typing import Any
 
 from flask import url_for
-from flask_smorest import Blueprint
 
 from ledger import intents
 from ledger.intents import PendingTransfer, Submitted, TransactionFilters, TransferRequest
 from models import Transaction, TransactionStatus, TransactionType
 from tasks.settlement import settle_soon
+from web.api import Blueprint
 from web.db import unit_of_work
 from web.request_context import intent_accepted, origin, transaction_cancelled
 from web.schemas.common import IdempotencyHeaderSchema, page_schema

@@ -6,12 +6,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from ledger import intents, statements, wallets
 from ledger.access import get_visible_wallet, visible_wallets
 from ledger.pagination import paginate
 from models import MemberRole, Wallet, WalletStatus, WalletType
+from web.api import Blueprint
 from web.db import unit_of_work
 from web.request_context import audit, member_view, wallet_status, wallet_status_changed
 from web.routes.transactions import IDEMPOTENCY_HEADER, TRANSFER, accept_transfer, submit_and_enqueue
