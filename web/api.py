@@ -27,3 +27,24 @@ class Blueprint(SmorestBlueprint):
 
 
 api = Api()
+
+
+def operation_ref(method: str, path: str) -> str:
+    """A JSON pointer to an operation of this API's document, for an OpenAPI link."""
+    return "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method.lower()
+
+
+def link(method: str, path: str, description: str, *, parameters: dict[str, str] | None = None, **body: str) -> Any:
+    """An OpenAPI link: `parameters` and `body` map names to runtime expressions such as
+    `$response.body#/id`, so a client (or a fuzzer's stateful phase) can chain the calls."""
+    definition: dict[str, Any] = {"operationRef": operation_ref(method, path), "description": description}
+    if parameters:
+        definition["parameters"] = parameters
+    if body:
+        definition["requestBody"] = body
+    return definition
+
+
+def links(blp: SmorestBlueprint, statuses: tuple[int, ...], named: dict[str, Any]) -> Any:
+    """Document `named` links on each of the given responses of the decorated view."""
+    return blp.doc(responses={status: {"links": named} for status in statuses})

@@ -243,13 +243,13 @@ def test_invalid_utf8_and_malformed_json_are_400_invalid_json(api, app, db, worl
         "full_name": "\ud800",
         "organization_name": "O",
     }
-    for path, body in [
+    for path, text in [
         ("/api/v1/auth/signup", json.dumps(signup)),
         ("/api/v1/wallets/", json.dumps({"type": "PRIMARY", "name": "pay \udfff"})),
         ("/api/v1/transactions/transfer", json.dumps({**transfer, "metadata": {"\udc80": "key"}})),
     ]:
-        assert "\\ud" in body  # json.dumps escapes it, as a client would send it
-        _assert_house_shape(_send(app, "POST", path, owner, body.encode()), 400, "INVALID_JSON")
+        assert "\\ud" in text  # json.dumps escapes it, as a client would send it
+        _assert_house_shape(_send(app, "POST", path, owner, text.encode()), 400, "INVALID_JSON")
     assert db.row_counts() == before
     _no_error_logged(caplog)
 
