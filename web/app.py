@@ -9,7 +9,7 @@ from ops.logging_setup import configure_logging
 from ops.metrics import install_commit_hooks
 from settings import Settings, get_settings
 from tasks.outbox import install_wake_hook
-from web import metrics, request_context
+from web import headers, metrics, request_context
 from web.api import api
 from web.errors import register_error_handlers
 from web.limits import init_limits
@@ -55,6 +55,8 @@ def _configure_openapi(app: Flask, settings: Settings) -> None:
         OPENAPI_SWAGGER_UI_PATH="docs",
         # Swagger UI's assets come from a pip package, so /docs works with no internet access.
         OPENAPI_SWAGGER_UI_URL="/docs/assets/",
+        # No badge from validator.swagger.io: the docs page loads nothing from outside the app.
+        OPENAPI_SWAGGER_UI_CONFIG={"validatorUrl": None},
         API_SPEC_OPTIONS={
             "info": {
                 "description": (
@@ -89,4 +91,5 @@ def create_app() -> Flask:
     install_wake_hook()
     request_context.install(app)
     metrics.install(app)
+    headers.install(app)
     return app

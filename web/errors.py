@@ -38,6 +38,14 @@ HTTP_CODES = {
 }
 
 
+class RequestRefused(Exception):
+    """A request refused before any view runs (its body, its media type), with its own status and code."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
 def error_response(
     status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
 ) -> ResponseReturnValue:
@@ -60,11 +68,13 @@ def http_error(error: HTTPException) -> ResponseReturnValue:
         # webargs nests errors under the location ("json", "query"); the field names are what matter.
         if isinstance(details, dict) and len(details) == 1:
             details = next(iter(details.values()))
-    if status == 400 and "JSON" in str(message):
-        return error_response(400, "MALFORMED_JSON", "request body is not valid JSON")
     return error_response(
         status, HTTP_CODES.get(status, error.name.upper().replace(" ", "_")), message, details, data.get("headers")
     )
+
+
+def _request_refused(error: RequestRefused) -> ResponseReturnValue:
+    return error_response(error.status, error.code, error.message, error.details)
 
 
 def _database_unavailable(error: OperationalError) -> ResponseReturnValue:
@@ -90,6 +100,7 @@ def _unexpected(error: Exception) -> ResponseReturnValue:
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(DomainError, _domain_error)
     app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(RequestRefused, _request_refused)
     app.register_error_handler(OperationalError, _database_unavailable)
     app.register_error_handler(IntegrityError, _integrity_error)
     app.register_error_handler(DataError, _data_error)

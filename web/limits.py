@@ -23,6 +23,8 @@ from limits.storage import RedisStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from settings import Settings
+from web.errors import RequestRefused
+from web.json_body import read_json_body
 
 READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 LIMIT_SETTINGS = {
@@ -111,9 +113,9 @@ def _login_email() -> str | None:
     A body over the size limit cannot be read here (Flask raises 413 for the view to answer); it
     counts against the address, instead of failing the limiter with an error logged per request."""
     try:
-        body = request.get_json(silent=True)
-    except RequestEntityTooLarge:
-        body = None
+        body = read_json_body(request)
+    except (RequestEntityTooLarge, RequestRefused):
+        body = None  # the view refuses it in the contract's shape
     email = body.get("email") if isinstance(body, dict) else None
     return str(email).strip().lower() if email else None
 

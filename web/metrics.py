@@ -31,6 +31,10 @@ blp = Blueprint("metrics", __name__)
 # Scrape-time reads must answer fast even when something is wrong.
 SCRAPE_STATEMENT_TIMEOUT_MS = 2000
 UNMATCHED_ROUTE = "<unmatched>"
+# Methods keep their name as a label; any other (a client may send any token) counts as one, so
+# nobody can add series to this public endpoint by inventing methods.
+STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
+OTHER_METHOD = "other"
 
 _OUTBOX_LAG = text(
     """
@@ -136,8 +140,9 @@ def _observe(response: Response) -> Response:
     started = g.pop("metrics_started", None)
     if started is not None:
         route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
-        HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-        HTTP_LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
+        method = request.method if request.method in STANDARD_METHODS else OTHER_METHOD
+        HTTP_REQUESTS.labels(method, route, str(response.status_code)).inc()
+        HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - started)
     return response
 
 

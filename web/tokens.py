@@ -8,6 +8,7 @@ round trip the check always made. Postgres (revoked_tokens) is the record, Redis
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -97,6 +98,26 @@ def configure_jwt(app: Flask, settings: Settings) -> None:
         JWT_ERROR_MESSAGE_KEY="message",
     )
     jwt.init_app(app)
+    app.wsgi_app = _any_case_bearer(app.wsgi_app)  # type: ignore[method-assign]
+
+
+# "bearer" as a whole auth-scheme, at the start or after a comma (a header may list several).
+_BEARER_SCHEME = re.compile(r"(^|,)(\s*)bearer(?=\s)", re.IGNORECASE)
+
+
+def _any_case_bearer(wsgi_app: Any) -> Any:
+    """RFC 7235 auth-schemes are case-insensitive (RFC 6750 names `Bearer`); flask-jwt-extended
+    compares the scheme exactly. Spelled any other way, it is rewritten to `Bearer` before anything
+    reads the header: the limiter's key, the view's check and the verified-token cache all see one
+    form. The common spelling costs one prefix test."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        header = environ.get("HTTP_AUTHORIZATION")
+        if header and not header.startswith("Bearer "):
+            environ["HTTP_AUTHORIZATION"] = _BEARER_SCHEME.sub(r"\1\2Bearer", header)
+        return wsgi_app(environ, start_response)
+
+    return app
 
 
 def _refresh_expiry() -> datetime:

@@ -118,3 +118,23 @@ def test_a_new_user_of_an_organisation_gets_no_weak_password(api):
             | {"role": "MEMBER"},
         )
         assert (response.status_code, response.json["error"]["code"]) == (422, "WEAK_PASSWORD"), password
+
+
+def test_the_bearer_scheme_is_case_insensitive(api):
+    """RFC 6750 (via RFC 7235): the auth-scheme is case-insensitive, on reads and on the write path alike."""
+    owner = api.signup()
+    source = api.funded_wallet(owner, 100)
+    destination = api.create_wallet(owner)
+    for scheme in ("bearer", "BEARER", "bEaReR"):
+        me = api.get("/auth/me", headers={"Authorization": f"{scheme} {owner.token}"})
+        assert me.status_code == 200, (scheme, me.json)
+        transfer = api.post(
+            "/transactions/transfer",
+            headers={"Authorization": f"{scheme}  {owner.token}"},
+            json={"source_wallet_id": source, "destination_wallet_id": destination, "amount": 1},
+        )
+        assert transfer.status_code == 202, (scheme, transfer.json)
+    refreshed = api.post("/auth/refresh", headers={"Authorization": f"bearer {owner.refresh_token}"})
+    assert refreshed.status_code == 200, refreshed.json
+    for refused in (f"Token {owner.token}", f"Bearerx {owner.token}", f"bearer{owner.token}", owner.token):
+        assert api.get("/auth/me", headers={"Authorization": refused}).status_code == 401, refused

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import random
+import re
+import uuid
+
 import pytest
 
 BAD_AMOUNTS = [10.5, 10.0, "100", 0, -5, True, None, 10**20, [1], {"minor": 1}]
@@ -104,7 +110,9 @@ def test_malformed_bodies(api, db, world):
         assert malformed.status_code in (400, 422), path
         assert malformed.json["error"]["code"]
         _assert_refused(api.request(method, path, owner, json=[1, 2, 3]))
-        _assert_refused(api.request(method, path, owner, data="amount=5", content_type="text/plain"))
+        not_json = api.request(method, path, owner, data="amount=5", content_type="text/plain")
+        _assert_refused(not_json, 400)
+        assert not_json.json["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
         huge = api.request(method, path, owner, data="[" + "1," * 600_000 + "1]", content_type="application/json")
         _assert_refused(huge, 413)
     assert db.row_counts() == before
@@ -151,3 +159,133 @@ def test_other_write_endpoints_validate(api, db, world):
     _assert_refused(api.get("/transactions/?cursor=garbage", owner))
     _assert_refused(api.get(f"/wallets/{source}/balance?as_of=yesterday", owner))
     _assert_refused(api.get(f"/transactions/{source}?wait=31", owner))
+
+
+def _json_operations(app) -> list[tuple[str, str]]:
+    """Every operation of the API document that takes a JSON body, with its path parameters filled."""
+    spec = app.test_client().get("/openapi.json").get_json()
+    operations = []
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if isinstance(operation, dict) and "requestBody" in operation:
+                operations.append((method.upper(), re.sub(r"\{[^}]+\}", str(uuid.uuid4()), path)))
+    assert len(operations) >= 19, operations
+    return operations
+
+
+def _client(app):
+    """A client from an address of its own: the login limiter counts a body without an email against
+    the address, and these tests send many, which must not use up the allowance of other tests."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = f"10.{random.randrange(256)}.{random.randrange(256)}.{random.randrange(256)}"
+    return client
+
+
+def _send(app, method: str, path: str, owner, body: bytes, content_type: str = "application/json"):
+    return _client(app).open(path, method=method, data=body, content_type=content_type, headers=owner.headers)
+
+
+def _assert_house_shape(response, status: int, code: str | None = None) -> None:
+    assert response.status_code == status, (response.status_code, response.get_data(as_text=True)[:300])
+    error = response.json["error"]
+    assert set(error) == {"code", "message", "details"}, error
+    assert error["code"] and error["message"]
+    if code is not None:
+        assert error["code"] == code, error
+
+
+def _no_error_logged(caplog) -> None:
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+HUGE_INTEGER = "1" * 5000  # beyond Python's 4,300-digit limit on converting text to int
+
+
+def test_an_integer_literal_of_thousands_of_digits_is_422_everywhere(api, app, db, world, caplog):
+    owner, _source, _destination = world
+    before = db.row_counts()
+    for method, path in _json_operations(app):
+        for body in (f'{{"amount": {HUGE_INTEGER}}}', f'{{"amount": -{HUGE_INTEGER}}}', f"[{HUGE_INTEGER}]"):
+            response = _send(app, method, path, owner, body.encode())
+            _assert_house_shape(response, 422, "VALIDATION_ERROR")
+    # Without a token too: the login's own rate limiter reads the body before the view.
+    login = _client(app).post(
+        "/api/v1/auth/login", data=f'{{"email": {HUGE_INTEGER}}}', content_type="application/json"
+    )
+    _assert_house_shape(login, 422, "VALIDATION_ERROR")
+    assert db.row_counts() == before
+    _no_error_logged(caplog)
+
+
+def test_deeply_nested_json_is_refused_clearly(api, app, db, world, caplog):
+    owner, source, destination = world
+    transfer = {"source_wallet_id": source, "destination_wallet_id": destination, "amount": 1}
+    before = db.row_counts()
+    nested = "[" * 100_000 + "]" * 100_000
+    for method, path in _json_operations(app):
+        _assert_house_shape(_send(app, method, path, owner, nested.encode()), 400, "INVALID_JSON")
+    # Nesting the parser accepts but deep enough to matter for what walks it afterwards.
+    for depth in (100, 900):
+        metadata = '{"a": ' + "[" * depth + "]" * depth + "}"
+        body = json.dumps(transfer)[:-1] + f', "metadata": {metadata}}}'
+        response = api.post("/transactions/transfer", owner, data=body, content_type="application/json")
+        _assert_house_shape(response, 400, "INVALID_JSON")
+    login = _client(app).post("/api/v1/auth/login", data=nested, content_type="application/json")
+    _assert_house_shape(login, 400, "INVALID_JSON")
+    assert db.row_counts() == before
+    _no_error_logged(caplog)
+
+
+def test_invalid_utf8_and_malformed_json_are_400_invalid_json(api, app, db, world, caplog):
+    owner, source, destination = world
+    transfer = {"source_wallet_id": source, "destination_wallet_id": destination, "amount": 1}
+    before = db.row_counts()
+    for method, path in _json_operations(app):
+        for body in (b'{"email": "\xff\xfe"}', b"{not json", b'{"amount": 1,}'):
+            response = _send(app, method, path, owner, body)
+            _assert_house_shape(response, 400, "INVALID_JSON")
+            assert "browser" not in response.json["error"]["message"], response.json
+    # Valid JSON, but an escaped lone surrogate decodes to a string no UTF-8 encoder (or database) takes.
+    signup = {
+        "email": "lone@example.com",
+        "password": "long enough pw",
+        "full_name": "\ud800",
+        "organization_name": "O",
+    }
+    for path, text in [
+        ("/api/v1/auth/signup", json.dumps(signup)),
+        ("/api/v1/wallets/", json.dumps({"type": "PRIMARY", "name": "pay \udfff"})),
+        ("/api/v1/transactions/transfer", json.dumps({**transfer, "metadata": {"\udc80": "key"}})),
+    ]:
+        assert "\\ud" in text  # json.dumps escapes it, as a client would send it
+        _assert_house_shape(_send(app, "POST", path, owner, text.encode()), 400, "INVALID_JSON")
+    assert db.row_counts() == before
+    _no_error_logged(caplog)
+
+
+def test_a_body_that_is_not_application_json_is_400_unsupported_media_type(api, app, world):
+    owner, source, destination = world
+    body = json.dumps({"source_wallet_id": source, "destination_wallet_id": destination, "amount": 1}).encode()
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+        response = _send(app, "POST", "/api/v1/transactions/transfer", owner, body, content_type)
+        _assert_house_shape(response, 400, "UNSUPPORTED_MEDIA_TYPE")
+    login = json.dumps({"email": owner.email, "password": owner.password})
+    response = _client(app).post("/api/v1/auth/login", data=login, content_type="text/plain")
+    _assert_house_shape(response, 400, "UNSUPPORTED_MEDIA_TYPE")
+    # A JSON media type with parameters, or a +json type, is JSON.
+    charset = _send(app, "POST", "/api/v1/transactions/transfer", owner, body, "application/json; charset=utf-8")
+    assert charset.status_code == 202, charset.json
+
+
+def test_every_framework_error_has_the_house_shape(api, app, world):
+    owner, _source, _destination = world
+    client = app.test_client()
+    _assert_house_shape(client.get("/no/such/page"), 404, "NOT_FOUND")
+    _assert_house_shape(client.get("/api/v1/no/such/thing", headers=owner.headers), 404, "NOT_FOUND")
+    _assert_house_shape(client.delete("/api/v1/auth/login"), 405, "METHOD_NOT_ALLOWED")
+    _assert_house_shape(client.put("/health"), 405, "METHOD_NOT_ALLOWED")
+    oversized = b'{"amount": "' + b"1" * app.config["MAX_CONTENT_LENGTH"] + b'"}'
+    too_large = client.post(
+        "/api/v1/transactions/transfer", data=oversized, content_type="application/json", headers=owner.headers
+    )
+    _assert_house_shape(too_large, 413, "PAYLOAD_TOO_LARGE")

@@ -205,3 +205,68 @@ def test_a_revocation_the_cache_missed_is_found_once_the_cache_is_copied_again(a
     assert (refused.status_code, refused.json["error"]["code"]) == (401, "TOKEN_REVOKED")
     assert client.exists(web.tokens.REVOKED_KEY_PREFIX + jti)
     assert 0 < client.ttl(web.tokens.CACHE_COMPLETE_KEY) <= web.tokens.CACHE_COMPLETE_SECONDS
+
+
+def test_every_response_says_nosniff(api, app):
+    owner = api.signup()
+    client = app.test_client()
+    responses = [
+        client.get("/health"),
+        client.get("/metrics"),
+        client.get("/openapi.json"),
+        client.get("/docs"),
+        client.get("/no/such/page"),
+        client.get("/api/v1/auth/me", headers=owner.headers),
+        client.get("/api/v1/auth/me"),
+        client.post("/api/v1/auth/login", data="{", content_type="application/json"),
+    ]
+    for response in responses:
+        assert response.headers.get("X-Content-Type-Options") == "nosniff", response.request.path
+
+
+def test_answers_with_tokens_or_personal_data_are_not_stored(api, app):
+    owner = api.signup()
+    login = api.post("/auth/login", json={"email": owner.email, "password": owner.password})
+    answers = [
+        login,
+        api.post("/auth/refresh", headers={"Authorization": f"Bearer {owner.refresh_token}"}),
+        api.get("/auth/me", owner),
+        api.get("/wallets/", owner),
+        api.get("/auth/me"),  # errors too: they can echo what was sent
+    ]
+    for response in answers:
+        assert response.headers.get("Cache-Control") == "no-store", (response.request.path, response.headers)
+    signup_email = f"cache-{time.time_ns()}@example.com"
+    signup = api.post(
+        "/auth/signup",
+        json={"email": signup_email, "password": "long enough", "full_name": "C", "organization_name": "C"},
+    )
+    assert signup.status_code == 201 and signup.headers.get("Cache-Control") == "no-store"
+
+
+def test_the_docs_page_is_framed_by_nobody_and_runs_only_its_own_scripts(app):
+    import hashlib
+    import re
+
+    response = app.test_client().get("/docs")
+    assert response.status_code == 200
+    assert response.headers.get("X-Frame-Options") == "DENY"
+    policy = dict(
+        directive.strip().split(" ", 1) for directive in response.headers["Content-Security-Policy"].split(";")
+    )
+    assert policy["default-src"] == "'self'"
+    assert policy["frame-ancestors"] == "'none'"
+    assert "'unsafe-inline'" not in policy["script-src"] and "'unsafe-eval'" not in policy["script-src"]
+    assert "*" not in policy["script-src"] and "http" not in policy["script-src"]
+    page = response.get_data(as_text=True)
+    # Every inline script of the page is allowed by its hash, so Swagger UI starts; nothing else is.
+    inline = re.findall(r"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", page, re.S)
+    assert inline, page
+    for script in inline:
+        digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in policy["script-src"]
+    # Its scripts and styles are the bundled ones, served by the app itself.
+    for asset in re.findall(r'(?:src|href)="([^"]+)"', page):
+        assert asset.startswith("/docs/assets/"), asset
+        assert app.test_client().get(asset).status_code == 200, asset
+    assert "Content-Security-Policy" not in app.test_client().get("/openapi.json").headers

@@ -176,3 +176,22 @@ def test_metrics_aggregate_every_process_and_the_request_id_follows_the_intent(s
     settled = [line for line in lines if line.get("transaction_id") == transfer.json()["id"]]
     assert settled and settled[0]["request_id"] == request_id and settled[0]["status"] == "COMPLETED"
     assert settled[0]["service"] == "worker" and settled[0]["level"] == "INFO"
+
+
+def test_invented_http_methods_share_one_label(api):
+    """A method nobody defined must not mint series on the public /metrics: it counts as `other`."""
+    client = api.app.test_client()
+    before = client.get("/metrics").get_data(as_text=True)
+    invented = f"RND{uuid.uuid4().hex[:6].upper()}"
+    for _ in range(2):
+        client.open("/health", method=invented)
+    assert client.open("/health", method="PATCH").status_code == 405
+    after = client.get("/metrics").get_data(as_text=True)
+    assert invented not in after
+    labels = {"route": "<unmatched>", "status": "405"}  # a 405 matched no rule
+    assert sample(after, "vaultcraft_http_requests_total", method="other", **labels) == (
+        sample(before, "vaultcraft_http_requests_total", method="other", **labels) + 2
+    )
+    assert sample(after, "vaultcraft_http_requests_total", method="PATCH", **labels) == (
+        sample(before, "vaultcraft_http_requests_total", method="PATCH", **labels) + 1
+    )

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from ledger import audit
+from web.api import Blueprint
 from web.db import unit_of_work
 from web.schemas.common import page_schema
 from web.schemas.integrity import AuditFilterSchema, AuditLogSchema

@@ -6,12 +6,12 @@ import uuid
 from typing import Any
 
 from flask_jwt_extended import get_jwt, get_jwt_identity
-from flask_smorest import Blueprint
 
 from ledger import identity, sessions
 from ledger.errors import Unauthenticated
 from ledger.sessions import RefreshOutcome
 from models import User
+from web.api import Blueprint
 from web.db import unit_of_work
 from web.limits import login_limits, password_change_limit, signup_limit
 from web.request_context import audit, record_login_failure

@@ -11,12 +11,12 @@ from datetime import datetime
 from typing import Any
 
 from flask import Response, current_app
-from flask_smorest import Blueprint
 from marshmallow import ValidationError
 
 from ledger import bulk
 from ledger.bulk import AcceptedIntent, BulkItem, ItemOutcome
 from tasks.settlement import settle_soon
+from web.api import Blueprint
 from web.db import unit_of_work
 from web.errors import DOMAIN_STATUS
 from web.request_context import origin

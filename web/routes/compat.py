@@ -6,7 +6,6 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from flask_smorest import Blueprint
 from marshmallow import fields
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,9 +16,10 @@ from ledger.errors import Forbidden
 from ledger.intents import Submitted, TransferRequest
 from ledger.pagination import paginate
 from models import LedgerEntry, Wallet
+from web.api import Blueprint, links
 from web.db import unit_of_work
 from web.routes import p2p as p2p_routes
-from web.routes.transactions import submit_and_enqueue
+from web.routes.transactions import submit_and_enqueue, transaction_links
 from web.schemas.common import IdempotencyHeaderSchema, PageArgsSchema, page_schema
 from web.schemas.p2p import P2PRequestCreateSchema, P2PRequestSchema, P2PSettledSchema, P2PSettleSchema
 from web.schemas.transactions import TransactionSchema, TransferSchema
@@ -56,6 +56,7 @@ def _internal_transfer(
 @blp.arguments(TransferSchema)
 @blp.response(202, TransactionSchema)
 @blp.alt_response(200, schema=TransactionSchema, description="Replay of an earlier request with the same key")
+@transaction_links(blp, (202, 200))
 def internal(body: dict[str, Any], idempotency_key: str | None) -> Any:
     """POST /api/v1/transactions/transfer between two of the caller's own wallets."""
     request = TransferRequest(
@@ -95,6 +96,7 @@ def ledger(args: dict[str, Any]) -> dict[str, Any]:
 @authenticated(blp)
 @blp.arguments(P2PRequestCreateSchema)
 @blp.response(201, P2PRequestSchema)
+@links(blp, (201,), p2p_routes.request_links("$response.body#/id"))
 def p2p_request(body: dict[str, Any]) -> dict[str, Any]:
     """POST /api/v1/p2p/requests."""
     return p2p_routes.create_request(body)
@@ -106,6 +108,7 @@ def p2p_request(body: dict[str, Any]) -> dict[str, Any]:
 @blp.arguments(P2PSettleSchema)
 @blp.response(202, P2PSettledSchema)
 @blp.alt_response(200, schema=P2PSettledSchema, description="The request was already being paid: same transaction")
+@transaction_links(blp, (202, 200), "$response.body#/transaction/id")
 def p2p_settle(body: dict[str, Any], request_id: uuid.UUID, idempotency_key: str | None) -> Any:
     """POST /api/v1/p2p/requests/{id}/settle."""
     return p2p_routes.settle_request(request_id, body, idempotency_key)

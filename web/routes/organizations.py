@@ -5,10 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from ledger import identity
 from models import Role
+from web.api import Blueprint
 from web.db import unit_of_work
 from web.request_context import audit
 from web.schemas.auth import NewUserSchema, UserActiveSchema, UserSchema

@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask_smorest import Blueprint
 from sqlalchemy.orm import Session
 
 from ledger import p2p
@@ -18,6 +17,7 @@ from ledger.access import Actor
 from ledger.intents import Submitted
 from ledger.p2p import NewRequest, Party, Settled
 from models import P2PRequest, P2PStatus
+from web.api import Blueprint, link, links
 from web.db import unit_of_work
 from web.request_context import audit, intent_accepted
 from web.routes import transactions as transaction_routes
@@ -32,6 +32,22 @@ from web.schemas.p2p import (
 from web.security import authenticated, current_actor
 
 blp = Blueprint("p2p", __name__, url_prefix="/api/v1/p2p", description="Peer-to-peer requests")
+REQUEST_PATH = "/api/v1/p2p/requests/{request_id}"
+
+
+def request_links(id_expression: str) -> dict[str, Any]:
+    """Links from an answer that names a P2P request to every call on it."""
+    named = {"request_id": id_expression}
+    return {
+        "GetP2PRequest": link("get", REQUEST_PATH, "the request", parameters=named),
+        "SettleP2PRequest": link("post", REQUEST_PATH + "/settle", "the payer pays it", parameters=named),
+        "DeclineP2PRequest": link("post", REQUEST_PATH + "/decline", "the payer declines it", parameters=named),
+        "CancelP2PRequest": link("post", REQUEST_PATH + "/cancel", "the payee withdraws it", parameters=named),
+        "SettleP2PRequestSeedPath": link(
+            "post", "/api/vault-settlements/p2p/settle/{request_id}", "the payer pays it", parameters=named
+        ),
+    }
+
 
 P2PRequestPageSchema = page_schema(P2PRequestSchema, "P2PRequestPage")
 
@@ -120,6 +136,7 @@ def settle_request(
 @authenticated(blp)
 @blp.arguments(P2PRequestCreateSchema)
 @blp.response(201, P2PRequestSchema)
+@links(blp, (201,), request_links("$response.body#/id"))
 def create(body: dict[str, Any]) -> dict[str, Any]:
     """The caller (payee) asks another user, in any organisation, for money into their own wallet."""
     return create_request(body)
@@ -129,6 +146,7 @@ def create(body: dict[str, Any]) -> dict[str, Any]:
 @authenticated(blp)
 @blp.arguments(P2PListArgsSchema, location="query")
 @blp.response(200, P2PRequestPageSchema)
+@links(blp, (200,), request_links("$response.body#/items/0/id"))
 def list_requests(args: dict[str, Any]) -> dict[str, Any]:
     """Requests the caller is party to, newest first; `role=payer|payee` narrows to one side."""
     with unit_of_work() as session:
@@ -157,6 +175,7 @@ def get_request(request_id: uuid.UUID) -> dict[str, Any]:
 @blp.arguments(P2PSettleSchema)
 @blp.response(202, P2PSettledSchema)
 @blp.alt_response(200, schema=P2PSettledSchema, description="The request was already being paid: same transaction")
+@transaction_routes.transaction_links(blp, (202, 200), "$response.body#/transaction/id")
 def settle(body: dict[str, Any], request_id: uuid.UUID, idempotency_key: str | None) -> Any:
     """The payer pays: one transfer intent; the request becomes SETTLED or FAILED with it."""
     return settle_request(request_id, body, idempotency_key)

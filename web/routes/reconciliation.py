@@ -5,13 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from ledger import reconciliation
 from ledger.access import require_org_admin
 from ledger.errors import Forbidden
 from models import ReconciliationMode
 from tasks.reconciliation import run_reconciliation
+from web.api import Blueprint, link, links
 from web.db import unit_of_work
 from web.request_context import origin
 from web.schemas.common import PageArgsSchema, page_schema
@@ -21,6 +20,7 @@ from web.security import authenticated, current_actor
 blp = Blueprint("reconciliation", __name__, url_prefix="/api/v1/reconciliation", description="Ledger reconciliation")
 
 RunPageSchema = page_schema(ReconciliationRunSchema, "ReconciliationRunPage")
+RUN_PATH = "/api/v1/reconciliation/runs/{run_id}"
 
 
 def _detail(run_id: uuid.UUID) -> dict[str, Any]:
@@ -33,6 +33,9 @@ def _detail(run_id: uuid.UUID) -> dict[str, Any]:
 @authenticated(blp)
 @blp.arguments(ReconciliationRequestSchema)
 @blp.response(201, ReconciliationRunDetailSchema)
+@links(
+    blp, (201,), {"GetReconciliationRun": link("get", RUN_PATH, "the run", parameters={"run_id": "$response.body#/id"})}
+)
 def run(body: dict[str, Any]) -> dict[str, Any]:
     """Reconcile now: OWNER/ADMIN for their organisation's wallets, an operator for the platform
     (or one organisation). Answers the run and the findings the caller may see; 409 while another
@@ -56,6 +59,15 @@ def run(body: dict[str, Any]) -> dict[str, Any]:
 @authenticated(blp)
 @blp.arguments(PageArgsSchema, location="query")
 @blp.response(200, RunPageSchema)
+@links(
+    blp,
+    (200,),
+    {
+        "GetReconciliationRun": link(
+            "get", RUN_PATH, "the newest run", parameters={"run_id": "$response.body#/items/0/id"}
+        )
+    },
+)
 def list_runs(args: dict[str, Any]) -> dict[str, Any]:
     """Runs the caller may see, newest first: their organisation's and the platform-wide ones."""
     with unit_of_work() as session:

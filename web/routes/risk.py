@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from ledger import risk
+from web.api import Blueprint
 from web.db import unit_of_work
 from web.request_context import audit
 from web.schemas.risk import RiskLimitsSchema, RiskLimitsUpdateSchema

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask_smorest import Blueprint
 from sqlalchemy.orm import Session
 
 from ledger import settlement_batches
@@ -13,6 +12,7 @@ from ledger.access import Actor
 from ledger.errors import Forbidden
 from models import BatchTrigger, SettlementBatch, SettlementLeg
 from tasks.settlement_batches import run_settlement_batch
+from web.api import Blueprint, link, links
 from web.db import unit_of_work
 from web.request_context import origin
 from web.schemas.common import page_schema
@@ -22,6 +22,7 @@ from web.security import authenticated, current_actor
 blp = Blueprint("settlements", __name__, url_prefix="/api/v1/settlements", description="Settlement batches")
 
 SettlementBatchPageSchema = page_schema(SettlementBatchSchema, "SettlementBatchPage")
+BATCH_PATH = "/api/v1/settlements/{batch_id}"
 
 
 def leg_view(leg: SettlementLeg) -> dict[str, Any]:
@@ -65,6 +66,11 @@ def batch_views(session: Session, actor: Actor, batches: list[SettlementBatch]) 
 @blp.arguments(SettlementRunSchema)
 @blp.response(201, SettlementBatchSchema)
 @blp.alt_response(200, schema=SettlementBatchSchema, description="That cut-off was already settled: the same batch")
+@links(
+    blp,
+    (201, 200),
+    {"GetSettlementBatch": link("get", BATCH_PATH, "the batch", parameters={"batch_id": "$response.body#/id"})},
+)
 def run(body: dict[str, Any]) -> Any:
     """Operator only: settle now every cross-organisation transfer completed before the cut-off."""
     with unit_of_work() as session:
@@ -80,6 +86,15 @@ def run(body: dict[str, Any]) -> Any:
 @authenticated(blp)
 @blp.arguments(SettlementListArgsSchema, location="query")
 @blp.response(200, SettlementBatchPageSchema)
+@links(
+    blp,
+    (200,),
+    {
+        "GetSettlementBatch": link(
+            "get", BATCH_PATH, "the newest batch", parameters={"batch_id": "$response.body#/items/0/id"}
+        )
+    },
+)
 def list_batches(args: dict[str, Any]) -> dict[str, Any]:
     """Batches newest first: every batch for an operator, those involving your organisation for OWNER/ADMIN."""
     with unit_of_work() as session:

@@ -7,12 +7,12 @@ import uuid
 from typing import Any
 
 from flask import url_for
-from flask_smorest import Blueprint
 
 from ledger import intents
 from ledger.intents import PendingTransfer, Submitted, TransactionFilters, TransferRequest
 from models import Transaction, TransactionStatus, TransactionType
 from tasks.settlement import settle_soon
+from web.api import Blueprint, link, links
 from web.db import unit_of_work
 from web.request_context import intent_accepted, origin, transaction_cancelled
 from web.schemas.common import IdempotencyHeaderSchema, page_schema
@@ -30,6 +30,21 @@ blp = Blueprint("transactions", __name__, url_prefix="/api/v1/transactions", des
 TransactionPageSchema = page_schema(TransactionSchema, "TransactionPage")
 EntryListSchema = page_schema(LedgerEntrySchema, "TransactionEntries")
 WAIT_POLL_SECONDS_MIN, WAIT_POLL_SECONDS_MAX = 0.02, 0.25
+TRANSACTION_PATH = "/api/v1/transactions/{transaction_id}"
+
+
+def transaction_links(blp: Blueprint, statuses: tuple[int, ...], id_expression: str = "$response.body#/id") -> Any:
+    """Links from an answer that names a transaction to what can be done with it."""
+    named = {"transaction_id": id_expression}
+    return links(
+        blp,
+        statuses,
+        {
+            "GetTransaction": link("get", TRANSACTION_PATH, "the transaction", parameters=named),
+            "GetTransactionLedger": link("get", TRANSACTION_PATH + "/ledger", "its entries", parameters=named),
+            "CancelTransaction": link("post", TRANSACTION_PATH + "/cancel", "cancel it", parameters=named),
+        },
+    )
 
 
 Answer = tuple[Transaction | PendingTransfer, int, dict[str, str]]
@@ -83,6 +98,7 @@ TRANSFER = TransferSchema()
 @blp.arguments(TRANSFER)
 @blp.response(202, TransactionSchema)
 @blp.alt_response(200, schema=TransactionSchema, description="Replay of an earlier request with the same key")
+@transaction_links(blp, (202, 200))
 def create_transfer(body: dict[str, Any], idempotency_key: str | None) -> Any:
     """Accept a transfer intent; a worker settles it. Poll the Location for its final status."""
     return accept_transfer(body, idempotency_key)
@@ -92,6 +108,7 @@ def create_transfer(body: dict[str, Any], idempotency_key: str | None) -> Any:
 @authenticated(blp)
 @blp.arguments(TransactionFilterSchema, location="query")
 @blp.response(200, TransactionPageSchema)
+@transaction_links(blp, (200,), "$response.body#/items/0/id")
 def list_transactions(args: dict[str, Any]) -> dict[str, Any]:
     """Transactions the caller may see, newest first."""
     filters = TransactionFilters(

@@ -6,15 +6,20 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from ledger import intents, statements, wallets
 from ledger.access import get_visible_wallet, visible_wallets
 from ledger.pagination import paginate
 from models import MemberRole, Wallet, WalletStatus, WalletType
+from web.api import Blueprint, link, links
 from web.db import unit_of_work
 from web.request_context import audit, member_view, wallet_status, wallet_status_changed
-from web.routes.transactions import IDEMPOTENCY_HEADER, TRANSFER, accept_transfer, submit_and_enqueue
+from web.routes.transactions import (
+    IDEMPOTENCY_HEADER,
+    TRANSFER,
+    accept_transfer,
+    submit_and_enqueue,
+    transaction_links,
+)
 from web.schemas.common import IdempotencyHeaderSchema, PageArgsSchema, page_schema
 from web.schemas.transactions import TransactionSchema
 from web.schemas.wallets import (
@@ -37,6 +42,39 @@ blp = Blueprint("wallets", __name__, url_prefix="/api/v1/wallets", description="
 
 WalletPageSchema = page_schema(WalletSchema, "WalletPage")
 EntryPageSchema = page_schema(LedgerEntrySchema, "LedgerEntryPage")
+WALLET_PATH = "/api/v1/wallets/{wallet_id}"
+
+
+def wallet_links(id_expression: str) -> dict[str, Any]:
+    """Links from an answer that names a wallet to every call on that wallet."""
+    named = {"wallet_id": id_expression}
+    return {
+        "GetWallet": link("get", WALLET_PATH, "the wallet", parameters=named),
+        "ChangeWalletStatus": link("patch", WALLET_PATH, "lock, unlock or close it", parameters=named),
+        "GrantWalletMember": link("post", WALLET_PATH + "/members", "give a user access", parameters=named),
+        "Deposit": link("post", WALLET_PATH + "/deposit", "money in", parameters=named),
+        "Withdraw": link("post", WALLET_PATH + "/withdraw", "money out", parameters=named),
+        "GetWalletLedger": link("get", WALLET_PATH + "/ledger", "its entries", parameters=named),
+        "GetWalletBalance": link("get", WALLET_PATH + "/balance", "its balance", parameters=named),
+    }
+
+
+def _transfer_between_listed(path: str) -> Any:
+    return link(
+        "post",
+        path,
+        "move money between the first two wallets listed",
+        source_wallet_id="$response.body#/items/0/id",
+        destination_wallet_id="$response.body#/items/1/id",
+        currency="$response.body#/items/0/currency",
+    )
+
+
+LISTED_WALLET_LINKS = {
+    **wallet_links("$response.body#/items/0/id"),
+    "TransferBetweenListedWallets": _transfer_between_listed("/api/v1/transactions/transfer"),
+    "WalletsTransferBetweenListedWallets": _transfer_between_listed("/api/v1/wallets/transfer"),
+}
 
 
 def _view(session: Any, wallet: Wallet) -> dict[str, Any]:
@@ -48,6 +86,7 @@ def _view(session: Any, wallet: Wallet) -> dict[str, Any]:
 @authenticated(blp)
 @blp.arguments(WalletCreateSchema)
 @blp.response(201, WalletSchema)
+@links(blp, (201,), wallet_links("$response.body#/id"))
 def create_wallet(body: dict[str, Any]) -> dict[str, Any]:
     """A wallet owned by the caller. SYSTEM wallets only for OWNER/ADMIN."""
     with unit_of_work() as session:
@@ -66,6 +105,7 @@ def create_wallet(body: dict[str, Any]) -> dict[str, Any]:
 @authenticated(blp)
 @blp.arguments(WalletFilterSchema, location="query")
 @blp.response(200, WalletPageSchema)
+@links(blp, (200,), LISTED_WALLET_LINKS)
 def list_wallets(args: dict[str, Any]) -> dict[str, Any]:
     """Wallets the caller may see, newest first."""
     with unit_of_work() as session:
@@ -104,6 +144,7 @@ def summary() -> dict[str, object]:
 @blp.arguments(TRANSFER)
 @blp.response(202, TransactionSchema)
 @blp.alt_response(200, schema=TransactionSchema, description="Replay of an earlier request with the same key")
+@transaction_links(blp, (202, 200))
 def transfer(body: dict[str, Any], idempotency_key: str | None) -> Any:
     """Same as POST /api/v1/transactions/transfer."""
     return accept_transfer(body, idempotency_key)
@@ -156,6 +197,7 @@ def grant_member(body: dict[str, Any], wallet_id: uuid.UUID) -> Any:
 @blp.arguments(AmountSchema)
 @blp.response(202, TransactionSchema)
 @blp.alt_response(200, schema=TransactionSchema, description="Replay of an earlier request with the same key")
+@transaction_links(blp, (202, 200))
 def deposit(body: dict[str, Any], wallet_id: uuid.UUID, idempotency_key: str | None) -> Any:
     """OWNER/ADMIN: money in, from the organisation's treasury for the wallet's currency."""
     return submit_and_enqueue(
@@ -176,6 +218,7 @@ def deposit(body: dict[str, Any], wallet_id: uuid.UUID, idempotency_key: str | N
 @blp.arguments(AmountSchema)
 @blp.response(202, TransactionSchema)
 @blp.alt_response(200, schema=TransactionSchema, description="Replay of an earlier request with the same key")
+@transaction_links(blp, (202, 200))
 def withdraw(body: dict[str, Any], wallet_id: uuid.UUID, idempotency_key: str | None) -> Any:
     """Money out, to the organisation's treasury. The wallet's owner or a CONTRIBUTOR."""
     return submit_and_enqueue(
