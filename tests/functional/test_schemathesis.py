@@ -63,10 +63,11 @@ def _headers(app, fuzz_user, operation_label: str) -> dict[str, str]:
     token_kind = SPENDS_ITS_TOKEN.get(operation_label)
     if token_kind is None:
         return {"Authorization": f"Bearer {fuzz_user.token}"}
-    from web.tokens import issue_token_pair
+    from web.db import unit_of_work
+    from web.tokens import start_login
 
-    with app.app_context():  # a fresh login's pair, without spending the login rate limit
-        tokens = issue_token_pair(uuid.UUID(fuzz_user.id))
+    with app.app_context(), unit_of_work() as session:  # a fresh login, without spending the login rate limit
+        tokens = start_login(session, uuid.UUID(fuzz_user.id))
     return {"Authorization": f"Bearer {tokens[token_kind]}"}
 
 
