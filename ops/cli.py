@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,10 @@ from ops import devservers
 from ops.migrate import upgrade_to_head
 from settings import VAR_DIR, SettingMissing
 
+# A run already in progress (beat's, every 180 s, takes milliseconds to seconds) is waited for this
+# long before `vaultcraft reconcile` gives up, polling every RECONCILE_BUSY_POLL_SECONDS.
+RECONCILE_BUSY_WAIT_SECONDS = 30
+RECONCILE_BUSY_POLL_SECONDS = 0.5
 # What a server that is down or unreachable raises, through each client the commands use.
 SERVER_UNREACHABLE = (
     sqlalchemy.exc.OperationalError,
@@ -33,8 +38,9 @@ class OperatorCommands(click.Group):
     """Every command finds its servers first, and reports a missing or unreachable one in one line."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        for name, url in devservers.running_services().items():
-            os.environ.setdefault(name, url)
+        if not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL")):
+            for name, url in devservers.running_services().items():
+                os.environ.setdefault(name, url)
         try:
             return super().invoke(ctx)
         except SettingMissing as missing:
@@ -125,11 +131,16 @@ def reconcile(full: bool, organization_id: str | None) -> None:
 
     mode = ReconciliationMode.FULL if full else ReconciliationMode.INCREMENTAL
     scope = uuid.UUID(organization_id) if organization_id else None
-    try:
-        outcome = run_reconciliation(mode, organization_id=scope, trigger="cli")
-    except DomainError as error:
-        click.echo(f"error: {error.message}", err=True)
-        sys.exit(1)
+    busy_until = time.monotonic() + RECONCILE_BUSY_WAIT_SECONDS
+    while True:
+        try:
+            outcome = run_reconciliation(mode, organization_id=scope, trigger="cli")
+            break
+        except DomainError as error:
+            if error.code != "RECONCILIATION_RUNNING" or time.monotonic() > busy_until:
+                click.echo(f"error: {error.message}", err=True)
+                sys.exit(1)
+            time.sleep(RECONCILE_BUSY_POLL_SECONDS)
     _print_run(outcome["run_id"])
     if outcome["findings"]:
         sys.exit(2)
