@@ -16,6 +16,14 @@ PROJECT_ROOT = Path(__file__).resolve().parent
 VAR_DIR = Path(os.environ.get("VAULTCRAFT_VAR_DIR", PROJECT_ROOT / "var"))
 
 
+class SettingMissing(RuntimeError):
+    """A required variable is not set; `name` says which."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"{name} is not set: start through `make run` (embedded servers) or set it")
+        self.name = name
+
+
 def _jwt_secret_key() -> str:
     """JWT_SECRET_KEY from the environment, else a random key kept in var/ so restarts keep sessions."""
     configured = os.environ.get("JWT_SECRET_KEY")
@@ -105,9 +113,7 @@ def get_settings() -> Settings:
         database_url = os.environ["DATABASE_URL"]
         redis_url = os.environ["REDIS_URL"]
     except KeyError as missing:
-        raise RuntimeError(
-            f"{missing.args[0]} is not set: start through `make run` (embedded services) or set it"
-        ) from None
+        raise SettingMissing(missing.args[0]) from None
     return Settings(
         database_url=sqlalchemy_url(database_url),
         redis_url=redis_url,

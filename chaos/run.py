@@ -21,6 +21,7 @@ from typing import Any
 from chaos.scenarios import SCENARIOS, SMOKE, ScenarioResult, Sizes
 from chaos.stack import Stack, StackConfig
 from settings import PROJECT_ROOT
+from web.serve import PROCESSES_DEFAULT, THREADS_DEFAULT
 
 RESULTS_PATH = PROJECT_ROOT / "chaos" / "results.json"
 README_PATH = PROJECT_ROOT / "README.md"
@@ -126,6 +127,14 @@ def run(sizes: Sizes, names: list[str], seed: int, config: StackConfig) -> tuple
     return results, time.monotonic() - started
 
 
+def web_phrase(config: StackConfig) -> str:
+    """How the web ran, and the shipped default (web/serve.py) when this run set another shape."""
+    shape, default = f"{config.web_processes}x{config.web_threads}", f"{PROCESSES_DEFAULT}x{THREADS_DEFAULT}"
+    if shape == default:
+        return f"granian ({shape} threads)"
+    return f"granian ({shape} threads, set for this run; the default is {default})"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (what the test suite runs)")
@@ -145,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         "smoke": args.smoke,
         "cpus": os.cpu_count(),
         "python": f"Python {platform.python_version()}",
-        "stack": f"web: granian ({config.web_processes}x{config.web_threads} threads), {config.workers} Celery workers "
+        "stack": f"web: {web_phrase(config)}, {config.workers} Celery workers "
         f"(prefork x{config.worker_concurrency}), beat, Postgres, Redis; loopback only",
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)

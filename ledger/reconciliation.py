@@ -527,9 +527,9 @@ def _report(
     events.record_drift_event(session, run.id, findings)
     for finding in findings[:FINDINGS_LOGGED_MAX]:
         logger.critical(
-            "ledger drift: %s on wallet %s (expected %s, actual %s, difference %s)",
+            "ledger drift: %s on %s (expected %s, actual %s, difference %s)",
             finding["check"].value,
-            finding.get("wallet_id") or finding.get("transaction_id") or finding.get("currency"),
+            _subject(finding),
             finding.get("expected"),
             finding.get("actual"),
             finding.get("difference"),
@@ -537,6 +537,14 @@ def _report(
         )
     if len(findings) > FINDINGS_LOGGED_MAX:
         logger.critical("ledger drift: %d more findings", len(findings) - FINDINGS_LOGGED_MAX)
+
+
+def _subject(finding: dict[str, Any]) -> str:
+    """What a finding is about, named with its kind: `wallet <id>`, `transaction <id>`, `currency INR`."""
+    for kind in ("wallet", "transaction"):
+        if finding.get(f"{kind}_id"):
+            return f"{kind} {finding[f'{kind}_id']}"
+    return f"currency {finding.get('currency')}"
 
 
 # --- reading runs --------------------------------------------------------------------------------

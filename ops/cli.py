@@ -1,16 +1,59 @@
-"""`vaultcraft`: the operator's command line. Reads the same environment as the services."""
+"""`vaultcraft`: the operator's command line. Reads the same environment as the services.
+
+Where DATABASE_URL or REDIS_URL is not set, it uses the embedded servers that `make run` started
+under var/, so it works from a second shell with nothing exported. Failing that, or when a server
+does not answer, it says so in one line (exit 1) instead of a traceback.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from datetime import datetime
+from typing import Any
 
 import click
+import kombu.exceptions
+import redis.exceptions
+import sqlalchemy.exc
 
+from ops import devservers
 from ops.migrate import upgrade_to_head
+from settings import VAR_DIR, SettingMissing
+
+# A run already in progress (beat's, every 180 s, takes milliseconds to seconds) is waited for this
+# long before `vaultcraft reconcile` gives up, polling every RECONCILE_BUSY_POLL_SECONDS.
+RECONCILE_BUSY_WAIT_SECONDS = 30
+RECONCILE_BUSY_POLL_SECONDS = 0.5
+# What a server that is down or unreachable raises, through each client the commands use.
+SERVER_UNREACHABLE = (
+    sqlalchemy.exc.OperationalError,
+    redis.exceptions.ConnectionError,
+    kombu.exceptions.OperationalError,
+)
 
 
-@click.group()
+class OperatorCommands(click.Group):
+    """Every command finds its servers first, and reports a missing or unreachable one in one line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        if not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL")):
+            for name, url in devservers.running_services().items():
+                os.environ.setdefault(name, url)
+        try:
+            return super().invoke(ctx)
+        except SettingMissing as missing:
+            raise click.ClickException(
+                f"{missing.name} is not set and no `make run` with embedded servers is running in {VAR_DIR}: "
+                f"start `make run` (in another shell), or set {missing.name}"
+            ) from None
+        except SERVER_UNREACHABLE as down:
+            first_line = str(down).strip().splitlines()[0] if str(down).strip() else type(down).__name__
+            raise click.ClickException(f"a server does not answer: {first_line}") from None
+
+
+@click.group(cls=OperatorCommands)
 def main() -> None:
     """VaultCraft operations."""
 
@@ -93,11 +136,16 @@ def reconcile(full: bool, organization_id: str | None) -> None:
 
     mode = ReconciliationMode.FULL if full else ReconciliationMode.INCREMENTAL
     scope = uuid.UUID(organization_id) if organization_id else None
-    try:
-        outcome = run_reconciliation(mode, organization_id=scope, trigger="cli")
-    except DomainError as error:
-        click.echo(f"error: {error.message}", err=True)
-        sys.exit(1)
+    busy_until = time.monotonic() + RECONCILE_BUSY_WAIT_SECONDS
+    while True:
+        try:
+            outcome = run_reconciliation(mode, organization_id=scope, trigger="cli")
+            break
+        except DomainError as error:
+            if error.code != "RECONCILIATION_RUNNING" or time.monotonic() > busy_until:
+                click.echo(f"error: {error.message}", err=True)
+                sys.exit(1)
+            time.sleep(RECONCILE_BUSY_POLL_SECONDS)
     _print_run(outcome["run_id"])
     if outcome["findings"]:
         sys.exit(2)

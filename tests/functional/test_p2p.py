@@ -351,3 +351,37 @@ def test_seed_compatible_paths_behave_like_their_twins(api, parties):
     assert (second, "CREDIT", 200) in mine and (source, "DEBIT", 300) in mine
     assert all(e["wallet_id"] != destination for e in entries)
     assert api.app.test_client().get("/api/vault-settlements/ledger").status_code == 401
+
+
+def test_get_with_wait_answers_once_the_request_is_final(api, parties):
+    """Read right after the settle, a request is SETTLING; `?wait=N` holds the answer until it is final,
+    as `GET /transactions/{id}?wait=N` does."""
+    payee, destination, payer, source = parties
+    request = api.p2p_request(payee, payer, destination, 1_200)
+    assert api.p2p_settle(payer, request["id"], source).status_code == 202
+
+    waited = api.get(f"/p2p/requests/{request['id']}?wait=5", payee)
+
+    assert waited.status_code == 200, waited.json
+    assert waited.json["status"] == "SETTLED"
+    assert api.wallet(payee, destination)["balance"] == 1_200
+
+
+def test_get_with_wait_returns_at_the_deadline_while_the_transfer_is_unsettled(api, parties, unpublished):
+    payee, destination, payer, source = parties
+    unpublished.start()
+    request = api.p2p_request(payee, payer, destination, 100)
+    api.p2p_settle(payer, request["id"], source)
+
+    waited = api.get(f"/p2p/requests/{request['id']}?wait=0.3", payer)
+
+    assert (waited.status_code, waited.json["status"]) == (200, "SETTLING")
+
+
+@pytest.mark.parametrize("wait", ["31", "-1", "soon"])
+def test_get_refuses_a_wait_out_of_bounds(api, parties, wait):
+    payee, destination, payer, _source = parties
+    request = api.p2p_request(payee, payer, destination, 100)
+    response = api.get(f"/p2p/requests/{request['id']}?wait={wait}", payee)
+    assert response.status_code == 422
+    assert "error" in response.json

@@ -29,7 +29,9 @@ from web.schemas.p2p import (
     P2PSettledSchema,
     P2PSettleSchema,
 )
+from web.schemas.transactions import WaitQuerySchema
 from web.security import authenticated, current_actor
+from web.waiting import read_until_final
 
 blp = Blueprint("p2p", __name__, url_prefix="/api/v1/p2p", description="Peer-to-peer requests")
 REQUEST_PATH = "/api/v1/p2p/requests/{request_id}"
@@ -161,12 +163,19 @@ def list_requests(args: dict[str, Any]) -> dict[str, Any]:
         return {"items": request_views(session, page.items), "next_cursor": page.next_cursor}
 
 
-@blp.route("/requests/<uuid:request_id>", methods=["GET"])
-@authenticated(blp)
-@blp.response(200, P2PRequestSchema)
-def get_request(request_id: uuid.UUID) -> dict[str, Any]:
+def _read(request_id: uuid.UUID) -> dict[str, Any]:
     with unit_of_work() as session:
         return request_views(session, [p2p.get_request(session, current_actor(session), request_id)])[0]
+
+
+@blp.route("/requests/<uuid:request_id>", methods=["GET"])
+@authenticated(blp)
+@blp.arguments(WaitQuerySchema, location="query")
+@blp.response(200, P2PRequestSchema)
+def get_request(args: dict[str, Any], request_id: uuid.UUID) -> dict[str, Any]:
+    """One request; `?wait=N` holds the answer until it is final (SETTLED, FAILED, DECLINED,
+    CANCELLED) or N seconds pass, as for transactions."""
+    return read_until_final(lambda: _read(request_id), lambda view: P2PStatus(view["status"]).is_final, args["wait"])
 
 
 @blp.route("/requests/<uuid:request_id>/settle", methods=["POST"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -24,12 +23,12 @@ from web.schemas.transactions import (
 )
 from web.schemas.wallets import LedgerEntrySchema
 from web.security import authenticated, current_actor, current_user_id
+from web.waiting import read_until_final
 
 blp = Blueprint("transactions", __name__, url_prefix="/api/v1/transactions", description="Transfer intents")
 
 TransactionPageSchema = page_schema(TransactionSchema, "TransactionPage")
 EntryListSchema = page_schema(LedgerEntrySchema, "TransactionEntries")
-WAIT_POLL_SECONDS_MIN, WAIT_POLL_SECONDS_MAX = 0.02, 0.25
 TRANSACTION_PATH = "/api/v1/transactions/{transaction_id}"
 
 
@@ -136,14 +135,11 @@ def _read(transaction_id: uuid.UUID) -> Transaction:
 @blp.response(200, TransactionSchema)
 def get_transaction(args: dict[str, Any], transaction_id: uuid.UUID) -> Transaction:
     """One transaction; `?wait=N` holds the answer until it is final or N seconds pass."""
-    transaction = _read(transaction_id)
-    deadline = time.monotonic() + args["wait"]
-    pause = WAIT_POLL_SECONDS_MIN
-    while transaction.status == TransactionStatus.PENDING and time.monotonic() < deadline:
-        time.sleep(min(pause, max(deadline - time.monotonic(), 0)))
-        pause = min(pause * 2, WAIT_POLL_SECONDS_MAX)
-        transaction = _read(transaction_id)
-    return transaction
+    return read_until_final(
+        lambda: _read(transaction_id),
+        lambda transaction: transaction.status != TransactionStatus.PENDING,
+        args["wait"],
+    )
 
 
 @blp.route("/<uuid:transaction_id>/ledger", methods=["GET"])
