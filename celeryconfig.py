@@ -43,7 +43,7 @@ task_soft_time_limit = 90
 # backlog behind its own ids anyway.
 worker_prefetch_multiplier = 4
 # Two prefork processes on two cores: one per core, each with its Postgres backend. With a hot wallet
-# locked last (ledger/posting.py) batches seldom wait on each other, so settling is bound by CPU, and
+# locked last (ledger/settlement/posting.py) batches seldom wait on each other, so settling is bound by CPU, and
 # more processes only add switching and lock probes between them. Issue 3 bench, 50,000 PENDING
 # intents, same machine and session, uniform / onto one hot wallet: 2 processes 8,800-9,600/s (2 runs)
 # and 9,000-10,600/s (5 runs); 3 processes 8,400-8,600/s and 8,000-9,000/s (2 runs each); 4 processes

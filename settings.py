@@ -80,7 +80,7 @@ class Settings:
     db_random_page_cost: float = 1.1
     settle_retries_max: int = 5
     # An intent whose settling alone raises an unexpected error this many times is parked
-    # (ledger/parking.py): still PENDING, passed by every claim, drain and sweep, until an operator acts.
+    # (ledger/settlement/parking.py): still PENDING, passed by every claim, drain and sweep, until an operator acts.
     settle_failures_before_park: int = 3
     settle_batch_size_max: int = 1000
     pending_stale_seconds: int = 30

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import psycopg
 
 from ledger.identity import signup
-from ledger.posting import settle_transfers
+from ledger.settlement.posting import settle_transfers
 from ledger.wallets import get_or_create_system_wallet
 from models.db import session_factory
 

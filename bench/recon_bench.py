@@ -84,10 +84,10 @@ def _timed(label: str, mode: str) -> dict:
 
 
 def _settle_new_transfers(count: int) -> None:
-    """New activity through the real engine: PENDING intents, then ledger.posting in batches."""
+    """New activity through the real engine: PENDING intents, then ledger.settlement.posting in batches."""
     from sqlalchemy import text
 
-    from ledger.posting import settle_transfers
+    from ledger.settlement.posting import settle_transfers
     from models.db import session_factory
 
     with session_factory().begin() as session:

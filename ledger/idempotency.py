@@ -3,7 +3,7 @@
 A key is kept for `Settings.idempotency_key_ttl_hours` (24 h by default, as Stripe keeps them), then
 beat purges it (`purge_expired_keys`, a bounded batch at a time): after that the same key is new
 again. A replay is answered only to a caller who may see the transaction the key made (the callers
-in `ledger.intents` and `ledger.bulk` check): keys are scoped to the organisation, not the user.
+in `ledger.intents.transfers` and `ledger.intents.bulk` check): keys are scoped to the organisation, not the user.
 """
 
 from __future__ import annotations

@@ -176,7 +176,7 @@ def change_status(session: Session, actor: Actor, wallet_id: uuid.UUID, status: 
 def _refuse_while_settling(session: Session, wallet: Wallet, clearing_id: uuid.UUID | None) -> None:
     """A treasury or clearing wallet that holds money or has obligations waiting for a settlement
     batch stays ACTIVE: a batch posts to both, and could not settle this organisation while one
-    is LOCKED or CLOSED (it would leave the organisation out, see ledger/settlement_batches.py)."""
+    is LOCKED or CLOSED (it would leave the organisation out, see ledger/clearing/batches.py)."""
     unsettled = 0
     if clearing_id is not None:
         unsettled = session.execute(_UNSETTLED_OBLIGATIONS, {"clearing": clearing_id}).scalar_one()

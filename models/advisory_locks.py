@@ -16,9 +16,9 @@ import enum
 class AdvisoryLock(enum.IntEnum):
     # One migrator at a time: web, worker and beat may all start together (migrations/env.py).
     MIGRATIONS = 7261001
-    # One reconciliation run at a time (ledger/reconciliation.py).
+    # One reconciliation run at a time (ledger/integrity/reconciliation.py).
     RECONCILIATION_RUN = 7261003
-    # One cross-organisation settlement batch at a time (ledger/settlement_batches.py).
+    # One cross-organisation settlement batch at a time (ledger/clearing/batches.py).
     SETTLEMENT_BATCH = 7261004
     # One outbox relay at a time, so events go out in outbox order (tasks/outbox.py).
     OUTBOX_RELAY = 7261005

@@ -1,4 +1,4 @@
-"""Risk controls: each organisation's limits on money leaving its wallets (enforced by ledger/risk.py).
+"""Risk controls: each organisation's limits on money leaving its wallets (enforced by ledger/settlement/risk.py).
 
 One row per organisation; no row, or a NULL limit, means "no limit". SYSTEM wallets are exempt.
 """

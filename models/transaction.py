@@ -20,7 +20,7 @@ class TransactionType(enum.StrEnum):
     WITHDRAWAL = "WITHDRAWAL"
     SETTLEMENT = "SETTLEMENT"
     # The obligation a cross-organisation transfer leaves between the two organisations' clearing
-    # wallets, posted with the transfer (see ledger/clearing.py).
+    # wallets, posted with the transfer (see ledger/clearing/routing.py).
     CLEARING = "CLEARING"
 
 
@@ -39,7 +39,7 @@ class FailureReason(enum.StrEnum):
     INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
     WALLET_NOT_ACTIVE = "WALLET_NOT_ACTIVE"
     CURRENCY_MISMATCH = "CURRENCY_MISMATCH"
-    # Over one of the source organisation's risk limits (models/risk.py, ledger/risk.py).
+    # Over one of the source organisation's risk limits (models/risk.py, ledger/settlement/risk.py).
     RISK_LIMIT = "RISK_LIMIT"
     # A SYSTEM wallet (treasury, clearing) where only a deposit or withdrawal may name one: an intent
     # that got past intake (ledger/access.py) with one is refused here too.
@@ -62,7 +62,8 @@ class Transaction(Base):
         CheckConstraint("(status = 'FAILED') = (failure_reason IS NOT NULL)", name="failure_reason_when_failed"),
         # The sweep and the batch engine look for old PENDING intents; keep that index small.
         Index("ix_transactions_pending", "created_at", postgresql_where=text("status = 'PENDING'")),
-        # The PENDING intents that debit a wallet, oldest first: the per-wallet settle order (ledger/order.py).
+        # The PENDING intents that debit a wallet, oldest first: the per-wallet settle order
+        # (ledger/settlement/order.py).
         Index(
             "ix_transactions_pending_source",
             "source_wallet_id",
@@ -126,7 +127,7 @@ class Transaction(Base):
     # The settlement batch that settled this transaction: a cross-organisation transfer, its CLEARING
     # obligation, and the batch's own SETTLEMENT postings.
     settlement_batch_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("settlement_batches.id"), nullable=True)
-    # Settling this intent alone raised an unexpected error this many times (ledger/parking.py). At the
+    # Settling this intent alone raised an unexpected error this many times (ledger/settlement/parking.py). At the
     # bound it is parked: still PENDING, with the last error as its reason, passed by every claim.
     settle_failures: Mapped[int] = mapped_column(server_default=text("0"), default=0)
     park_reason: Mapped[str | None] = mapped_column(String(PARK_REASON_LENGTH_MAX), nullable=True)

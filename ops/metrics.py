@@ -24,14 +24,14 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from ledger.events import SETTLED_KEY
-from ledger.netting import SETTLEMENT_SKIPS_NOTE
-from ledger.reconciliation import RUN_RECONCILIATION_NOTE
+from ledger.clearing.netting import SETTLEMENT_SKIPS_NOTE
+from ledger.integrity.events import SETTLED_KEY
+from ledger.integrity.reconciliation import RUN_RECONCILIATION_NOTE
+from ledger.notes import ACCEPTED_KEY
 
 logger = logging.getLogger("vaultcraft.settlement")
 
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
-ACCEPTED_KEY = "vaultcraft.accepted"
 
 HTTP_REQUESTS = Counter(
     "vaultcraft_http_requests_total", "HTTP requests answered, by route and status", ["method", "route", "status"]
@@ -64,18 +64,12 @@ SETTLEMENT_SKIPS = Counter(
 EVENTS_PUBLISHED = Counter("vaultcraft_outbox_events_published_total", "Outbox events published to the broker")
 EVENTS_PUBLISH_FAILURES = Counter("vaultcraft_outbox_publish_failures_total", "Outbox publish attempts that failed")
 INTENTS_PARKED = Counter(
-    "vaultcraft_intents_parked_total", "Intents parked after their settling kept failing (ledger/parking.py)"
+    "vaultcraft_intents_parked_total", "Intents parked after their settling kept failing (ledger/settlement/parking.py)"
 )
 
 
 def multiprocess_enabled() -> bool:
     return bool(os.environ.get(MULTIPROC_DIR_ENV))
-
-
-def note_accepted(session: Session, transaction_type: str, count: int = 1) -> None:
-    """Count `count` accepted intents of this type once the unit of work commits."""
-    accepted = session.info.setdefault(ACCEPTED_KEY, {})
-    accepted[transaction_type] = accepted.get(transaction_type, 0) + count
 
 
 def _observe(info: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ from kombu import Connection, Exchange, Producer
 from sqlalchemy import Row, Text, cast, event, func, literal_column, select, text, update
 from sqlalchemy.orm import Session
 
-from ledger.events import OUTBOX_WRITTEN_KEY, iso_sql
+from ledger.integrity.events import OUTBOX_WRITTEN_KEY, iso_sql
 from models import OutboxEvent
 from models.advisory_locks import AdvisoryLock
 from models.db import session_factory

@@ -7,9 +7,9 @@ import uuid
 from typing import Any
 
 from ledger.access import Actor
-from ledger.audit import SYSTEM_ORIGIN, Origin
 from ledger.errors import Conflict
-from ledger.reconciliation import reconcile
+from ledger.integrity.audit import SYSTEM_ORIGIN, Origin
+from ledger.integrity.reconciliation import reconcile
 from models import ReconciliationMode
 from models.db import session_factory
 from workers.app import app

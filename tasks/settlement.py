@@ -1,4 +1,4 @@
-"""Celery tasks that settle intents. Thin: take ids, open one transaction, call ledger.posting."""
+"""Celery tasks that settle intents. Thin: take ids, open one transaction, call ledger.settlement.posting."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import psycopg.errors
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from ledger import parking
-from ledger.posting import LateWalletChanged, SettleOutcome, settle_oldest_pending
-from ledger.posting import settle_transfers as post_transfers
-from ledger.sweep import stale_pending_ids
+from ledger.settlement import parking
+from ledger.settlement.posting import LateWalletChanged, SettleOutcome, settle_oldest_pending
+from ledger.settlement.posting import settle_transfers as post_transfers
+from ledger.settlement.sweep import stale_pending_ids
 from models.db import session_factory
 from ops.metrics import INTENTS_PARKED
 from settings import get_settings
@@ -61,7 +61,7 @@ def settle_once(transaction_ids: Sequence[uuid.UUID]) -> SettleOutcome:
 
 def settle_or_bisect(transaction_ids: Sequence[uuid.UUID]) -> SettleOutcome:
     """Settle a batch; if it fails unexpectedly, settle each half on its own until the culprit stands
-    alone. The culprit stays PENDING (parked once it has failed alone often enough: ledger/parking.py)
+    alone. The culprit stays PENDING (parked once it has failed alone often enough: ledger/settlement/parking.py)
     and its error is raised after the others are settled."""
     outcome, error = _bisect(transaction_ids)
     if error is not None:
@@ -118,7 +118,7 @@ class Drained:
     settled: int
     backlog_left: bool  # stopped at batches_max with full batches: more may be waiting
     # Stopped at a batch that settled nothing: every intent it claimed waits behind an older one
-    # that another batch, not yet committed, holds (ledger/order.py). A drain comes back shortly.
+    # that another batch, not yet committed, holds (ledger/settlement/order.py). A drain comes back shortly.
     waiting: bool = False
 
 

@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlalchemy.exc import DBAPIError
 
 from ledger.access import Actor
-from ledger.audit import SYSTEM_ORIGIN, Origin
-from ledger.settlement_batches import audit_run, run_batch
+from ledger.clearing.batches import audit_run, run_batch
+from ledger.integrity.audit import SYSTEM_ORIGIN, Origin
 from models import BatchTrigger, SettlementBatch
 from models.db import session_factory
 from settings import get_settings

@@ -17,14 +17,14 @@ from flask import Flask, Response, g, has_request_context, request
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from ledger import audit as audit_trail
-from ledger import events
 from ledger.access import Actor
-from ledger.intents import Submitted
+from ledger.integrity import audit as audit_trail
+from ledger.integrity import events
+from ledger.intents.transfers import Submitted
+from ledger.notes import note_accepted
 from models import Transaction, TransactionStatus, User, Wallet, WalletMember
 from models.audit import REQUEST_ID_LENGTH_MAX
 from ops.logging_setup import request_id_var
-from ops.metrics import note_accepted
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(rf"^[A-Za-z0-9._:-]{{1,{REQUEST_ID_LENGTH_MAX}}}$")
@@ -41,7 +41,7 @@ def origin() -> audit_trail.Origin:
 
 
 def audit(session: Session, actor: Actor | User | None, action: str, **details: Any) -> None:
-    """Append an audit row to the view's unit of work (see ledger.audit.record for `details`)."""
+    """Append an audit row to the view's unit of work (see ledger.integrity.audit.record for `details`)."""
     audit_trail.record(session, actor, action, origin=origin(), **details)
 
 

@@ -1,7 +1,7 @@
 """Settlement batches record the organisations they had to leave out.
 
 A batch that finds an organisation's treasury or clearing wallet LOCKED or CLOSED settles everyone
-else and leaves that organisation's obligations for a later batch (ledger/settlement_batches.py);
+else and leaves that organisation's obligations for a later batch (ledger/clearing/batches.py);
 `skipped` says which organisations, in which currency, and why, so it shows in the batch.
 
 Revision ID: 0010

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from ledger.settlement_batches import BATCH_ADVISORY_LOCK_KEY
+from ledger.clearing.batches import BATCH_ADVISORY_LOCK_KEY
 from models.db import session_factory
 from tasks.outbox import _take_relay_lock
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-import ledger.posting
+import ledger.settlement.plan
 from settings import get_settings
 from tasks.settlement import settle_or_bisect
 
@@ -18,24 +18,24 @@ def test_batch_splits_until_the_culprit_stands_alone(api, unpublished, monkeypat
     unpublished.start()
     ids = [api.transfer(owner, source, destination, 10).json["id"] for _ in range(5)]
     culprit = uuid.UUID(ids[2])
-    real_refusal = ledger.posting.refusal
+    real_refusal = ledger.settlement.plan.refusal
 
     def exploding_refusal(intent, source_state, destination_state):
         if intent.id == culprit:
             raise RuntimeError("unexpected")
         return real_refusal(intent, source_state, destination_state)
 
-    monkeypatch.setattr(ledger.posting, "refusal", exploding_refusal)
+    monkeypatch.setattr(ledger.settlement.plan, "refusal", exploding_refusal)
     with pytest.raises(RuntimeError):
         settle_or_bisect([uuid.UUID(i) for i in ids])
 
     statuses = {i: api.wait_final(owner, i, seconds=0)["status"] for i in ids}
     assert statuses.pop(str(culprit)) == "PENDING"
-    # Those accepted before it settled; those after it on its wallet wait for their turn (ledger/order.py).
+    # Those accepted before it settled; those after it on its wallet wait for their turn (ledger/settlement/order.py).
     assert statuses == {ids[0]: "COMPLETED", ids[1]: "COMPLETED", ids[3]: "PENDING", ids[4]: "PENDING"}
     assert api.wallet(owner, source)["balance"] == 980
 
-    # Until the culprit is parked (ledger/parking.py): then it no longer holds its wallet back, and
+    # Until the culprit is parked (ledger/settlement/parking.py): then it no longer holds its wallet back, and
     # the round that parks it settles them.
     for _ in range(get_settings().settle_failures_before_park - 1):
         with pytest.raises(RuntimeError):

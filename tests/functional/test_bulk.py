@@ -264,7 +264,7 @@ def test_concurrent_batches_with_one_key_for_two_requests_refuse_the_loser(api, 
 
 
 def test_a_failure_after_the_write_leaves_nothing_behind(api, db, monkeypatch):
-    from ledger import bulk
+    from ledger.intents import bulk
 
     owner = api.signup()
     source = api.funded_wallet(owner, 1_000)

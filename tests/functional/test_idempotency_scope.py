@@ -63,7 +63,7 @@ def test_a_colleague_who_cannot_see_the_transaction_gets_no_replay_of_it(api, db
 def test_the_general_intake_path_checks_visibility_on_replay_too(api, owners_transfer):
     from ledger.errors import InvalidRequest
     from ledger.identity import load_actor
-    from ledger.intents import TransferRequest, submit_transfer
+    from ledger.intents.transfers import TransferRequest, submit_transfer
     from models.db import session_factory
 
     _owner, member, source, destination, _transaction_id = owners_transfer

@@ -1,4 +1,4 @@
-"""A hot wallet that a batch only credits is locked last (ledger.posting.late_wallets).
+"""A hot wallet that a batch only credits is locked last (ledger.settlement.posting.late_wallets).
 
 The batch plans its credits against the wallet read without a lock, so these tests act in the gap
 between that read and the lock: another transfer posts to the wallet, its status changes, or a
@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import pytest
 
-from ledger import posting
-from ledger.posting import LATE_LOCK_CREDITS_MIN
+from ledger.settlement import posting
+from ledger.settlement.posting import LATE_LOCK_CREDITS_MIN
 from models.ids import new_id
 from tasks.settlement import settle_once
 

@@ -1,5 +1,5 @@
 """Two paths that used to deadlock with a cross-organisation settlement batch, now in one global lock
-order (ledger.posting.lock_wallets): Postgres had to break the cycle and one side retried.
+order (ledger.settlement.posting.lock_wallets): Postgres had to break the cycle and one side retried.
 
 1. A settle task naming intents that are already final (a duplicate message, a sweep) locked their
    rows, then waited for wallets; a settlement batch holding those wallets waited to mark the transfer.
@@ -15,9 +15,9 @@ import time
 import uuid
 from typing import Any
 
-from ledger import posting, risk
-from ledger.posting import LATE_LOCK_CREDITS_MIN
-from ledger.settlement_batches import run_batch
+from ledger.clearing.batches import run_batch
+from ledger.settlement import posting, risk
+from ledger.settlement.posting import LATE_LOCK_CREDITS_MIN
 from models import BatchTrigger
 from models.db import session_factory
 from models.ids import new_id

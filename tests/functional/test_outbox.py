@@ -128,7 +128,7 @@ def test_every_transaction_event_arrives_exactly_as_recorded(api, events_queue, 
 
 
 def test_a_failed_publish_is_kept_and_retried_in_order(api):
-    from ledger.events import record_event
+    from ledger.integrity.events import record_event
     from models import OutboxEvent
     from models.db import session_factory
     from tasks.outbox import RELAY_LOCK_KEY, events_producer, relay_batch, relay_pending
@@ -163,7 +163,7 @@ def test_a_failed_publish_is_kept_and_retried_in_order(api):
 def test_a_batch_reads_the_exchange_bindings_once_and_delivers_to_every_bound_queue(api, events_queue, monkeypatch):
     from kombu.transport.redis import Channel
 
-    from ledger.events import record_event
+    from ledger.integrity.events import record_event
     from models import OutboxEvent
     from models.db import session_factory
     from tasks.outbox import RELAY_LOCK_KEY, events_producer, relay_batch

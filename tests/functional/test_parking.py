@@ -1,5 +1,5 @@
 """One intent that cannot be settled does not stall the drain: the rest of its batch settles, and
-after a bounded number of failures it is parked (ledger/parking.py), visible and passed by."""
+after a bounded number of failures it is parked (ledger/settlement/parking.py), visible and passed by."""
 
 from __future__ import annotations
 

@@ -87,7 +87,7 @@ def cached_balance_plus_one(org) -> Iterator[tuple]:
 
 def test_a_cached_balance_off_by_one_is_named_with_its_difference(api, cached_balance_plus_one, caplog):
     owner, source, _destination, _ = cached_balance_plus_one
-    with caplog.at_level(logging.CRITICAL, logger="ledger.reconciliation"):
+    with caplog.at_level(logging.CRITICAL, logger="ledger.integrity.reconciliation"):
         result = run(api, owner, "INCREMENTAL")
     assert result["status"] == "DRIFT"
     [finding] = findings_for(result, "BALANCE_MISMATCH", wallet_id=source)
@@ -193,7 +193,7 @@ def test_a_broken_balance_after_is_found_and_named(api, broken_balance_after):
 
 def test_a_platform_run_checks_each_currency_sums_to_zero(api, operator, cached_balance_plus_one, caplog):
     _owner, source, _destination, _ = cached_balance_plus_one
-    with caplog.at_level(logging.CRITICAL, logger="ledger.reconciliation"):
+    with caplog.at_level(logging.CRITICAL, logger="ledger.integrity.reconciliation"):
         result = run(api, operator, "FULL")
     # The log names what drifted: a currency here, not a wallet.
     assert any(r.getMessage().startswith("ledger drift: CURRENCY_NOT_ZERO on currency INR") for r in caplog.records)
@@ -252,7 +252,7 @@ def test_the_cli_waits_for_a_run_in_progress_instead_of_failing(api):
     import threading
     import time
 
-    from ledger.reconciliation import RUN_LOCK_KEY
+    from ledger.integrity.reconciliation import RUN_LOCK_KEY
     from ops.cli import main
 
     lock_held = threading.Event()

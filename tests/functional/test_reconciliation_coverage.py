@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from ledger.reconciliation import FINDINGS_PER_CHECK_MAX
+from ledger.integrity.reconciliation import FINDINGS_PER_CHECK_MAX
 from tests.functional.test_reconciliation import behind_the_triggers, findings_for, run, sql
 
 

@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
-from ledger.posting import PlannedEntry, _write_entries
+from ledger.settlement.plan import PlannedEntry
+from ledger.settlement.posting import _write_entries
 from models import Direction
 from models.db import get_engine, session_factory
 

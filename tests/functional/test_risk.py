@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ledger.posting import settle_transfers
+from ledger.settlement.posting import settle_transfers
 from models.db import session_factory
 
 LIMITS_PATH = "/organizations/risk-limits"

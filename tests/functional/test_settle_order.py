@@ -1,5 +1,5 @@
 """Intents that debit the same wallet settle in the order they were accepted, whichever endpoint
-accepted them (ledger/order.py): the first one gets the funds and the risk headroom, whatever task
+accepted them (ledger/settlement/order.py): the first one gets the funds and the risk headroom, whatever task
 or drainer takes the later ones."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from ledger import risk
-from ledger.posting import settle_oldest_pending
+from ledger.settlement import risk
+from ledger.settlement.posting import settle_oldest_pending
 from models.db import session_factory
 from models.ids import new_id
 from tests.client import bulk_item

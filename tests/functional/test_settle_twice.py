@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 
-from ledger.posting import settle_transfers
+from ledger.settlement.posting import settle_transfers
 from models.db import session_factory
 from tasks.settlement import enqueue_settlement
 

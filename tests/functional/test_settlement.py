@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ledger.settlement_batches import run_batch
+from ledger.clearing.batches import run_batch
 from models import BatchTrigger
 from models.db import session_factory
 from tests.functional.test_cross_org import currency_totals, entries_of, rows, scalar, system_balance

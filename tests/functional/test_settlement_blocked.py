@@ -183,7 +183,7 @@ def test_a_locked_clearing_wallet_is_skipped_by_the_scheduled_task_too(api, oper
 
 
 def test_a_wallet_blocked_after_the_batch_first_looked_is_caught_under_its_lock(api, operator, db, monkeypatch):
-    from ledger import settlement_batches
+    from ledger.clearing import batches
     from models import BatchTrigger
     from models.db import session_factory
 
@@ -193,10 +193,10 @@ def test_a_wallet_blocked_after_the_batch_first_looked_is_caught_under_its_lock(
     transfer = _pay(api, a, wallet_a, api.create_wallet(b), 300)
     treasury_b = api.create_wallet(b, "SYSTEM", name="treasury")
     db.execute("UPDATE wallets SET status = 'CLOSED' WHERE id = :id", id=treasury_b)
-    monkeypatch.setattr(settlement_batches, "_blocked", lambda session: {})  # as if it closed a moment later
+    monkeypatch.setattr(batches, "_blocked", lambda session: {})  # as if it closed a moment later
 
     with session_factory().begin() as session:
-        batch = settlement_batches.run_batch(session, trigger=BatchTrigger.CLI).batch
+        batch = batches.run_batch(session, trigger=BatchTrigger.CLI).batch
         skips = _skips({"skipped": batch.skipped}, a, b)
     assert [(s["organization_id"], s["reason"], s["obligation_count"]) for s in skips] == [
         (b.organization_id, "TREASURY_NOT_ACTIVE", 1)

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import text
 
-from ledger import events
-from ledger.posting import settle_oldest_pending, settle_transfers
+from ledger.integrity import events
+from ledger.settlement.posting import settle_oldest_pending, settle_transfers
 from models.db import session_factory
 
 
@@ -74,7 +74,7 @@ def test_a_batch_claim_probes_the_primary_key_of_a_large_transactions_table(api)
     """1,000 ids against 60,000 rows: with Postgres's default random_page_cost (4) the planner reads
     the whole table for every batch (the issue 3 bench: 5,000 instead of 6,500 intents/s). The
     application's connections price random reads for memory and SSD (settings.db_random_page_cost)."""
-    from ledger import posting
+    from ledger.settlement import posting
 
     owner = api.signup()
     source, destination = api.create_wallet(owner), api.create_wallet(owner)
@@ -121,7 +121,7 @@ def test_a_claim_reads_its_wallets_in_work_linear_in_the_batch_after_a_quiet_ana
     Planned on that, a claim that joined its rows to their wallets compared every intent with every
     wallet (the issue 3 bench's bulk drain: 1,000 x 1,800 pairs, 0.45 s a claim). Whatever the
     statistics say, claiming a backlog and reading its wallets handles a few rows per intent."""
-    from ledger import posting
+    from ledger.settlement import posting
 
     owner = api.signup()
     first = api.create_wallet(owner)

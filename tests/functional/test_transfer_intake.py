@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from ledger import intents
-from ledger.audit import Origin
 from ledger.errors import DomainError
 from ledger.identity import load_actor
-from ledger.intents import TransferRequest
+from ledger.integrity.audit import Origin
+from ledger.intents import transfers
+from ledger.intents.transfers import TransferRequest
 from models.db import session_factory
 from tests.client import ApiClient, User
 from tests.database import Database
@@ -257,7 +257,7 @@ def rolled_back() -> Iterator[Callable[[Callable[[Any], Any]], tuple[Any, ...]]]
 def _first_use(user: User, request: TransferRequest, key: str | None) -> None:
     try:
         with session_factory().begin() as session:
-            intents.accept_transfer(session, uuid.UUID(user.id), request, idempotency_key=key, origin=Origin())
+            transfers.accept_transfer(session, uuid.UUID(user.id), request, idempotency_key=key, origin=Origin())
     except DomainError:
         pass
 
@@ -275,10 +275,10 @@ def test_the_statement_keeps_the_rules_of_the_orm_path(api, tenancy, rolled_back
     user_id = uuid.UUID(user.id)
 
     def orm_path(session: Any) -> Any:
-        return intents.submit_transfer(session, load_actor(session, user_id), request, idempotency_key=key)
+        return transfers.submit_transfer(session, load_actor(session, user_id), request, idempotency_key=key)
 
     def statement(session: Any) -> Any:
-        return intents.accept_transfer(session, user_id, request, idempotency_key=key, origin=Origin())
+        return transfers.accept_transfer(session, user_id, request, idempotency_key=key, origin=Origin())
 
     assert rolled_back(statement) == rolled_back(orm_path)
 
@@ -287,7 +287,7 @@ def test_a_user_who_no_longer_exists_is_refused_as_an_invalid_token(rolled_back,
     request = TransferRequest(uuid.UUID(tenancy.own), uuid.UUID(tenancy.other_own), 5, "INR")
     for key in (None, "gone"):
         outcome = rolled_back(
-            lambda session, key=key: intents.accept_transfer(
+            lambda session, key=key: transfers.accept_transfer(
                 session, uuid.uuid4(), request, idempotency_key=key, origin=Origin()
             )
         )

@@ -8,9 +8,9 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ledger.bulk import BulkItem, transfer_fingerprint
 from ledger.idempotency import request_hash
-from ledger.intents import TransferRequest
+from ledger.intents.bulk import BulkItem, transfer_fingerprint
+from ledger.intents.transfers import TransferRequest
 from web.schemas.bulk import WELL_FORMED_FIELDS, BulkTransferItemSchema, item_from_schema, well_formed_item
 
 SCHEMA = BulkTransferItemSchema()

@@ -7,7 +7,7 @@ import logging
 import uuid
 from datetime import UTC, datetime
 
-from ledger.audit import _plain, _target
+from ledger.integrity.audit import _plain, _target
 from models import OutboxEvent, TransactionStatus, Wallet
 from ops.logging_setup import JsonFormatter, request_id_var
 

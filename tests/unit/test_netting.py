@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.netting import Obligation, currency_totals, net_positions
+from ledger.clearing.netting import Obligation, currency_totals, net_positions
 
 ORGS = [uuid.UUID(int=i + 1) for i in range(6)]
 A, B, C = ORGS[:3]

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from marshmallow import ValidationError
 
-from ledger.posting import Intent, WalletState, plan_postings
-from ledger.risk import Limits, RiskBudget, Usage, WalletRisk, breach, window_starts
+from ledger.settlement.plan import Intent, WalletState, plan_postings
+from ledger.settlement.risk import Limits, RiskBudget, Usage, WalletRisk, breach, window_starts
 from models import FailureReason
 from web.schemas.risk import TRANSFERS_PER_MINUTE_LIMIT_MAX, RiskLimitsUpdateSchema
 

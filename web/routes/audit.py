@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledger import audit
+from ledger.integrity import audit
 from web.api import Blueprint
 from web.db import unit_of_work
 from web.schemas.common import page_schema

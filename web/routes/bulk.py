@@ -13,8 +13,8 @@ from typing import Any
 from flask import Response, current_app
 from marshmallow import ValidationError
 
-from ledger import bulk
-from ledger.bulk import AcceptedIntent, BulkItem, ItemOutcome
+from ledger.intents import bulk
+from ledger.intents.bulk import AcceptedIntent, BulkItem, ItemOutcome
 from tasks.settlement import settle_soon
 from web.api import Blueprint
 from web.db import unit_of_work
@@ -105,7 +105,7 @@ def create_transfers(body: dict[str, Any]) -> Response:
         outcome = bulk.submit_transfers(session, actor, items, origin=origin())
     if outcome.created_ids:
         # After commit, as every intake does: the drain settles them after the intents accepted
-        # before them (a task of their own would settle them first; ledger/order.py).
+        # before them (a task of their own would settle them first; ledger/settlement/order.py).
         settle_soon(outcome.created_ids)
     answer = _Answer()
     results = [

@@ -10,10 +10,10 @@ from marshmallow import fields
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ledger import intents
 from ledger.access import Actor, can_debit, get_visible_wallet, visible_wallets
 from ledger.errors import Forbidden
-from ledger.intents import Submitted, TransferRequest
+from ledger.intents import transfers
+from ledger.intents.transfers import Submitted, TransferRequest
 from ledger.pagination import paginate
 from models import LedgerEntry, Wallet
 from web.api import Blueprint, links
@@ -47,7 +47,7 @@ def _internal_transfer(
     destination = get_visible_wallet(session, actor, request.destination_wallet_id)
     if not can_debit(session, actor, destination):
         raise Forbidden("an internal move is between two of your own wallets", code="NOT_OWN_WALLET")
-    return intents.submit_transfer(session, actor, request, idempotency_key=idempotency_key)
+    return transfers.submit_transfer(session, actor, request, idempotency_key=idempotency_key)
 
 
 @blp.route("/internal", methods=["POST"])

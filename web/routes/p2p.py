@@ -12,10 +12,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from ledger import p2p
 from ledger.access import Actor
-from ledger.intents import Submitted
-from ledger.p2p import NewRequest, Party, Settled
+from ledger.intents import p2p
+from ledger.intents.p2p import NewRequest, Party, Settled
+from ledger.intents.transfers import Submitted
 from models import P2PRequest, P2PStatus
 from web.api import Blueprint, link, links
 from web.db import unit_of_work

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from ledger import reconciliation
 from ledger.access import require_org_admin
 from ledger.errors import Forbidden
+from ledger.integrity import reconciliation
 from models import ReconciliationMode
 from tasks.reconciliation import run_reconciliation
 from web.api import Blueprint, link, links

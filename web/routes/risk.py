@@ -1,10 +1,10 @@
-"""Risk controls: the caller's organisation's limits on outgoing transfers (see ledger/risk.py)."""
+"""Risk controls: the caller's organisation's limits on outgoing transfers (see ledger/settlement/risk.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ledger import risk
+from ledger.settlement import risk
 from web.api import Blueprint
 from web.db import unit_of_work
 from web.request_context import audit

@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from ledger import settlement_batches
 from ledger.access import Actor
+from ledger.clearing import batches as settlement_batches
 from ledger.errors import Forbidden
 from models import BatchTrigger, SettlementBatch, SettlementLeg
 from tasks.settlement_batches import run_settlement_batch

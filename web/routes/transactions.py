@@ -7,8 +7,8 @@ from typing import Any
 
 from flask import url_for
 
-from ledger import intents
-from ledger.intents import PendingTransfer, Submitted, TransactionFilters, TransferRequest
+from ledger.intents import cancelling, transfers
+from ledger.intents.transfers import PendingTransfer, Submitted, TransactionFilters, TransferRequest
 from models import Transaction, TransactionStatus, TransactionType
 from tasks.settlement import settle_soon
 from web.api import Blueprint, link, links
@@ -77,7 +77,7 @@ def accept_transfer(body: dict[str, Any], idempotency_key: str | None) -> Answer
         metadata=body["metadata"],
     )
     with unit_of_work() as session:
-        outcome = intents.accept_transfer(
+        outcome = transfers.accept_transfer(
             session, current_user_id(), request, idempotency_key=idempotency_key, origin=origin()
         )
     if outcome.created:
@@ -118,7 +118,7 @@ def list_transactions(args: dict[str, Any]) -> dict[str, Any]:
         created_before=args["created_before"],
     )
     with unit_of_work() as session:
-        page = intents.list_transactions(
+        page = transfers.list_transactions(
             session, current_actor(session), filters, limit=args["limit"], cursor=args["cursor"]
         )
     return {"items": page.items, "next_cursor": page.next_cursor}
@@ -126,7 +126,7 @@ def list_transactions(args: dict[str, Any]) -> dict[str, Any]:
 
 def _read(transaction_id: uuid.UUID) -> Transaction:
     with unit_of_work() as session:
-        return intents.get_visible_transaction(session, current_actor(session), transaction_id)
+        return transfers.get_visible_transaction(session, current_actor(session), transaction_id)
 
 
 @blp.route("/<uuid:transaction_id>", methods=["GET"])
@@ -148,7 +148,7 @@ def get_transaction(args: dict[str, Any], transaction_id: uuid.UUID) -> Transact
 def transaction_ledger(transaction_id: uuid.UUID) -> dict[str, Any]:
     """The transaction's ledger entries on wallets the caller may see."""
     with unit_of_work() as session:
-        entries = intents.transaction_entries(session, current_actor(session), transaction_id)
+        entries = transfers.transaction_entries(session, current_actor(session), transaction_id)
     return {"items": entries, "next_cursor": None}
 
 
@@ -159,6 +159,6 @@ def cancel_transaction(transaction_id: uuid.UUID) -> Transaction:
     """PENDING → CANCELLED; 409 once a worker has settled it."""
     with unit_of_work() as session:
         actor = current_actor(session)
-        transaction = intents.cancel(session, actor, transaction_id)
+        transaction = cancelling.cancel(session, actor, transaction_id)
         transaction_cancelled(session, actor, transaction)
         return transaction

@@ -6,8 +6,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from ledger import intents, statements, wallets
+from ledger import statements, wallets
 from ledger.access import get_visible_wallet, visible_wallets
+from ledger.intents import transfers
 from ledger.pagination import paginate
 from models import MemberRole, Wallet, WalletStatus, WalletType
 from web.api import Blueprint, link, links
@@ -201,7 +202,7 @@ def grant_member(body: dict[str, Any], wallet_id: uuid.UUID) -> Any:
 def deposit(body: dict[str, Any], wallet_id: uuid.UUID, idempotency_key: str | None) -> Any:
     """OWNER/ADMIN: money in, from the organisation's treasury for the wallet's currency."""
     return submit_and_enqueue(
-        lambda session, actor: intents.submit_deposit(
+        lambda session, actor: transfers.submit_deposit(
             session,
             actor,
             wallet_id,
@@ -222,7 +223,7 @@ def deposit(body: dict[str, Any], wallet_id: uuid.UUID, idempotency_key: str | N
 def withdraw(body: dict[str, Any], wallet_id: uuid.UUID, idempotency_key: str | None) -> Any:
     """Money out, to the organisation's treasury. The wallet's owner or a CONTRIBUTOR."""
     return submit_and_enqueue(
-        lambda session, actor: intents.submit_withdrawal(
+        lambda session, actor: transfers.submit_withdrawal(
             session,
             actor,
             wallet_id,

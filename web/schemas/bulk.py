@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, utils, validate
 
-from ledger.bulk import BulkItem
+from ledger.intents.bulk import BulkItem
 from models.transaction import DESCRIPTION_LENGTH_MAX, IDEMPOTENCY_KEY_LENGTH_MAX
 from settings import Settings
 from web.schemas.common import ErrorBodySchema

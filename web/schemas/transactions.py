@@ -43,7 +43,7 @@ class TransactionSchema(Schema):
     # The X-Request-ID of the API request that accepted it: the same id is on its log lines.
     request_id = fields.String(allow_none=True, dump_only=True)
     # Settling it kept failing: it stays PENDING, passed by the workers, until an operator acts
-    # (ledger/parking.py). `park_reason` is the error's kind and first line.
+    # (ledger/settlement/parking.py). `park_reason` is the error's kind and first line.
     parked = fields.Function(lambda t: getattr(t, "parked_at", None) is not None, dump_only=True)
     parked_at = fields.DateTime(allow_none=True, dump_only=True)
     park_reason = fields.String(allow_none=True, dump_only=True)

@@ -7,8 +7,9 @@ import uuid
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.clearing import Route, Routes
-from ledger.posting import LATE_LOCK_CREDITS_MIN, Intent, WalletState, late_wallets, plan_postings, shift_entries
+from ledger.clearing.routing import Route, Routes
+from ledger.settlement.plan import Intent, WalletState, plan_postings
+from ledger.settlement.posting import LATE_LOCK_CREDITS_MIN, late_wallets, shift_entries
 
 HOT, OTHER, CLEARING_A, CLEARING_B = (uuid.UUID(int=n) for n in (1, 2, 3, 4))
 PAYERS = [uuid.UUID(int=100 + n) for n in range(8)]

@@ -7,7 +7,7 @@ import uuid
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.posting import Intent, WalletState, plan_postings
+from ledger.settlement.plan import Intent, WalletState, plan_postings
 from models import Direction, FailureReason
 
 WALLET_IDS = [uuid.UUID(int=i + 1) for i in range(5)]

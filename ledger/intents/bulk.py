@@ -1,6 +1,6 @@
 """Bulk intake: accepting a batch of transfer intents set-based.
 
-`submit_transfers` keeps every rule of `ledger.intents.submit_transfer` item by item (idempotency key
+`submit_transfers` keeps every rule of `ledger.intents.transfers.submit_transfer` item by item (idempotency key
 first, then same-wallet, source debitable, destination exists, neither a SYSTEM wallet) with a fixed
 number of statements for the whole batch instead of about five per item: the clock, the refusal
 checks, one statement that claims the keys and writes the intents with their `transfer.created` audit
@@ -30,14 +30,14 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Session
 
 from ledger.access import Actor, member_wallet_ids, system_wallet_refused, visible_wallets
-from ledger.audit import Origin
 from ledger.errors import DomainError, Forbidden, InvalidRequest, NotFound
 from ledger.idempotency import key_reused
-from ledger.intents import visible_transactions
+from ledger.integrity.audit import Origin
+from ledger.intents.transfers import visible_transactions
+from ledger.notes import note_accepted
 from models import MemberRole, Transaction, TransactionStatus, TransactionType, Wallet, WalletMember, WalletType
 from models.audit import REQUEST_ID_LENGTH_MAX, SOURCE_ADDRESS_LENGTH_MAX
 from models.ids import new_id
-from ops.metrics import note_accepted
 
 TRANSFER = TransactionType.TRANSFER.value
 PENDING = TransactionStatus.PENDING.value

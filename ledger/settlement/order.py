@@ -9,7 +9,7 @@ Accepted order is (created_at, id): the order every claim reads intents in. The 
 
 So neither a settle task naming its own ids (the sweep), nor two drainers whose SKIP LOCKED claims
 interleave, nor a batch that leaves some intents for later because another batch holds their
-wallets (`ledger.posting.lock_for`), nor bisection can let a later intent overtake an earlier one on
+wallets (`ledger.settlement.posting.lock_for`), nor bisection can let a later intent overtake an earlier one on
 its source wallet. An older intent claimed by another batch that has not committed is still PENDING
 to this batch, so the later one waits for that commit. Two intents whose requests raced have no
 order between them to keep: whichever committed its row first is found first.
@@ -18,7 +18,7 @@ A credit accepted earlier is kept ahead of a later debit of its destination only
 (a drain claims the oldest intents, so a deposit and the payout after it usually share one), and
 only for a destination that cannot go negative: a SYSTEM wallet's debits never wait for credits.
 
-A parked intent (`ledger.parking`) is out of the order: it no longer holds its wallet back, so one
+A parked intent (`ledger.settlement.parking`) is out of the order: it no longer holds its wallet back, so one
 intent that cannot be settled never stalls the wallet's later intents. Parking is the operator's
 signal that its turn was given up.
 """
@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from models import TransactionStatus
 
 if TYPE_CHECKING:
-    from ledger.posting import Intent
+    from ledger.settlement.plan import Intent
 
 AcceptedKey = tuple[datetime, uuid.UUID]
 

@@ -4,7 +4,7 @@ A batch that raises an unexpected error is split in halves until the culprit sta
 caller: tasks.settlement). Each time an intent fails alone, its `settle_failures` grows; at the
 bound it is parked: it stays PENDING (nothing was posted, and its owner may still cancel it),
 `parked_at` and `park_reason` say when and why, and every claim, drain and sweep passes it by. It
-also stops holding its wallet's order (ledger/order.py): the intents after it settle.
+also stops holding its wallet's order (ledger/settlement/order.py): the intents after it settle.
 
 Contention (deadlocks, lock timeouts) and an unreachable database never count: they say nothing
 about the intent.

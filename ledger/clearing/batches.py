@@ -1,7 +1,7 @@
 """Settlement batches: net every organisation's unsettled obligations and settle them in one posting each.
 
     advisory lock (one batch at a time)  →  cut-off  →  claim unsettled obligations before it
-    →  net them per organisation and currency (ledger.netting, pure)
+    →  net them per organisation and currency (ledger.clearing.netting, pure)
     →  lock every treasury and clearing wallet involved, in id order
     →  post one SETTLEMENT per organisation: clearing → treasury by its net position
     →  record the batch and its legs, and mark every obligation and its transfer with the batch.
@@ -25,7 +25,7 @@ organisation's counterparties' side of a pair instead would leave their clearing
 the obligation that balanced it. What is left on each clearing wallet is then exactly its
 unsettled obligations, and the first batch after the wallet is ACTIVE again settles them.
 The organisations left out are recorded on the batch (`skipped`, with the reason and what waits),
-and the caller is told (`ledger.netting.SETTLEMENT_SKIPS_NOTE` in `session.info`, counted after
+and the caller is told (`ledger.clearing.netting.SETTLEMENT_SKIPS_NOTE` in `session.info`, counted after
 commit) so it can raise an alert. They are left out of the claim itself, so however many obligations wait on them,
 a batch's bounded claim is never filled with obligations it cannot settle.
 
@@ -49,14 +49,15 @@ from typing import Any
 from sqlalchemy import Select, exists, false, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.orm import Session, aliased
 
-from ledger import audit
 from ledger.access import Actor, require_org_admin
-from ledger.clearing import system_wallet_ids
+from ledger.clearing.netting import SETTLEMENT_SKIPS_NOTE, Obligation, Position, currency_totals, net_positions
+from ledger.clearing.routing import system_wallet_ids
 from ledger.errors import Conflict, InvalidRequest, NotFound
-from ledger.events import record_event
-from ledger.netting import SETTLEMENT_SKIPS_NOTE, Obligation, Position, currency_totals, net_positions
+from ledger.integrity import audit
+from ledger.integrity.events import record_event
 from ledger.pagination import Page, paginate
-from ledger.posting import PlannedEntry, WalletState, _write_balances, _write_entries, lock_wallets
+from ledger.settlement.plan import PlannedEntry, WalletState
+from ledger.settlement.posting import _write_balances, _write_entries, lock_wallets
 from models import (
     CLEARING_WALLET_NAME,
     TREASURY_WALLET_NAME,
@@ -164,7 +165,7 @@ def _claim_obligations(
     """Unsettled CLEARING obligations completed before the cut-off, oldest first, but those naming
     one of the excluded clearing wallets (organisations the batch leaves out); row-locked with the
     transfers they belong to (which the batch marks too): every transactions row before any wallet,
-    the global lock order (`ledger.posting.lock_wallets`). Locked later, a transfer that a settle
+    the global lock order (`ledger.settlement.posting.lock_wallets`). Locked later, a transfer that a settle
     task held while it waited for a wallet this batch holds was a deadlock."""
     creditor_clearing, debtor_clearing = aliased(Wallet), aliased(Wallet)
     parent = aliased(Transaction)

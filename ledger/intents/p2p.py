@@ -5,10 +5,10 @@
         |--decline (payer)--> DECLINED
         \\--cancel (payee)---> CANCELLED
 
-Settling writes one transfer intent through `ledger.intents`, under the request's row lock, so a
+Settling writes one transfer intent through `ledger.intents.transfers`, under the request's row lock, so a
 second settle (a retry, or another thread at the same moment) finds the request SETTLING and gets
 the same transaction back. The request follows its transaction in the database transaction that
-settles it: `ledger.posting` calls `follow_outcomes`, and cancelling the intent calls it too.
+settles it: `ledger.settlement.posting` calls `follow_outcomes`, and cancelling the intent calls it too.
 Only the payer sees settle and decline, only the payee cancel; for anyone else the request is 404.
 
 Asking tells the payee nothing about who has an account: a request to an email nobody has is
@@ -34,10 +34,10 @@ from sqlalchemy.orm import Session
 
 from ledger.access import Actor, can_debit, get_debitable_wallet, get_visible_wallet, system_wallet_refused
 from ledger.errors import Conflict, Forbidden, InvalidRequest, NotFound
-from ledger.events import record_event
 from ledger.idempotency import key_reused
 from ledger.identity import find_user_by_email
-from ledger.intents import TransferRequest, submit_transfer
+from ledger.integrity.events import record_event
+from ledger.intents.transfers import TransferRequest, submit_transfer
 from ledger.pagination import Page, paginate
 from models import P2PRequest, P2PStatus, Transaction, User, WalletStatus, WalletType
 

@@ -1,7 +1,7 @@
 """Finding PENDING intents that have waited, to re-enqueue them (the sweep).
 
 A backlog drain claims and settles the oldest ones itself, in the same order, in one statement
-(`ledger.posting.settle_oldest_pending`).
+(`ledger.settlement.posting.settle_oldest_pending`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def _oldest_pending(older_than: timedelta, limit: int) -> Select[tuple[uuid.UUID
         .where(
             Transaction.status == TransactionStatus.PENDING,
             Transaction.created_at < func.now() - older_than,
-            Transaction.parked_at.is_(None),  # parked: it waits for an operator (ledger/parking.py)
+            Transaction.parked_at.is_(None),  # parked: it waits for an operator (ledger/settlement/parking.py)
         )
         .order_by(Transaction.created_at)
         .limit(limit)

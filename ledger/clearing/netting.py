@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 # `session.info` key: the (currency, reason) of every organisation a settlement batch left out
-# (ledger/settlement_batches.py), counted once the batch commits (ops/metrics.py). Here, in a module
+# (ledger/clearing/batches.py), counted once the batch commits (ops/metrics.py). Here, in a module
 # that imports nothing of the ledger, so the metrics module can read it without an import cycle.
 SETTLEMENT_SKIPS_NOTE = "vaultcraft.settlement_skips"
 

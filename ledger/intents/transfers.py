@@ -1,6 +1,6 @@
 """Transfer, deposit and withdrawal intents: validated, idempotent, written as durable PENDING rows.
 
-Nothing here moves money; `ledger.posting` settles the intents later, under row locks.
+Nothing here moves money; `ledger.settlement.posting` settles the intents later, under row locks.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from ledger.access import (
@@ -24,11 +24,12 @@ from ledger.access import (
     system_wallet_refused,
     visible_wallets,
 )
-from ledger.audit import Origin
-from ledger.errors import Conflict, Forbidden, InvalidRequest, NotFound
-from ledger.events import transaction_json_sql
+from ledger.errors import InvalidRequest, NotFound
 from ledger.idempotency import claim_key, earlier_claim, key_reused, request_hash
 from ledger.identity import load_actor, user_gone
+from ledger.integrity.audit import Origin
+from ledger.integrity.events import transaction_json_sql
+from ledger.notes import note_accepted
 from ledger.pagination import Page, paginate
 from ledger.wallets import get_or_create_system_wallet
 from models import (
@@ -42,7 +43,6 @@ from models import (
     WalletType,
     ids,
 )
-from ops.metrics import note_accepted
 
 
 @dataclass(frozen=True)
@@ -428,27 +428,6 @@ def get_visible_transaction(
     transaction = session.scalars(query).one_or_none()
     if transaction is None:
         raise NotFound("transaction not found", code="TRANSACTION_NOT_FOUND")
-    return transaction
-
-
-def cancel(session: Session, actor: Actor, transaction_id: uuid.UUID) -> Transaction:
-    """PENDING → CANCELLED. The row lock makes this race safely with a worker settling the intent."""
-    transaction = get_visible_transaction(session, actor, transaction_id, for_update=True)
-    initiator_admin = actor.is_org_admin and transaction.organization_id == actor.organization_id
-    if transaction.created_by != actor.user_id and not initiator_admin:
-        raise Forbidden("only the initiator or an OWNER/ADMIN may cancel", code="ROLE_REQUIRED")
-    if transaction.status != TransactionStatus.PENDING:
-        raise Conflict(
-            f"only a PENDING transaction can be cancelled; this one is {transaction.status}",
-            code="TRANSACTION_NOT_PENDING",
-        )
-    transaction.status = TransactionStatus.CANCELLED
-    transaction.completed_at = session.scalar(select(func.clock_timestamp()))
-    session.flush()
-    from ledger import p2p  # imported here: ledger.p2p builds on this module
-
-    # A P2P request being paid by this intent fails with it.
-    p2p.follow_outcomes(session, [], {transaction.id: p2p.TRANSACTION_CANCELLED}, transaction.completed_at)
     return transaction
 
 

@@ -4,7 +4,7 @@ Three limits, each optional (models/risk.py): the largest single outgoing transf
 outgoing total per UTC day, and a wallet's outgoing transfers in any 60 seconds. Outgoing means
 TRANSFER and WITHDRAWAL intents whose source is the wallet; SYSTEM wallets are exempt.
 
-The hook into `ledger.posting.settle_transfers`, after the wallets are locked (so the usage read
+The hook into `ledger.settlement.posting.settle_transfers`, after the wallets are locked (so the usage read
 sees every earlier batch of those wallets, committed):
 
     budget = load_budget(session, intents, wallets, owners)  # limits and usage: two queries at most
@@ -28,13 +28,13 @@ from sqlalchemy import any_, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.orm import Session
 
-from ledger import audit
 from ledger.access import Actor, require_org_admin
+from ledger.integrity import audit
 from models import Transaction, TransactionStatus, TransactionType, WalletType
 from models.risk import RISK_LIMIT_NAMES, RiskLimits
 
 if TYPE_CHECKING:
-    from ledger.posting import Intent, WalletState
+    from ledger.settlement.plan import Intent, WalletState
 
 OUTGOING_TYPES = (TransactionType.TRANSFER, TransactionType.WITHDRAWAL)
 # Inline, not bound: the partial index ix_transactions_outgoing_completed (migration 0005) has this

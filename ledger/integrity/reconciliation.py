@@ -35,9 +35,9 @@ from typing import Any
 from sqlalchemy import Select, TextClause, func, or_, select, text
 from sqlalchemy.orm import Session
 
-from ledger import audit, events
 from ledger.access import Actor, require_org_admin
 from ledger.errors import Conflict, NotFound
+from ledger.integrity import audit, events
 from ledger.pagination import Page, paginate
 from models import (
     CLEARING_WALLET_NAME,
@@ -194,7 +194,7 @@ _TRANSACTIONS_CHECKED = {
 
 _UNSETTLED_OBLIGATION = "type = 'CLEARING' AND status = 'COMPLETED' AND settlement_batch_id IS NULL"
 
-# A clearing wallet carries its organisation's unsettled obligations (ledger.clearing): each one
+# A clearing wallet carries its organisation's unsettled obligations (ledger.clearing.routing): each one
 # credits the debtor's clearing wallet (its destination) and debits the creditor's (its source), and
 # a settlement batch moves each clearing wallet back by the net of the obligations it settles. So
 # its balance is what it is still owed minus what it still owes. Unsettled obligations are few (one

@@ -10,9 +10,9 @@ transaction records what the sender's organisation now owes the receiver's:
 So each organisation's own wallets still sum to zero (A: -X + X, B: +X - X), every transaction has
 one DEBIT and one CREDIT of its amount, and the whole system sums to zero per currency. A clearing
 wallet's balance is what its organisation owes the others (positive) or is owed (negative) for
-obligations not yet settled; `ledger.settlement_batches` settles them against the treasuries.
+obligations not yet settled; `ledger.clearing.batches` settles them against the treasuries.
 
-The hook into `ledger.posting.settle_transfers`:
+The hook into `ledger.settlement.posting.settle_transfers`:
 
     routes  = route_intents(session, intents, owners)    # before any wallet lock; creates clearing wallets
     wallets = lock_wallets(session, [..., *routes.wallet_ids])      # one global id order, as always
@@ -30,8 +30,8 @@ from datetime import datetime
 from sqlalchemy import insert, select, tuple_
 from sqlalchemy.orm import Session
 
-from ledger.posting import Intent, OrgCurrency, Plan, PlannedEntry, WalletState, plan_postings
-from ledger.risk import RiskBudget
+from ledger.settlement.plan import Intent, OrgCurrency, Plan, PlannedEntry, WalletState, plan_postings
+from ledger.settlement.risk import RiskBudget
 from ledger.wallets import get_or_create_system_wallet
 from models import (
     CLEARING_WALLET_NAME,

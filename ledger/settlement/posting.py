@@ -24,138 +24,23 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import CursorResult, func, select
 from sqlalchemy.orm import Session
 
-from ledger import events, order, p2p, risk
-from models import Direction, FailureReason, TransactionStatus, TransactionType, WalletStatus, WalletType
+from ledger.integrity import events
+from ledger.intents import p2p
+from ledger.settlement import order, risk
+from ledger.settlement.plan import Intent, OrgCurrency, Plan, PlannedEntry, WalletState
+from models import Direction, TransactionStatus, WalletType
 
 if TYPE_CHECKING:
-    from ledger.clearing import Routes
+    from ledger.clearing.routing import Routes
 
-BIGINT_MAX = 2**63 - 1
-# Plain strings: the plan compares them once per intent, and an enum member costs a lookup each time.
-_ACTIVE = WalletStatus.ACTIVE.value
 _SYSTEM = WalletType.SYSTEM.value
 _DEBIT = Direction.DEBIT.value
 _CREDIT = Direction.CREDIT.value
-
-OrgCurrency = tuple[uuid.UUID, str]
-
-
-@dataclass(frozen=True, slots=True)
-class Intent:
-    id: uuid.UUID
-    source_wallet_id: uuid.UUID
-    destination_wallet_id: uuid.UUID
-    amount: int
-    currency: str
-    type: str = TransactionType.TRANSFER.value
-
-
-@dataclass(slots=True)
-class WalletState:
-    """A locked wallet's balance and version as the plan moves through the batch."""
-
-    id: uuid.UUID
-    type: str
-    status: str
-    currency: str
-    balance: int
-    version: int
-    touched: bool = False
-
-    def may_go_negative(self) -> bool:
-        return self.type == _SYSTEM
-
-    def post(self, delta: int) -> tuple[int, int]:
-        self.balance += delta
-        self.version += 1
-        self.touched = True
-        assert -BIGINT_MAX <= self.balance <= BIGINT_MAX, "balance outside BIGINT"
-        return self.balance, self.version
-
-    def shift(self, balance: int, version: int) -> None:
-        """Move the state by what others posted between an unlocked read and the lock (late wallets)."""
-        self.balance += balance
-        self.version += version
-        assert -BIGINT_MAX <= self.balance <= BIGINT_MAX, "balance outside BIGINT"
-
-
-class PlannedEntry(NamedTuple):
-    wallet_id: uuid.UUID
-    transaction_id: uuid.UUID
-    direction: Direction
-    amount: int
-    balance_after: int
-    wallet_version: int
-
-
-@dataclass
-class Plan:
-    completed: list[uuid.UUID] = field(default_factory=list)
-    failed: dict[uuid.UUID, FailureReason] = field(default_factory=dict)
-    entries: list[PlannedEntry] = field(default_factory=list)
-
-
-# The only intents that may name a SYSTEM wallet, and on which side: a deposit comes out of the
-# treasury, a withdrawal goes into it. Any other intent naming one (a transfer written behind the
-# API's back, or one some future intake forgot to check) fails SYSTEM_WALLET.
-_SYSTEM_SIDE = {TransactionType.DEPOSIT.value: "source", TransactionType.WITHDRAWAL.value: "destination"}
-
-
-def _misuses_system_wallet(intent: Intent, source: WalletState, destination: WalletState) -> bool:
-    side = _SYSTEM_SIDE.get(intent.type)
-    return (source.type == _SYSTEM and side != "source") or (destination.type == _SYSTEM and side != "destination")
-
-
-def refusal(intent: Intent, source: WalletState, destination: WalletState) -> FailureReason | None:
-    """Why the intent cannot post against these balances, or None when it can."""
-    if (source.type == _SYSTEM or destination.type == _SYSTEM) and _misuses_system_wallet(intent, source, destination):
-        return FailureReason.SYSTEM_WALLET
-    if source.status != _ACTIVE or destination.status != _ACTIVE:
-        return FailureReason.WALLET_NOT_ACTIVE
-    if not (intent.currency == source.currency == destination.currency):
-        return FailureReason.CURRENCY_MISMATCH
-    if source.balance < intent.amount and not source.may_go_negative():
-        return FailureReason.INSUFFICIENT_FUNDS
-    return None
-
-
-def plan_postings(
-    intents: Iterable[Intent], wallets: dict[uuid.UUID, WalletState], budget: risk.RiskBudget | None = None
-) -> Plan:
-    """Apply intents in order against in-memory wallet states. Pure: no database.
-
-    With a risk budget, an intent that would otherwise complete is charged to it, or fails RISK_LIMIT.
-    """
-    plan = Plan()
-    entries, completed = plan.entries, plan.completed
-    for intent in intents:
-        source, destination = wallets[intent.source_wallet_id], wallets[intent.destination_wallet_id]
-        reason = refusal(intent, source, destination)
-        if reason is None and budget is not None and not budget.admit(intent):
-            reason = FailureReason.RISK_LIMIT
-        if reason is not None:
-            plan.failed[intent.id] = reason
-            continue
-        amount = intent.amount
-        debit_after, debit_version = source.post(-amount)
-        credit_after, credit_version = destination.post(amount)
-        entries.append(PlannedEntry(source.id, intent.id, Direction.DEBIT, amount, debit_after, debit_version))
-        entries.append(PlannedEntry(destination.id, intent.id, Direction.CREDIT, amount, credit_after, credit_version))
-        completed.append(intent.id)
-    _assert_balanced(plan)
-    return plan
-
-
-def _assert_balanced(plan: Plan) -> None:
-    debits = sum(e.amount for e in plan.entries if e.direction is Direction.DEBIT)
-    credits = sum(e.amount for e in plan.entries if e.direction is Direction.CREDIT)
-    assert debits == credits, f"unbalanced plan: debits {debits} != credits {credits}"
-    assert len(plan.entries) == 2 * len(plan.completed), "every completed intent posts exactly two entries"
 
 
 @dataclass(frozen=True)
@@ -164,7 +49,7 @@ class SettleOutcome:
     failed: int
     skipped: int
     # Claimed but left PENDING for a later batch: another batch held their wallets (`lock_for`), or
-    # an older intent on their source wallet is not settled yet (`ledger.order`).
+    # an older intent on their source wallet is not settled yet (`ledger.settlement.order`).
     deferred: int = 0
 
 
@@ -175,9 +60,9 @@ class Claim:
     intents: list[Intent] = field(default_factory=list)
     # Each wallet they name: its organisation and currency (neither ever changes, so no lock is needed).
     owners: dict[uuid.UUID, OrgCurrency] = field(default_factory=dict)
-    # The intents that pay a P2P request (ledger/p2p.py), which follows its transaction's outcome.
+    # The intents that pay a P2P request (ledger/intents/p2p.py), which follows its transaction's outcome.
     paying_requests: list[uuid.UUID] = field(default_factory=list)
-    # When each intent was accepted: with its id, its place in its wallets' order (ledger/order.py).
+    # When each intent was accepted: with its id, its place in its wallets' order (ledger/settlement/order.py).
     accepted_at: dict[uuid.UUID, datetime] = field(default_factory=dict)
     # The SYSTEM wallets among those named (treasuries, clearing wallets): they may go negative.
     system_wallets: set[uuid.UUID] = field(default_factory=set)
@@ -223,7 +108,7 @@ _LOCK_BY_ID = f"""
      WHERE id = ANY(%(ids)b) AND status || '' = '{TransactionStatus.PENDING}' AND parked_at IS NULL
        FOR NO KEY UPDATE SKIP LOCKED
 """
-# As `ledger.sweep` finds them: the oldest by created_at, through ix_transactions_pending (the
+# As `ledger.settlement.sweep` finds them: the oldest by created_at, through ix_transactions_pending (the
 # status a literal: a partial index only matches a constant).
 _LOCK_OLDEST = f"""
     SELECT {_PENDING_COLUMNS}, status FROM transactions
@@ -340,7 +225,7 @@ def lock_for(
 
     Every intent goes ahead unless another batch holds some of their wallets; then those whose
     wallets are all free go ahead, if they are at least GO_AHEAD_SHARE_MIN of the batch, and an
-    intent behind one left for later on its source wallet is left for later too (`ledger.order`).
+    intent behind one left for later on its source wallet is left for later too (`ledger.settlement.order`).
     """
     needs = {intent.id: [w for w in _wallets_of(intent, routes) if w not in late] for intent in intents}
     wanted = {w for wallets in needs.values() for w in wallets}
@@ -447,10 +332,10 @@ def settle_claim(session: Session, claim: Claim, *, skipped: int) -> SettleOutco
     intents = order.in_order(claim.intents, waiting, claim.system_wallets)
     if not intents:
         return SettleOutcome(completed=0, failed=0, skipped=skipped, deferred=len(claim.intents))
-    # Cross-organisation intents also post an obligation between clearing wallets (ledger/clearing.py).
-    from ledger import clearing  # imported here: clearing builds on this module's types
+    # Cross-organisation intents also post an obligation between clearing wallets (ledger/clearing/routing.py).
+    from ledger.clearing import routing  # imported here: clearing builds on this module's types
 
-    routes = clearing.route_intents(session, intents, claim.owners)
+    routes = routing.route_intents(session, intents, claim.owners)
     late = late_wallets(intents, routes, claim.system_wallets)
     intents, wallets = lock_for(session, intents, routes, late, claim.system_wallets)
     deferred = len(claim.intents) - len(intents)
@@ -458,10 +343,10 @@ def settle_claim(session: Session, claim: Claim, *, skipped: int) -> SettleOutco
     seen = read_wallets(session, late)
     wallets.update({wallet_id: replace(state) for wallet_id, state in seen.items()})
     budget = risk.load_budget(session, intents, wallets, claim.owners)
-    plan, obligations = clearing.plan_with_obligations(intents, wallets, routes, budget)
+    plan, obligations = routing.plan_with_obligations(intents, wallets, routes, budget)
     # Taken after the locks: entry times then never run backwards along a wallet's versions.
     posted_at: datetime = session.execute(select(func.clock_timestamp())).scalar_one()
-    clearing.write_obligations(session, obligations, posted_at)
+    routing.write_obligations(session, obligations, posted_at)
     _write_entries(session, [e for e in plan.entries if e.wallet_id not in late], posted_at)
     _write_balances(session, [w for w in wallets.values() if w.touched and w.id not in late])
     if not late:
@@ -559,7 +444,7 @@ def _write_balances(session: Session, wallets: list[WalletState]) -> None:
     )
 
 
-# The final statuses, and in the same statement the outbox events they announce (ledger/events.py).
+# The final statuses, and in the same statement the outbox events they announce (ledger/integrity/events.py).
 _SET_STATUSES = """
     UPDATE transactions AS t
        SET status = v.status, failure_reason = v.reason, completed_at = %(posted_at)b

@@ -1,0 +1,1 @@
+"""Cross-organisation money: obligations between clearing wallets, netting, settlement batches."""

@@ -1,0 +1,1 @@
+"""What proves the ledger: reconciliation, the audit log, the outbox of events."""
