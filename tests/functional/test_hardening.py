@@ -239,7 +239,7 @@ def test_answers_with_tokens_or_personal_data_are_not_stored(api, app):
     signup_email = f"cache-{time.time_ns()}@example.com"
     signup = api.post(
         "/auth/signup",
-        json={"email": signup_email, "password": "long enough", "full_name": "C", "organization_name": "C"},
+        json={"email": signup_email, "password": "violet kettle 1984", "full_name": "C", "organization_name": "C"},
     )
     assert signup.status_code == 201 and signup.headers.get("Cache-Control") == "no-store"
 
