@@ -8,8 +8,9 @@ is in every queue it was routed to (on disk for durable queues; on a majority of
 queues), or nacks it.
 
 kombu's `confirm_publish` transport option waits for each message's confirm before sending the next:
-a round trip and a disk write per event (0.8 ms per event onto a quorum queue here, against 0.33 ms
-unconfirmed). The relay sends the whole batch, then waits once for all of its confirms.
+a round trip and a disk write per event. The relay sends the whole batch, then waits once for all of
+its confirms. 500 events onto a quorum queue, one RabbitMQ 3.10 on the same machine: 0.80 s confirmed
+one by one, 0.12 s sent together and confirmed once, 0.16 s unconfirmed.
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ def pytest_configure(config: pytest.Config) -> None:
     global _env
     if hasattr(config, "workerinput"):
         return
+    # The suite runs on the run's own Redis; tests/functional/test_rabbitmq.py brings its own broker.
+    for name in ("BROKER_URL", "VAULTCRAFT_BROKER_NAMESPACE"):
+        os.environ.pop(name, None)
     _env = environment.prepare()
     os.environ["DATABASE_URL"] = _env.database_url
     os.environ["REDIS_URL"] = _env.redis_url

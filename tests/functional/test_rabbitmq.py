@@ -102,19 +102,17 @@ def _own_database(run_id: str) -> tuple[str, str, str]:
 
 
 def _delete_namespace(namespace: str) -> None:
-    """Every queue and exchange the stack declared under its prefix (the worker's own reply and
-    event queues delete themselves)."""
-    with Connection(AMQP_URL) as connection:
-        for name in ("settlement", "maintenance", "events-received", "confirm-accepted"):
-            try:
-                connection.default_channel.queue_delete(f"{namespace}{name}")
-            except Exception:  # the broker closed the channel: a fresh one for the next name
-                connection.collect()
-        for name in ("settlement", "maintenance", "vaultcraft.events", "confirm.events", "celery.pidbox"):
-            try:
-                connection.default_channel.exchange_delete(f"{namespace}{name}")
-            except Exception:
-                connection.collect()
+    """Every queue and exchange the stack and the tests declared under its prefix (the worker's own
+    reply and event queues delete themselves)."""
+    queues = ("settlement", "maintenance", "events-received", "confirm-refusing", "confirm-accepted")
+    exchanges = ("settlement", "maintenance", "vaultcraft.events", "confirm.events", "celery.pidbox", "celeryev")
+    with Connection(AMQP_URL) as connection:  # deleting what does not exist is no error on RabbitMQ
+        channel = connection.default_channel
+        for name in queues:
+            channel.queue_delete(f"{namespace}{name}")
+        for name in exchanges:
+            channel.exchange_delete(f"{namespace}{name}")
+        channel.exchange_delete(f"reply.{namespace}celery.pidbox")
 
 
 @pytest.fixture(scope="module")
