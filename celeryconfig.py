@@ -5,19 +5,32 @@ import os
 from celery.schedules import crontab
 from kombu import Exchange, Queue
 
-broker_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+from settings import broker_namespace, broker_url_from, is_amqp
+
+broker_url = broker_url_from(os.environ) or "redis://127.0.0.1:6379/0"
+ON_RABBITMQ = is_amqp(broker_url)
+# Empty unless stacks share one RabbitMQ virtual host (settings.broker_namespace).
+NAMESPACE = broker_namespace()
 broker_connection_retry_on_startup = True
-# A publish that cannot reach Redis fails within a second or two: the API answers, the sweep heals.
+# A publish that cannot reach the broker fails within a second or two: the API answers, the sweep heals.
 broker_connection_timeout = 2
-broker_transport_options = {
-    # An unacknowledged message comes back after this long (a worker that vanished without a trace).
-    "visibility_timeout": 300,
-    "socket_timeout": 5,
-    "socket_connect_timeout": 2,
-}
+if ON_RABBITMQ:
+    # RabbitMQ redelivers a message whose consumer's connection dropped: no visibility timeout to tune.
+    broker_transport_options: dict[str, object] = {}
+    # Celery's control and monitoring exchanges follow the namespace, so a `celery inspect` (and the
+    # tests' worker ping) reaches only this stack's workers.
+    control_exchange = f"{NAMESPACE}celery"
+    event_exchange = f"{NAMESPACE}celeryev"
+else:
+    broker_transport_options = {
+        # An unacknowledged message comes back after this long (a worker that vanished without a trace).
+        "visibility_timeout": 300,
+        "socket_timeout": 5,
+        "socket_connect_timeout": 2,
+    }
 # Chaos runs force redelivery with a short visibility timeout, and sweep for abandoned messages every
 # second so a redelivered message comes back within a few seconds instead of minutes.
-if os.environ.get("VAULTCRAFT_VISIBILITY_TIMEOUT_SECONDS"):
+if os.environ.get("VAULTCRAFT_VISIBILITY_TIMEOUT_SECONDS") and not ON_RABBITMQ:
     broker_transport_options.update(
         visibility_timeout=int(os.environ["VAULTCRAFT_VISIBILITY_TIMEOUT_SECONDS"]),
         unacked_restore_interval=1,
@@ -66,13 +79,24 @@ task_send_sent_event = False
 # debounced, after commits that write events), the sweep, reconciliation
 # and settlement batches go to `maintenance`: a settle task never waits behind them in one FIFO, and
 # the `settlement` depth counts only intents waiting. The Procfile worker consumes both queues.
-task_default_queue = "settlement"
+SETTLEMENT_QUEUE = f"{NAMESPACE}settlement"
+MAINTENANCE_QUEUE = f"{NAMESPACE}maintenance"
+# On RabbitMQ both are quorum queues: replicated across the cluster's nodes (Raft), durable, and a
+# message is confirmed to its publisher only once a majority holds it. They have no priorities and no
+# global QoS; Celery (worker_detect_quorum_queues, on by default) then sets prefetch per consumer.
+# The exchanges stay direct: Celery's native delayed delivery (topic exchanges, for ETAs of hours)
+# works in whole seconds and refuses the sub-second countdowns of the debounced wakes, which the
+# worker holds for their fraction of a second instead, as on Redis (workers/app.py).
+_QUEUE_ARGUMENTS = {"x-queue-type": "quorum"} if ON_RABBITMQ else None
+task_default_queue = SETTLEMENT_QUEUE
 task_queues = (
-    Queue("settlement", Exchange("settlement"), routing_key="settlement"),
-    Queue("maintenance", Exchange("maintenance"), routing_key="maintenance"),
+    Queue(SETTLEMENT_QUEUE, Exchange(SETTLEMENT_QUEUE), routing_key=SETTLEMENT_QUEUE, queue_arguments=_QUEUE_ARGUMENTS),
+    Queue(
+        MAINTENANCE_QUEUE, Exchange(MAINTENANCE_QUEUE), routing_key=MAINTENANCE_QUEUE, queue_arguments=_QUEUE_ARGUMENTS
+    ),
 )
 task_routes = {
-    name: {"queue": "maintenance"}
+    name: {"queue": MAINTENANCE_QUEUE}
     for name in (
         "tasks.relay_events",
         "tasks.sweep_pending_transactions",

@@ -1,6 +1,7 @@
 """Runtime settings, read once from the environment.
 
-Only DATABASE_URL and REDIS_URL matter to a deployment; everything else has a safe default.
+Only DATABASE_URL and REDIS_URL matter to a deployment (BROKER_URL moves the Celery broker and the
+event exchange off Redis, onto RabbitMQ with an `amqp://` URL); everything else has a safe default.
 Every bound the system relies on is named here so it can be found and tuned in one place.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -51,11 +53,30 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
+AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
+
+
+def broker_url_from(environ: Mapping[str, str]) -> str | None:
+    """The Celery broker and event exchange: BROKER_URL, else the Redis of REDIS_URL."""
+    return environ.get("BROKER_URL") or environ.get("REDIS_URL")
+
+
+def is_amqp(url: str) -> bool:
+    return url.startswith(AMQP_SCHEMES)
+
+
+def broker_namespace(environ: Mapping[str, str] = os.environ) -> str:
+    """A prefix for every queue and exchange name on the broker (empty by default), so several
+    stacks can share one RabbitMQ virtual host without taking each other's messages."""
+    return environ.get("VAULTCRAFT_BROKER_NAMESPACE", "")
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
     redis_url: str
     jwt_secret_key: str
+    broker_url: str = ""
     web_port: int = 8000
     flower_port: int = 5555
 
@@ -117,6 +138,7 @@ def get_settings() -> Settings:
     return Settings(
         database_url=sqlalchemy_url(database_url),
         redis_url=redis_url,
+        broker_url=broker_url_from(os.environ) or redis_url,
         jwt_secret_key=_jwt_secret_key(),
         web_port=int(os.environ.get("WEB_PORT", "8000")),
         flower_port=int(os.environ.get("FLOWER_PORT", "5555")),

@@ -5,8 +5,9 @@
     order        = `outbox_events.id`; one relay at a time (advisory lock), and a failed event blocks
                    the ones behind it until it goes out, so no consumer sees a wallet's events reordered
 
-Delivery is at least once: an event is marked published only after the broker accepted it, so a
-crash between the two publishes it again. Failures are retried with a growing delay, for ever.
+Delivery is at least once: an event is marked published only after the broker accepted it (on
+RabbitMQ, confirmed it: tasks/confirms.py), so a crash between the two publishes it again. Failures
+are retried with a growing delay, for ever.
 
 The relay runs soon after a unit of work that wrote events commits (an after-commit hook wakes it,
 debounced), and on a short beat schedule as a safety net for a hook that could not reach the broker.
@@ -30,12 +31,14 @@ from models import OutboxEvent
 from models.advisory_locks import AdvisoryLock
 from models.db import session_factory
 from ops.metrics import EVENTS_PUBLISH_FAILURES, EVENTS_PUBLISHED
+from settings import broker_namespace, is_amqp
+from tasks.confirms import Confirms, confirming_channel
 from tasks.wake import Wake
 from workers.app import app
 
 logger = logging.getLogger(__name__)
 
-EVENTS_EXCHANGE = Exchange("vaultcraft.events", type="topic", durable=True)
+EVENTS_EXCHANGE = Exchange(f"{broker_namespace()}vaultcraft.events", type="topic", durable=True)
 RELAY_LOCK_KEY = int(AdvisoryLock.OUTBOX_RELAY)
 # Bounds: events per transaction, transactions per task run, the retry delay, the error text kept.
 RELAY_BATCH_SIZE_MAX = 500
@@ -125,16 +128,40 @@ def relay_batch(session: Session, producer: Producer) -> tuple[int, bool]:
     if not due:
         return 0, False
     try:
-        with producer.batch(max_size=PUBLISH_PIPELINE_COMMANDS_MAX):
-            publish(producer, due[0])  # connects, under the publish retry policy
-            with bindings_read_once(producer.channel):
-                for row in due[1:]:
-                    publish(producer, row, connect=False)
+        if isinstance(producer, ConfirmingProducer):
+            _publish_confirmed(producer, due)
+        else:
+            _publish_pipelined(producer, due)
     except Exception as error:  # any broker failure: keep the events, count, back off
         _hold_back(session, due[0], error, now)
         return 0, False
     _mark_published(session, due)
     return len(due), len(due) == RELAY_BATCH_SIZE_MAX
+
+
+def _publish_pipelined(producer: Producer, rows: list[Row[Any]]) -> None:
+    """Redis: the rows in one pipelined round trip."""
+    with producer.batch(max_size=PUBLISH_PIPELINE_COMMANDS_MAX):
+        publish(producer, rows[0])  # connects, under the publish retry policy
+        with bindings_read_once(producer.channel):
+            for row in rows[1:]:
+                publish(producer, row, connect=False)
+
+
+class ConfirmingProducer(Producer):
+    """A producer on a RabbitMQ channel in confirm mode, with the channel's `confirms`."""
+
+    confirms: Confirms
+
+
+def _publish_confirmed(producer: ConfirmingProducer, rows: list[Row[Any]]) -> None:
+    """RabbitMQ: every row sent, then one wait until the broker confirmed them all (raises if it
+    refused one or did not answer)."""
+    EVENTS_EXCHANGE(producer.channel).declare()
+    for row in rows:
+        publish(producer, row, connect=False)
+        producer.confirms.sent()
+    producer.confirms.wait()
 
 
 @contextmanager
@@ -198,7 +225,15 @@ def _take_relay_lock(session: Session) -> bool:
 @contextmanager
 def events_producer(broker_url: str | None = None) -> Iterator[Producer]:
     """A producer on the app's pooled broker connection, kept open between relay runs (a run per
-    burst of commits would otherwise connect afresh each time); or on a new connection to `broker_url`."""
+    burst of commits would otherwise connect afresh each time); or on a new connection to `broker_url`.
+    On RabbitMQ, a producer on a channel in confirm mode, on a connection kept the same way."""
+    url = broker_url or str(app.conf.broker_url)
+    if is_amqp(url):
+        with confirming_channel(url) as (channel, confirms):
+            producer = ConfirmingProducer(channel)
+            producer.confirms = confirms
+            yield producer
+        return
     if broker_url is None:
         with app.producer_or_acquire() as producer:
             yield producer

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,9 @@ def pytest_configure(config: pytest.Config) -> None:
     global _env
     if hasattr(config, "workerinput"):
         return
+    # The suite runs on the run's own Redis; tests/functional/test_rabbitmq.py brings its own broker.
+    for name in ("BROKER_URL", "VAULTCRAFT_BROKER_NAMESPACE"):
+        os.environ.pop(name, None)
     _env = environment.prepare()
     os.environ["DATABASE_URL"] = _env.database_url
     os.environ["REDIS_URL"] = _env.redis_url
@@ -45,10 +49,18 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 WORKER_READY_SECONDS_MAX = 60
 
 
-def start_worker(name: str, concurrency: int = 2, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """A real `celery worker` process on the run's broker and database, ready to take tasks."""
+def start_worker(
+    name: str,
+    concurrency: int = 2,
+    extra_env: dict[str, str] | None = None,
+    queues: str = "settlement,maintenance",
+    control: Any = None,
+) -> subprocess.Popen[bytes]:
+    """A real `celery worker` process on the run's broker and database, ready to take tasks. Another
+    broker (in `extra_env`) needs its own `control` (a Celery app's) to ask the worker whether it is up."""
     from workers.app import app
 
+    control = control or app.control
     command = [
         sys.executable,
         "-m",
@@ -63,7 +75,7 @@ def start_worker(name: str, concurrency: int = 2, extra_env: dict[str, str] | No
         "--pool",
         "prefork",
         "--queues",
-        "settlement,maintenance",
+        queues,
         "--hostname",
         f"{name}@%h",
         "--without-gossip",
@@ -72,7 +84,7 @@ def start_worker(name: str, concurrency: int = 2, extra_env: dict[str, str] | No
     process = subprocess.Popen(command, env={**os.environ, **(extra_env or {})})
     deadline = time.monotonic() + WORKER_READY_SECONDS_MAX
     while time.monotonic() < deadline:
-        replies = app.control.ping(timeout=0.5) or []
+        replies = control.ping(timeout=0.5) or []
         if any(name in key for reply in replies for key in reply):
             return process
         if process.poll() is not None:

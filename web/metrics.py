@@ -2,7 +2,7 @@
 
 Under `python -m web.serve` (PROMETHEUS_MULTIPROC_DIR set) the answer aggregates every web and worker process's
 samples; the system gauges (queue depth, outbox lag, parked intents, last reconciliation) are read at scrape time
-from Redis and Postgres, so they are right whichever process answers and after any restart.
+from the broker and Postgres, so they are right whichever process answers and after any restart.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 import redis
 from flask import Blueprint, Flask, Response, g, request
+from kombu import Connection
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -22,7 +23,7 @@ from sqlalchemy import text
 
 from models.db import get_engine
 from ops.metrics import HTTP_LATENCY, HTTP_REQUESTS, multiprocess_enabled
-from settings import get_settings
+from settings import get_settings, is_amqp
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,13 @@ _LAST_RUN = text(
 )
 
 
+def _amqp_queue_depths(broker_url: str, names: list[str]) -> dict[str, int]:
+    """Ready messages per queue on RabbitMQ (a passive declare: it creates nothing)."""
+    with Connection(broker_url, connect_timeout=1) as connection:
+        channel = connection.default_channel
+        return {name: channel.queue_declare(queue=name, passive=True).message_count for name in names}
+
+
 class SystemCollector(Collector):
     """Gauges read from Postgres and Redis when Prometheus scrapes."""
 
@@ -64,13 +72,19 @@ class SystemCollector(Collector):
         from workers.app import app as celery_app
 
         family = GaugeMetricFamily("vaultcraft_queue_depth", "Messages waiting in a Celery queue", labels=["queue"])
+        settings = get_settings()
+        queues = celery_app.conf.task_queues or ()
         try:
-            client = redis.Redis.from_url(get_settings().redis_url, socket_timeout=1, socket_connect_timeout=1)
-            for queue in celery_app.conf.task_queues or ():
-                family.add_metric([queue.name], client.llen(queue.name))
-        except redis.RedisError:
+            if is_amqp(settings.broker_url):
+                depths = _amqp_queue_depths(settings.broker_url, [queue.name for queue in queues])
+            else:
+                client = redis.Redis.from_url(settings.redis_url, socket_timeout=1, socket_connect_timeout=1)
+                depths = {queue.name: client.llen(queue.name) for queue in queues}
+        except Exception:  # a scrape must answer even when the broker does not
             logger.warning("queue depth unavailable", exc_info=True)
             return
+        for name, depth in depths.items():
+            family.add_metric([name], depth)
         yield family
 
     def _database_gauges(self) -> Iterator[GaugeMetricFamily]:

@@ -59,3 +59,28 @@ def test_compose_flower_asks_for_a_password_from_the_environment():
     # The rest of the shared environment is kept (a plain `environment:` would replace it).
     assert flower["environment"]["DATABASE_URL"] == compose["web"]["environment"]["DATABASE_URL"]
     assert "ops.flower" in _compose_command(flower)
+
+
+def test_the_rabbitmq_profile_runs_the_broker_and_the_app_waits_for_it():
+    """`BROKER_URL=amqp://...@rabbitmq... docker compose --profile rabbitmq up`: a RabbitMQ that keeps its
+    data across restarts, every app process on BROKER_URL (Redis when unset), waiting for the broker
+    only when the profile runs it."""
+    compose = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    rabbitmq = services["rabbitmq"]
+    assert rabbitmq["profiles"] == ["rabbitmq"] and rabbitmq["image"].startswith("rabbitmq:3-management")
+    assert rabbitmq["hostname"] == "rabbitmq"  # its data directory is named after the node's host name
+    [volume] = [v.split(":")[0] for v in rabbitmq["volumes"] if v.endswith(":/var/lib/rabbitmq")]
+    assert volume in compose["volumes"]
+    assert "healthcheck" in rabbitmq
+    user, password = rabbitmq["environment"]["RABBITMQ_DEFAULT_USER"], rabbitmq["environment"]["RABBITMQ_DEFAULT_PASS"]
+    assert (
+        f"BROKER_URL=amqp://{user}:{password}@rabbitmq:5672/ docker compose --profile rabbitmq up"
+        in (PROJECT_ROOT / "README.md").read_text()
+    )
+    for name in ("web", "worker", "beat", "flower"):
+        service = services[name]
+        assert service["environment"]["BROKER_URL"] == "${BROKER_URL:-redis://redis:6379/0}", name
+        assert service["depends_on"]["rabbitmq"] == {"condition": "service_healthy", "required": False}, name
+    for name, service in services.items():  # no service but the broker itself needs the profile
+        assert name == "rabbitmq" or "profiles" not in service or "rabbitmq" not in service["profiles"]

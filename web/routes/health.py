@@ -11,9 +11,11 @@ import time
 from typing import Any
 
 from flask import Blueprint, jsonify
+from kombu import Connection
 from sqlalchemy import text
 
 from models.db import get_engine
+from settings import get_settings
 from web.tokens import redis_client
 from workers import heartbeat
 
@@ -26,8 +28,16 @@ def _check_database() -> str:
     return "ok"
 
 
+BROKER_CHECK_SECONDS_MAX = 2
+
+
 def _check_broker() -> str:
-    redis_client().ping()
+    settings = get_settings()
+    if settings.broker_url == settings.redis_url:
+        redis_client().ping()
+    else:  # RabbitMQ (BROKER_URL): a connection that opens and answers
+        with Connection(settings.broker_url, connect_timeout=BROKER_CHECK_SECONDS_MAX) as connection:
+            connection.ensure_connection(max_retries=1, timeout=BROKER_CHECK_SECONDS_MAX)
     return "ok"
 
 
