@@ -92,7 +92,7 @@ Intake = Callable[[Session, Actor], uuid.UUID]
 def respond(body: dict[str, Any], schema: Schema = DRY_RUN_ANSWER) -> Response:
     """200 with `body` dumped by `schema`: a Response of its own, so the view's documented 202
     schema (the real call's answer) does not dump it."""
-    return current_app.json.response(schema.dump(body))
+    return current_app.response_class(current_app.json.dumps(schema.dump(body)), mimetype="application/json")
 
 
 def answer(intake: Intake) -> Response:

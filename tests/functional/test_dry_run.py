@@ -345,13 +345,16 @@ def test_a_dry_run_of_every_endpoint_writes_counts_and_publishes_nothing(api, db
     ]
     woken: list[str] = []
     request_wake: Callable[..., bool] = wake.Wake.request
-    monkeypatch.setattr(
-        wake.Wake, "request", lambda self, *a, **k: woken.append(self.key) or request_wake(self, *a, **k)
-    )
+
+    def watched(self: wake.Wake, *args: Any, **kwargs: Any) -> bool:
+        woken.append(self.key)
+        return request_wake(self, *args, **kwargs)
+
+    monkeypatch.setattr(wake.Wake, "request", watched)
     counts, queues, accepted = _quiet(db), _queues(), _accepted_total()
 
-    for path, user, body in calls:
-        _predicted(_post(api, path, user, dry=True, key=key, json=body))
+    for index, (path, user, body) in enumerate(calls):
+        _predicted(_post(api, path, user, dry=True, key=f"{key}-{index}", json=body))
 
     assert _row_counts(db) == counts
     assert _queues() == queues
@@ -359,5 +362,5 @@ def test_a_dry_run_of_every_endpoint_writes_counts_and_publishes_nothing(api, db
     assert _accepted_total() == accepted
     assert api.get(f"/p2p/requests/{request['id']}", payer).json["status"] == "REQUESTED"
     # The key was never claimed: the real call with it is new.
-    assert _post(api, "/transactions/transfer", owner, dry=False, key=key, json=calls[0][2]).status_code == 202
+    assert _post(api, "/transactions/transfer", owner, dry=False, key=f"{key}-0", json=calls[0][2]).status_code == 202
     assert "vaultcraft:settle:wake" in woken  # the real call asks for a drain: the watch above sees it

@@ -9,8 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from ledger import statements, wallets
-from ledger.access import Actor
-from ledger.access import get_visible_wallet, visible_wallets
+from ledger.access import Actor, get_visible_wallet, visible_wallets
 from ledger.intents import transfers
 from ledger.pagination import paginate
 from models import MemberRole, Wallet, WalletStatus, WalletType
