@@ -178,15 +178,16 @@ def test_bulk_items_are_predicted_in_order(api):
         bulk_item(foreign, destination, 5),  # refused, as the real call refuses it
         bulk_item(source, destination, 300),
     ]
+    items.append(dict(items[0]))  # the same key and request again: it replays the first
 
     response = _post(api, "/transactions/batch", owner, dry=True, json={"transfers": items})
 
     answer = _predicted(response)
-    assert (answer["accepted"], answer["replayed"], answer["rejected"]) == (3, 0, 1)
+    assert (answer["accepted"], answer["replayed"], answer["rejected"]) == (3, 1, 1)
     results = answer["items"]
-    assert [r["status_code"] for r in results] == [202, 202, 404, 202]
-    assert [r["would_status"] for r in results] == ["COMPLETED", "FAILED", None, "COMPLETED"]
-    assert [r["failure_reason"] for r in results] == [None, "INSUFFICIENT_FUNDS", None, None]
+    assert [r["status_code"] for r in results] == [202, 202, 404, 202, 200]
+    assert [r["would_status"] for r in results] == ["COMPLETED", "FAILED", None, "COMPLETED", "COMPLETED"]
+    assert [r["failure_reason"] for r in results] == [None, "INSUFFICIENT_FUNDS", None, None, None]
     assert results[2]["error"]["code"] == "WALLET_NOT_FOUND" and results[2]["balances_after"] is None
     assert results[0]["balances_after"] == {source: _amounts(300), destination: _amounts(700)}
     assert results[1]["balances_after"] == {source: _amounts(300), destination: _amounts(700)}
@@ -195,7 +196,8 @@ def test_bulk_items_are_predicted_in_order(api):
 
     real = _post(api, "/transactions/batch", owner, dry=False, json={"transfers": items})
     assert real.status_code == 202, real.json
-    finals = [api.wait_final(owner, r["transaction"]["id"]) for r in real.json["items"] if r["transaction"]]
+    assert [r["status_code"] for r in real.json["items"]] == [202, 202, 404, 202, 200]
+    finals = [api.wait_final(owner, r["transaction"]["id"]) for r in real.json["items"] if r["status_code"] == 202]
     assert [(f["status"], f["failure_reason"]) for f in finals] == [
         ("COMPLETED", None),
         ("FAILED", "INSUFFICIENT_FUNDS"),

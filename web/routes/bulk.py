@@ -138,15 +138,17 @@ def _dry_run(parsed: list[BulkItem | dict[str, Any]], items: list[BulkItem | Non
         outcome = bulk.submit_transfers(session, actor, items, origin=origin())
         intent_ids = {uuid.UUID(str(o.intent.id)) for o in outcome.items if o.intent is not None}
         predictions = preview.predict(session, actor, sorted(intent_ids))
+    created = set(outcome.created_ids)
     answer = _Answer()
     results = []
     for index, (p, item_outcome) in enumerate(zip(parsed, outcome.items, strict=True)):
         result = answer.item_result(index, p, item_outcome)
         prediction = None
         if item_outcome.intent is not None:
-            prediction = predictions[uuid.UUID(str(item_outcome.intent.id))].as_dict()
-            if item_outcome.created:
-                result["transaction"] = None  # rolled back: it never existed
+            intent_id = uuid.UUID(str(item_outcome.intent.id))
+            prediction = predictions[intent_id].as_dict()
+            if intent_id in created:
+                result["transaction"] = None  # rolled back: it never existed (nor does a duplicate's)
         result.update(
             {
                 "would_status": prediction and prediction["would_status"],
