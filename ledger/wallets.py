@@ -245,3 +245,17 @@ def pending_outgoing(session: Session, wallet_ids: list[uuid.UUID]) -> dict[uuid
         .group_by(Transaction.source_wallet_id)
     ).all()
     return {wallet_id: int(total) for wallet_id, total in rows}
+
+
+def held_amounts(session: Session, wallet_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """Each wallet's `held_amount`: what open holds and transfers in review reserve on it.
+
+    The one place that reads it (dry runs show it beside the balance; `available_balance` is the
+    balance less this). Read from the wallet row once the model carries the column; until then
+    nothing is ever held, and every wallet holds 0.
+    """
+    column = getattr(Wallet, "held_amount", None)
+    if column is None or not wallet_ids:
+        return dict.fromkeys(wallet_ids, 0)
+    rows = session.execute(select(Wallet.id, column).where(Wallet.id.in_(wallet_ids))).all()
+    return {wallet_id: int(held or 0) for wallet_id, held in rows}

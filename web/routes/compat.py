@@ -16,6 +16,7 @@ from ledger.intents import transfers
 from ledger.intents.transfers import Submitted, TransferRequest
 from ledger.pagination import paginate
 from models import LedgerEntry, Wallet
+from web import dry_run
 from web.api import Blueprint, links
 from web.db import unit_of_work
 from web.routes import p2p as p2p_routes
@@ -55,7 +56,7 @@ def _internal_transfer(
 @blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
 @blp.arguments(TransferSchema)
 @blp.response(202, TransactionSchema)
-@blp.alt_response(200, schema=TransactionSchema, description="Replay of an earlier request with the same key")
+@dry_run.documented(blp, replay=TransactionSchema)
 @transaction_links(blp, (202, 200))
 def internal(body: dict[str, Any], idempotency_key: str | None) -> Any:
     """POST /api/v1/transactions/transfer between two of the caller's own wallets."""
@@ -67,6 +68,10 @@ def internal(body: dict[str, Any], idempotency_key: str | None) -> Any:
         description=body["description"],
         metadata=body["metadata"],
     )
+    if dry_run.requested():
+        return dry_run.answer(
+            lambda session, actor: _internal_transfer(session, actor, request, idempotency_key).transaction.id
+        )
     return submit_and_enqueue(lambda session, actor: _internal_transfer(session, actor, request, idempotency_key))
 
 
@@ -107,7 +112,7 @@ def p2p_request(body: dict[str, Any]) -> dict[str, Any]:
 @blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
 @blp.arguments(P2PSettleSchema)
 @blp.response(202, P2PSettledSchema)
-@blp.alt_response(200, schema=P2PSettledSchema, description="The request was already being paid: same transaction")
+@dry_run.documented(blp, replay=P2PSettledSchema)
 @transaction_links(blp, (202, 200), "$response.body#/transaction/id")
 def p2p_settle(body: dict[str, Any], request_id: uuid.UUID, idempotency_key: str | None) -> Any:
     """POST /api/v1/p2p/requests/{id}/settle."""

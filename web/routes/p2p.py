@@ -17,6 +17,7 @@ from ledger.intents import p2p
 from ledger.intents.p2p import NewRequest, Party, Settled
 from ledger.intents.transfers import Submitted
 from models import P2PRequest, P2PStatus
+from web import dry_run
 from web.api import Blueprint, link, links
 from web.db import unit_of_work
 from web.request_context import audit, intent_accepted
@@ -110,10 +111,20 @@ def create_request(body: dict[str, Any]) -> dict[str, Any]:
         return view
 
 
-def settle_request(
-    request_id: uuid.UUID, body: dict[str, Any], idempotency_key: str | None
-) -> tuple[dict[str, Any], int]:
+def settle_request(request_id: uuid.UUID, body: dict[str, Any], idempotency_key: str | None) -> Any:
     """Write the transfer intent with the request's new state, commit, then publish it."""
+    if dry_run.requested():
+        return dry_run.answer(
+            lambda session, actor: (
+                p2p.settle(
+                    session,
+                    actor,
+                    request_id,
+                    source_wallet_id=body["source_wallet_id"],
+                    idempotency_key=idempotency_key,
+                ).transaction.id
+            )
+        )
     with unit_of_work() as session:
         actor = current_actor(session)
         settled: Settled = p2p.settle(
@@ -183,7 +194,7 @@ def get_request(args: dict[str, Any], request_id: uuid.UUID) -> dict[str, Any]:
 @blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
 @blp.arguments(P2PSettleSchema)
 @blp.response(202, P2PSettledSchema)
-@blp.alt_response(200, schema=P2PSettledSchema, description="The request was already being paid: same transaction")
+@dry_run.documented(blp, replay=P2PSettledSchema)
 @transaction_routes.transaction_links(blp, (202, 200), "$response.body#/transaction/id")
 def settle(body: dict[str, Any], request_id: uuid.UUID, idempotency_key: str | None) -> Any:
     """The payer pays: one transfer intent; the request becomes SETTLED or FAILED with it."""

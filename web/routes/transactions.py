@@ -11,6 +11,7 @@ from ledger.intents import cancelling, transfers
 from ledger.intents.transfers import PendingTransfer, Submitted, TransactionFilters, TransferRequest
 from models import Transaction, TransactionStatus, TransactionType
 from tasks.settlement import settle_soon
+from web import dry_run
 from web.api import Blueprint, link, links
 from web.db import unit_of_work
 from web.request_context import intent_accepted, origin, transaction_cancelled
@@ -66,9 +67,8 @@ def submit_and_enqueue(submit: Any) -> Answer:
     return accepted(submitted.transaction, submitted.created)
 
 
-def accept_transfer(body: dict[str, Any], idempotency_key: str | None) -> Answer:
-    """The hot path: one statement writes the intent and its audit row, then commit, then publish."""
-    request = TransferRequest(
+def transfer_request(body: dict[str, Any]) -> TransferRequest:
+    return TransferRequest(
         source_wallet_id=body["source_wallet_id"],
         destination_wallet_id=body["destination_wallet_id"],
         amount=body["amount"],
@@ -76,6 +76,20 @@ def accept_transfer(body: dict[str, Any], idempotency_key: str | None) -> Answer
         description=body["description"],
         metadata=body["metadata"],
     )
+
+
+def accept_transfer(body: dict[str, Any], idempotency_key: str | None) -> Any:
+    """The hot path: one statement writes the intent and its audit row, then commit, then publish.
+    With `?dry_run=true`, that statement's answer is predicted instead, and rolled back."""
+    request = transfer_request(body)
+    if dry_run.requested():
+        return dry_run.answer(
+            lambda session, actor: (
+                transfers.accept_transfer(
+                    session, actor.user_id, request, idempotency_key=idempotency_key, origin=origin()
+                ).transaction.id
+            )
+        )
     with unit_of_work() as session:
         outcome = transfers.accept_transfer(
             session, current_user_id(), request, idempotency_key=idempotency_key, origin=origin()
@@ -96,7 +110,7 @@ TRANSFER = TransferSchema()
 @blp.arguments(IDEMPOTENCY_HEADER, location="headers", as_kwargs=True)
 @blp.arguments(TRANSFER)
 @blp.response(202, TransactionSchema)
-@blp.alt_response(200, schema=TransactionSchema, description="Replay of an earlier request with the same key")
+@dry_run.documented(blp, replay=TransactionSchema)
 @transaction_links(blp, (202, 200))
 def create_transfer(body: dict[str, Any], idempotency_key: str | None) -> Any:
     """Accept a transfer intent; a worker settles it. Poll the Location for its final status."""

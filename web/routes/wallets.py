@@ -6,11 +6,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from ledger import statements, wallets
-from ledger.access import get_visible_wallet, visible_wallets
+from ledger.access import Actor, get_visible_wallet, visible_wallets
 from ledger.intents import transfers
 from ledger.pagination import paginate
 from models import MemberRole, Wallet, WalletStatus, WalletType
+from web import dry_run
 from web.api import Blueprint, link, links
 from web.db import unit_of_work
 from web.request_context import audit, member_view, wallet_status, wallet_status_changed
@@ -144,7 +147,7 @@ def summary() -> dict[str, object]:
 @blp.arguments(IDEMPOTENCY_HEADER, location="headers", as_kwargs=True)
 @blp.arguments(TRANSFER)
 @blp.response(202, TransactionSchema)
-@blp.alt_response(200, schema=TransactionSchema, description="Replay of an earlier request with the same key")
+@dry_run.documented(blp, replay=TransactionSchema)
 @transaction_links(blp, (202, 200))
 def transfer(body: dict[str, Any], idempotency_key: str | None) -> Any:
     """Same as POST /api/v1/transactions/transfer."""
@@ -197,20 +200,19 @@ def grant_member(body: dict[str, Any], wallet_id: uuid.UUID) -> Any:
 @blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
 @blp.arguments(AmountSchema)
 @blp.response(202, TransactionSchema)
-@blp.alt_response(200, schema=TransactionSchema, description="Replay of an earlier request with the same key")
+@dry_run.documented(blp, replay=TransactionSchema)
 @transaction_links(blp, (202, 200))
 def deposit(body: dict[str, Any], wallet_id: uuid.UUID, idempotency_key: str | None) -> Any:
     """OWNER/ADMIN: money in, from the organisation's treasury for the wallet's currency."""
-    return submit_and_enqueue(
-        lambda session, actor: transfers.submit_deposit(
-            session,
-            actor,
-            wallet_id,
-            body["amount"],
-            idempotency_key=idempotency_key,
-            description=body["description"],
+
+    def submit(session: Session, actor: Actor) -> transfers.Submitted:
+        return transfers.submit_deposit(
+            session, actor, wallet_id, body["amount"], idempotency_key=idempotency_key, description=body["description"]
         )
-    )
+
+    if dry_run.requested():
+        return dry_run.answer(lambda session, actor: submit(session, actor).transaction.id)
+    return submit_and_enqueue(submit)
 
 
 @blp.route("/<uuid:wallet_id>/withdraw", methods=["POST"])
@@ -218,20 +220,19 @@ def deposit(body: dict[str, Any], wallet_id: uuid.UUID, idempotency_key: str | N
 @blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
 @blp.arguments(AmountSchema)
 @blp.response(202, TransactionSchema)
-@blp.alt_response(200, schema=TransactionSchema, description="Replay of an earlier request with the same key")
+@dry_run.documented(blp, replay=TransactionSchema)
 @transaction_links(blp, (202, 200))
 def withdraw(body: dict[str, Any], wallet_id: uuid.UUID, idempotency_key: str | None) -> Any:
     """Money out, to the organisation's treasury. The wallet's owner or a CONTRIBUTOR."""
-    return submit_and_enqueue(
-        lambda session, actor: transfers.submit_withdrawal(
-            session,
-            actor,
-            wallet_id,
-            body["amount"],
-            idempotency_key=idempotency_key,
-            description=body["description"],
+
+    def submit(session: Session, actor: Actor) -> transfers.Submitted:
+        return transfers.submit_withdrawal(
+            session, actor, wallet_id, body["amount"], idempotency_key=idempotency_key, description=body["description"]
         )
-    )
+
+    if dry_run.requested():
+        return dry_run.answer(lambda session, actor: submit(session, actor).transaction.id)
+    return submit_and_enqueue(submit)
 
 
 @blp.route("/<uuid:wallet_id>/ledger", methods=["GET"])
