@@ -18,6 +18,8 @@ and the payer's id and organisation show only once the payer has acted on the re
 
 Every change of state writes a `p2p_request.<status>` event (`p2p_request.requested`, `.settling`,
 `.settled`, `.failed`, `.declined`, `.cancelled`) to the outbox in the same database transaction.
+Events say no more than the API: before the payer acts, the payee's organisation gets one without
+the payer, and the payer's organisation one of its own (`record_request_event`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from ledger.access import Actor, can_debit, get_debitable_wallet, get_visible_wa
 from ledger.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from ledger.idempotency import key_reused
 from ledger.identity import find_user_by_email
-from ledger.integrity.events import record_event
+from ledger.integrity.events import EventFor, record_event, record_events
 from ledger.intents.transfers import TransferRequest, submit_transfer
 from ledger.pagination import Page, paginate
 from models import P2PRequest, P2PStatus, Transaction, User, WalletStatus, WalletType
@@ -94,15 +96,31 @@ def request_data(request: Any) -> dict[str, Any]:
 
 
 def record_request_event(session: Session, request: Any) -> None:
-    """Announce the request's current state, in the caller's database transaction."""
-    record_event(
-        session,
-        EVENT_TYPES[P2PStatus(request.status)],
-        aggregate=("p2p_request", request.id),
-        data=request_data(request),
-        wallet_ids=[request.destination_wallet_id],
-        organization_ids=[o for o in (request.payee_organization_id, request.payer_organization_id) if o],
-    )
+    """Announce the request's current state, in the caller's database transaction.
+
+    Until the payer acts, the payee's organisation is told what the API tells the payee: no payer id
+    or organisation, whether or not the email has an account, and an event addressed to it alone (its
+    `organization_ids` would name the payer's organisation otherwise). The payer's organisation gets
+    its own event, with its user named. Once the payer has acted, one event goes to both."""
+    event_type = EVENT_TYPES[P2PStatus(request.status)]
+    aggregate = ("p2p_request", request.id)
+    data, wallet_ids = request_data(request), [request.destination_wallet_id]
+    payee_org, payer_org = request.payee_organization_id, request.payer_organization_id
+    if payer_shown(request):
+        organization_ids = [o for o in (payee_org, payer_org) if o]
+        record_event(
+            session,
+            event_type,
+            aggregate=aggregate,
+            data=data,
+            wallet_ids=wallet_ids,
+            organization_ids=organization_ids,
+        )
+        return
+    events = [EventFor({**data, "payer_id": None, "payer_organization_id": None}, wallet_ids, [payee_org])]
+    if payer_org is not None and payer_org != payee_org:
+        events.append(EventFor(data, wallet_ids, [payer_org]))
+    record_events(session, event_type, aggregate=aggregate, events=events)
 
 
 def _now(session: Session) -> datetime:
@@ -286,8 +304,9 @@ def list_requests(
 PAYER_ACTED = frozenset({P2PStatus.SETTLING, P2PStatus.SETTLED, P2PStatus.FAILED, P2PStatus.DECLINED})
 
 
-def payer_shown(request: P2PRequest) -> bool:
-    """Whether the request's views show its payer's id and organisation (see the module's doc)."""
+def payer_shown(request: Any) -> bool:
+    """Whether the request's views and the payee's events show its payer's id and organisation (see
+    the module's doc). `request`: a P2PRequest, or a row with its columns."""
     return P2PStatus(request.status) in PAYER_ACTED
 
 
