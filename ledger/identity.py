@@ -172,7 +172,9 @@ def set_active(session: Session, actor: Actor, user_id: uuid.UUID, *, active: bo
 
 
 def create_operator(session: Session, *, email: str, password: str, full_name: str) -> User:
-    """A platform operator: may run settlement and reconciliation for every organisation."""
+    """A platform operator: may run settlement and reconciliation for every organisation. Their password
+    meets the same strength rules as any other user's (WeakPassword)."""
+    check_strength(password, context=context_words(email, full_name, PLATFORM_ORGANIZATION_NAME))
     organization_id = session.scalars(
         select(Organization.id).where(Organization.name == PLATFORM_ORGANIZATION_NAME).limit(1)
     ).first()
