@@ -130,7 +130,7 @@ def load_actor(session: Session, user_id: uuid.UUID) -> Actor:
 def get_user_in_org(session: Session, actor: Actor, user_id: uuid.UUID, *, for_update: bool = False) -> User:
     user = session.get(User, user_id, with_for_update=for_update)
     if user is None or user.organization_id != actor.organization_id:
-        raise NotFound("user not found", code="USER_NOT_FOUND")
+        raise NotFound("user not found", code="USER_NOT_FOUND", target=("user", user_id) if user else None)
     return user
 
 

@@ -49,7 +49,7 @@ from typing import Any
 from sqlalchemy import Select, exists, false, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.orm import Session, aliased
 
-from ledger.access import Actor, require_org_admin
+from ledger.access import Actor, not_found, require_org_admin
 from ledger.clearing.netting import (
     SETTLEMENT_SKIPS_NOTE,
     Obligation,
@@ -60,7 +60,7 @@ from ledger.clearing.netting import (
     organization_totals,
 )
 from ledger.clearing.routing import system_wallet_ids
-from ledger.errors import Conflict, InvalidRequest, NotFound
+from ledger.errors import Conflict, InvalidRequest
 from ledger.integrity import audit
 from ledger.integrity.events import EventFor, record_event, record_events
 from ledger.pagination import Page, paginate
@@ -621,7 +621,14 @@ def list_batches(session: Session, actor: Actor, *, limit: int, cursor: str | No
 def get_batch(session: Session, actor: Actor, batch_id: uuid.UUID) -> SettlementBatch:
     batch = session.scalars(visible_batches(actor).where(SettlementBatch.id == batch_id)).one_or_none()
     if batch is None:
-        raise NotFound("settlement batch not found", code="SETTLEMENT_BATCH_NOT_FOUND")
+        raise not_found(
+            session,
+            SettlementBatch,
+            batch_id,
+            "settlement_batch",
+            "settlement batch not found",
+            "SETTLEMENT_BATCH_NOT_FOUND",
+        )
     return batch
 
 

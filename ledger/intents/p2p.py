@@ -34,7 +34,14 @@ from typing import Any
 from sqlalchemy import func, or_, select, text
 from sqlalchemy.orm import Session
 
-from ledger.access import Actor, can_debit, get_debitable_wallet, get_visible_wallet, system_wallet_refused
+from ledger.access import (
+    Actor,
+    can_debit,
+    get_debitable_wallet,
+    get_visible_wallet,
+    not_found,
+    system_wallet_refused,
+)
 from ledger.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from ledger.idempotency import key_reused
 from ledger.identity import find_user_by_email
@@ -166,6 +173,10 @@ def create_request(session: Session, actor: Actor, request: NewRequest) -> P2PRe
     return p2p_request
 
 
+def _request_not_found(session: Session, request_id: uuid.UUID) -> NotFound:
+    return not_found(session, P2PRequest, request_id, "p2p_request", "P2P request not found", "P2P_REQUEST_NOT_FOUND")
+
+
 def _get_as(session: Session, actor: Actor, request_id: uuid.UUID, *parties: Party) -> P2PRequest:
     """The request, locked, if the caller is one of `parties` to it; NotFound for anyone else."""
     conditions = []
@@ -177,7 +188,7 @@ def _get_as(session: Session, actor: Actor, request_id: uuid.UUID, *parties: Par
         select(P2PRequest).where(P2PRequest.id == request_id, or_(*conditions)).with_for_update()
     ).one_or_none()
     if found is None:
-        raise NotFound("P2P request not found", code="P2P_REQUEST_NOT_FOUND")
+        raise _request_not_found(session, request_id)
     return found
 
 
@@ -189,7 +200,7 @@ def get_request(session: Session, actor: Actor, request_id: uuid.UUID) -> P2PReq
         )
     ).one_or_none()
     if request is None:
-        raise NotFound("P2P request not found", code="P2P_REQUEST_NOT_FOUND")
+        raise _request_not_found(session, request_id)
     return request
 
 
