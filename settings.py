@@ -26,6 +26,26 @@ class SettingMissing(RuntimeError):
         self.name = name
 
 
+class SettingInvalid(RuntimeError):
+    """A variable is set to something the service refuses to run with; the message says which and why, in one line."""
+
+
+# HS256 signs with a key; RFC 7518 3.2 asks for one at least as long as the hash (256 bits). A short
+# key set by hand ("secret", "changeme") can be found offline from any one token, and with it anyone
+# can sign a token for any user.
+JWT_SECRET_KEY_BYTES_MIN = 32
+
+
+def check_jwt_secret_key(key: str) -> None:
+    """Refuse a signing key under JWT_SECRET_KEY_BYTES_MIN bytes (UTF-8), naming its length, never the key."""
+    size = len(key.encode())
+    if size < JWT_SECRET_KEY_BYTES_MIN:
+        raise SettingInvalid(
+            f"JWT_SECRET_KEY is {size} bytes; it must be at least {JWT_SECRET_KEY_BYTES_MIN}: set a random one"
+            " (python -c 'import secrets; print(secrets.token_urlsafe(48))') or unset it to have one generated in var/"
+        )
+
+
 def _jwt_secret_key() -> str:
     """JWT_SECRET_KEY from the environment, else a random key kept in var/ so restarts keep sessions."""
     configured = os.environ.get("JWT_SECRET_KEY")

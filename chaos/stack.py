@@ -360,7 +360,8 @@ class Stack:
             "REDIS_URL": self.redis_url,
             "VAULTCRAFT_VAR_DIR": str(self.root / "var"),
             "PROMETHEUS_MULTIPROC_DIR": str(self.root / "prometheus"),
-            "JWT_SECRET_KEY": "chaos-" + self.root.name,
+            # The web refuses a key under 32 bytes: this stack's own, padded to 64.
+            "JWT_SECRET_KEY": ("chaos-" + self.root.name).ljust(64, "."),
             "VAULTCRAFT_BCRYPT_ROUNDS": "4",
             "VAULTCRAFT_PENDING_STALE_SECONDS": str(self.config.pending_stale_seconds),
             "PYTHONUNBUFFERED": "1",

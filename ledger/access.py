@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
@@ -41,6 +42,21 @@ def visible_wallets(actor: Actor) -> Select[tuple[Wallet]]:
     return query.where(or_(Wallet.owner_id == actor.user_id, Wallet.id.in_(member_wallet_ids(actor))))
 
 
+def not_found(session: Session, model: Any, object_id: uuid.UUID, kind: str, message: str, code: str) -> NotFound:
+    """NotFound for an id the caller may not see. When a row with that id exists (another tenant's, or
+    one the caller's role hides), the error names it as its `target`, so the refusal is audited as a
+    probe; an id that names nothing stays a plain NotFound. One primary-key lookup, on refusals only."""
+    return NotFound(message, code=code, target=(kind, object_id) if exists(session, model, object_id) else None)
+
+
+def exists(session: Session, model: Any, object_id: uuid.UUID) -> bool:
+    return session.execute(select(model.id).where(model.id == object_id)).first() is not None
+
+
+def wallet_not_found(session: Session, wallet_id: uuid.UUID) -> NotFound:
+    return not_found(session, Wallet, wallet_id, "wallet", "wallet not found", "WALLET_NOT_FOUND")
+
+
 def get_visible_wallet(session: Session, actor: Actor, wallet_id: uuid.UUID, *, for_update: bool = False) -> Wallet:
     query = visible_wallets(actor).where(Wallet.id == wallet_id)
     if for_update:
@@ -48,7 +64,7 @@ def get_visible_wallet(session: Session, actor: Actor, wallet_id: uuid.UUID, *, 
         query = query.with_for_update(key_share=True)
     wallet = session.scalars(query).one_or_none()
     if wallet is None:
-        raise NotFound("wallet not found", code="WALLET_NOT_FOUND")
+        raise wallet_not_found(session, wallet_id)
     return wallet
 
 
@@ -106,6 +122,7 @@ def require_transfer_access(
         destination_type is not None,
         source_system=source_type == WalletType.SYSTEM,
         destination_system=destination_type == WalletType.SYSTEM,
+        hidden_source=source_wallet_id if source_type is not None else None,
     )
 
 
@@ -116,11 +133,14 @@ def refuse_transfer_unless_allowed(
     *,
     source_system: bool,
     destination_system: bool,
+    hidden_source: uuid.UUID | None = None,
 ) -> None:
     """The transfer rules' errors, in their order, from what the caller's query found: who may
-    debit the source and whether the destination exists first, then the SYSTEM wallet rule."""
+    debit the source and whether the destination exists first, then the SYSTEM wallet rule.
+    `hidden_source`: the source's id when it exists but the caller may not see it (a probe)."""
     if not source_visible:
-        raise NotFound("wallet not found", code="WALLET_NOT_FOUND")
+        target = ("wallet", hidden_source) if hidden_source else None
+        raise NotFound("wallet not found", code="WALLET_NOT_FOUND", target=target)
     if not source_debitable:
         raise _not_debitor()
     if not destination_exists:

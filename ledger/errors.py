@@ -8,16 +8,23 @@ from typing import Any
 class DomainError(Exception):
     code = "DOMAIN_ERROR"
 
-    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, details: Any = None, target: tuple[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
         self.details = details
+        # (type, id) of the object refused, for the audit of denials (never shown to the caller).
+        self.target = (target[0], str(target[1])) if target else None
 
 
 class NotFound(DomainError):
-    """Unknown, or not visible to the caller: another tenant's object is always NotFound."""
+    """Unknown, or not visible to the caller: another tenant's object is always NotFound.
+
+    `target` is set only when the object exists but the caller may not see it (`ledger.access.not_found`):
+    then the refusal is a probe, and audited as one. An id that names nothing leaves `target` None."""
 
     code = "NOT_FOUND"
 

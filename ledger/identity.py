@@ -130,7 +130,7 @@ def load_actor(session: Session, user_id: uuid.UUID) -> Actor:
 def get_user_in_org(session: Session, actor: Actor, user_id: uuid.UUID, *, for_update: bool = False) -> User:
     user = session.get(User, user_id, with_for_update=for_update)
     if user is None or user.organization_id != actor.organization_id:
-        raise NotFound("user not found", code="USER_NOT_FOUND")
+        raise NotFound("user not found", code="USER_NOT_FOUND", target=("user", user_id) if user else None)
     return user
 
 
@@ -172,7 +172,9 @@ def set_active(session: Session, actor: Actor, user_id: uuid.UUID, *, active: bo
 
 
 def create_operator(session: Session, *, email: str, password: str, full_name: str) -> User:
-    """A platform operator: may run settlement and reconciliation for every organisation."""
+    """A platform operator: may run settlement and reconciliation for every organisation. Their password
+    meets the same strength rules as any other user's (WeakPassword)."""
+    check_strength(password, context=context_words(email, full_name, PLATFORM_ORGANIZATION_NAME))
     organization_id = session.scalars(
         select(Organization.id).where(Organization.name == PLATFORM_ORGANIZATION_NAME).limit(1)
     ).first()

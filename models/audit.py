@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, String, func
+from sqlalchemy import Index, String, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -23,6 +23,13 @@ class AuditLog(Base):
         # The API lists an organisation's rows newest first, filtered by action, actor or target.
         Index("ix_audit_logs_org_occurred", "organization_id", "occurred_at", "id"),
         Index("ix_audit_logs_target", "target_id"),
+        # Operators list failed logins, every organisation's and none's, newest first.
+        Index(
+            "ix_audit_logs_failed_logins",
+            "occurred_at",
+            "id",
+            postgresql_where=text("action = 'auth.login_failed'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -32,7 +39,8 @@ class AuditLog(Base):
     # Both references are checked once per statement by a trigger, not by a foreign key (migration 0008).
     organization_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
     actor_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
-    # Who, in words: an email for a failed login, "system:beat" for scheduled jobs.
+    # Who, in words: the account's email for a failed login on an account (an email nobody has is
+    # kept only as a keyed hash, in `after`), "system:beat" for scheduled jobs.
     actor_label: Mapped[str | None] = mapped_column(String(254), nullable=True)
     action: Mapped[str] = mapped_column(String(AUDIT_ACTION_LENGTH_MAX))
     target_type: Mapped[str | None] = mapped_column(String(64), nullable=True)

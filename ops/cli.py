@@ -53,6 +53,14 @@ class OperatorCommands(click.Group):
             raise click.ClickException(f"a server does not answer: {first_line}") from None
 
 
+def one_line(error: Any) -> str:
+    """A domain error's message and the reasons in its details (a weak password's, say), in one line."""
+    details = error.details if isinstance(error.details, dict) else {}
+    reasons = [str(r) for value in details.values() for r in (value if isinstance(value, list) else [value])]
+    text = "; ".join([error.message, *reasons]) if reasons else error.message
+    return " ".join(text.split())
+
+
 @click.group(cls=OperatorCommands)
 def main() -> None:
     """VaultCraft operations."""
@@ -75,14 +83,12 @@ def create_operator(email: str, password: str, full_name: str) -> None:
     from ledger.identity import create_operator as create
     from models.db import session_factory
 
-    if len(password) < 8:
-        raise click.BadParameter("at least 8 characters", param_hint="--password")
     try:
         with session_factory().begin() as session:
             user = create(session, email=email, password=password, full_name=full_name)
             click.echo(f"operator {user.email} created ({user.id})")
     except DomainError as error:
-        click.echo(f"error: {error.message}", err=True)
+        click.echo(f"error: {one_line(error)}", err=True)
         sys.exit(1)
 
 

@@ -63,6 +63,12 @@ SETTLEMENT_SKIPS = Counter(
 )
 EVENTS_PUBLISHED = Counter("vaultcraft_outbox_events_published_total", "Outbox events published to the broker")
 EVENTS_PUBLISH_FAILURES = Counter("vaultcraft_outbox_publish_failures_total", "Outbox publish attempts that failed")
+ACCESS_DENIALS = Counter(
+    "vaultcraft_access_denials_total",
+    "403s and 404s for objects that exist but are not the caller's; recorded=false: over the caller's"
+    " per-minute allowance of audit rows, counted only",
+    ["status", "recorded"],
+)
 INTENTS_PARKED = Counter(
     "vaultcraft_intents_parked_total", "Intents parked after their settling kept failing (ledger/settlement/parking.py)"
 )

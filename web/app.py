@@ -9,7 +9,7 @@ from ops.logging_setup import configure_logging
 from ops.metrics import install_commit_hooks
 from settings import Settings, get_settings
 from tasks.outbox import install_wake_hook
-from web import headers, metrics, request_context
+from web import denials, headers, metrics, request_context
 from web.api import api
 from web.errors import register_error_handlers
 from web.limits import init_limits
@@ -86,6 +86,7 @@ def create_app() -> Flask:
         api.register_blueprint(blueprint)
     app.register_blueprint(health.blp)
     register_error_handlers(app)
+    denials.install(app)
     configure_logging("web")
     install_commit_hooks()
     install_wake_hook()

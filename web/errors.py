@@ -53,7 +53,7 @@ def error_response(
     return jsonify(body), status, headers or {}
 
 
-def _domain_error(error: DomainError) -> ResponseReturnValue:
+def domain_error(error: DomainError) -> ResponseReturnValue:
     status = next(s for kind, s in DOMAIN_STATUS.items() if isinstance(error, kind))
     return error_response(status, error.code, error.message, error.details)
 
@@ -98,7 +98,7 @@ def _unexpected(error: Exception) -> ResponseReturnValue:
 
 
 def register_error_handlers(app: Flask) -> None:
-    app.register_error_handler(DomainError, _domain_error)
+    app.register_error_handler(DomainError, domain_error)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(RequestRefused, _request_refused)
     app.register_error_handler(OperationalError, _database_unavailable)

@@ -9,11 +9,13 @@ unit of work with that context.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import re
 import uuid
 from typing import Any
 
-from flask import Flask, Response, g, has_request_context, request
+from flask import Flask, Response, current_app, g, has_request_context, request
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
@@ -70,20 +72,31 @@ def transaction_cancelled(session: Session, actor: Actor, transaction: Transacti
     events.record_transaction_events(session, [transaction.id])
 
 
-def record_login_failure(email: str) -> None:
-    """A failed login is audited in its own transaction: the login's own work rolled back."""
+# Derives the key of failed logins' email digests from the token signing key, for that one purpose.
+EMAIL_DIGEST_KEY_LABEL = b"vaultcraft:failed-login-email"
+
+
+def email_digest_key() -> bytes:
+    secret = str(current_app.config["JWT_SECRET_KEY"]).encode()
+    return hmac.new(secret, EMAIL_DIGEST_KEY_LABEL, hashlib.sha256).digest()
+
+
+def record_login_failure(email: str, code: str) -> None:
+    """A failed login is audited in its own transaction: the login's rolled back. `code` is the
+    refusal's (USER_DEACTIVATED, or INVALID_CREDENTIALS for a wrong password or an unknown email)."""
     from ledger.identity import find_user_by_email
     from web.db import unit_of_work
 
     with unit_of_work() as session:
         user = find_user_by_email(session, email)
-        audit(
-            session,
-            None,
-            "auth.login_failed",
-            target=user,
-            organization_id=user.organization_id if user else None,
-            actor_label=email,
+        if user is None:
+            reason = audit_trail.LoginFailure.UNKNOWN_EMAIL
+        elif code == audit_trail.LoginFailure.USER_DEACTIVATED:
+            reason = audit_trail.LoginFailure.USER_DEACTIVATED
+        else:
+            reason = audit_trail.LoginFailure.WRONG_PASSWORD
+        audit_trail.record_login_failure(
+            session, user, email=email, reason=reason, digest_key=email_digest_key(), origin=origin()
         )
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 
 from settings import PROJECT_ROOT, VAR_DIR
 
@@ -50,10 +51,22 @@ def prepare_metrics_dir() -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
 
 
+def check_settings() -> None:
+    """What would stop every web process from starting, refused here in one line (exit 1): otherwise
+    each process fails while importing the app, with a traceback, and is respawned to fail again."""
+    from settings import SettingInvalid, SettingMissing, check_jwt_secret_key, get_settings
+
+    try:
+        check_jwt_secret_key(get_settings().jwt_secret_key)
+    except (SettingInvalid, SettingMissing) as refused:
+        sys.exit(f"web: {refused}")
+
+
 def main() -> None:
     from granian.constants import Interfaces
     from granian.server import Server
 
+    check_settings()
     prepare_metrics_dir()
     Server(
         "web.wsgi:app",

@@ -26,7 +26,7 @@ from ledger import sessions
 from ledger.sessions import Revocation
 from models import RevokedToken
 from models.db import session_factory
-from settings import Settings, get_settings
+from settings import Settings, check_jwt_secret_key, get_settings
 from web.errors import error_response
 
 logger = logging.getLogger(__name__)
@@ -88,6 +88,8 @@ def redis_client() -> redis.Redis:
 
 
 def configure_jwt(app: Flask, settings: Settings) -> None:
+    """Token settings on the app; a signing key under 32 bytes is refused (SettingInvalid)."""
+    check_jwt_secret_key(settings.jwt_secret_key)
     app.config.update(
         JWT_SECRET_KEY=settings.jwt_secret_key,
         JWT_ALGORITHM="HS256",

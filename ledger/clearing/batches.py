@@ -49,12 +49,20 @@ from typing import Any
 from sqlalchemy import Select, exists, false, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.orm import Session, aliased
 
-from ledger.access import Actor, require_org_admin
-from ledger.clearing.netting import SETTLEMENT_SKIPS_NOTE, Obligation, Position, currency_totals, net_positions
+from ledger.access import Actor, not_found, require_org_admin
+from ledger.clearing.netting import (
+    SETTLEMENT_SKIPS_NOTE,
+    Obligation,
+    Position,
+    Standing,
+    currency_totals,
+    net_positions,
+    organization_totals,
+)
 from ledger.clearing.routing import system_wallet_ids
-from ledger.errors import Conflict, InvalidRequest, NotFound
+from ledger.errors import Conflict, InvalidRequest
 from ledger.integrity import audit
-from ledger.integrity.events import record_event
+from ledger.integrity.events import EventFor, record_event, record_events
 from ledger.pagination import Page, paginate
 from ledger.settlement.plan import PlannedEntry, WalletState
 from ledger.settlement.posting import _write_balances, _write_entries, lock_wallets
@@ -502,48 +510,83 @@ def batch_data(batch: SettlementBatch) -> dict[str, Any]:
     }
 
 
+def own_summary(standings: Sequence[Standing]) -> dict[str, Any]:
+    """An organisation's `transfer_count` and `totals` over its own legs (see `organization_totals`)."""
+    totals = organization_totals(standings)
+    return {"transfer_count": sum(t.transfer_count for t in totals), "totals": [vars(t) for t in totals]}
+
+
 def _record_completed(session: Session, batch: SettlementBatch, legs: list[PlannedLeg]) -> None:
-    """`settlement_batch.completed`, naming every organisation and system wallet the batch moved."""
-    record_event(
-        session,
-        BATCH_COMPLETED,
-        aggregate=("settlement_batch", batch.id),
-        data={**batch_data(batch), "legs": [_leg_data(leg) for leg in legs], "skipped": batch.skipped},
-        wallet_ids=[w for leg in legs for w in (leg.treasury_wallet_id, leg.clearing_wallet_id)],
-        organization_ids=[leg.position.organization_id for leg in legs],
-    )
+    """`settlement_batch.completed`, once per organisation in the batch (with a leg, or left out), each
+    addressed to that organisation alone and carrying only its own legs, totals and skips: a tenant
+    learns nothing of the others' traffic. A batch that named no organisation is announced once, to none."""
+    own_legs: dict[uuid.UUID, list[PlannedLeg]] = {}
+    for leg in legs:
+        own_legs.setdefault(leg.position.organization_id, []).append(leg)
+    skipped_organizations = {uuid.UUID(s["organization_id"]) for s in batch.skipped}
+    organizations = sorted(own_legs.keys() | skipped_organizations)
+    if not organizations:
+        record_event(
+            session, BATCH_COMPLETED, aggregate=("settlement_batch", batch.id), data={**batch_data(batch), "legs": []}
+        )
+        return
+    events = []
+    for organization_id in organizations:
+        mine = own_legs.get(organization_id, [])
+        data = {
+            **batch_data(batch),
+            **own_summary([leg.position for leg in mine]),
+            "legs": [_leg_data(leg) for leg in mine],
+            "skipped": [s for s in batch.skipped if s["organization_id"] == str(organization_id)],
+        }
+        wallet_ids = [w for leg in mine for w in (leg.treasury_wallet_id, leg.clearing_wallet_id)]
+        events.append(EventFor(data, wallet_ids, [organization_id]))
+    record_events(session, BATCH_COMPLETED, aggregate=("settlement_batch", batch.id), events=events)
 
 
 def audit_run(session: Session, run: BatchRun, *, actor: Actor | None, origin: audit.Origin) -> None:
     """`settlement.run` for whoever ran the batch (an operator, or beat / the CLI as `system:...`), and,
-    for a new batch, one row per organisation with a leg in it, so its OWNER/ADMIN see the run too."""
+    for a new batch, one row per organisation with a leg in it, so its OWNER/ADMIN see the run too:
+    theirs carries only their own positions and totals, the runner's the platform's."""
     batch = run.batch
     after = {**batch_data(batch), "new_batch": run.created}
     label = None if actor else SYSTEM_ACTOR_LABELS.get(BatchTrigger(batch.trigger), "system")
-    positions = _positions_by_organization(session, batch.id) if run.created else {}
+    legs = _legs_by_organization(session, batch.id) if run.created else {}
     own = actor.organization_id if actor else None
-    rows = [(own, positions.get(own) if own else None)]
-    rows += [(org, positions[org]) for org in sorted(positions) if org != own]
-    for organization_id, own_positions in rows:
+    audit.record(
+        session,
+        actor,
+        "settlement.run",
+        target=("settlement_batch", batch.id),
+        after=after,
+        organization_id=own,
+        actor_label=label,
+        origin=origin,
+    )
+    for organization_id in sorted(org for org in legs if org != own):
+        mine = legs[organization_id]
         audit.record(
             session,
             actor,
             "settlement.run",
             target=("settlement_batch", batch.id),
-            after={**after, "positions": own_positions} if own_positions else after,
+            after={**after, **own_summary(mine), "positions": [_position(leg) for leg in mine]},
             organization_id=organization_id,
             actor_label=label,
             origin=origin,
         )
 
 
-def _positions_by_organization(session: Session, batch_id: uuid.UUID) -> dict[uuid.UUID, list[dict[str, Any]]]:
-    positions: dict[uuid.UUID, list[dict[str, Any]]] = {}
-    for leg in session.scalars(select(SettlementLeg).where(SettlementLeg.batch_id == batch_id)):
-        positions.setdefault(leg.organization_id, []).append(
-            {"currency": leg.currency, "net_position": leg.net_position, "direction": str(leg.direction)}
-        )
-    return positions
+def _position(leg: SettlementLeg) -> dict[str, Any]:
+    return {"currency": leg.currency, "net_position": leg.net_position, "direction": str(leg.direction)}
+
+
+def _legs_by_organization(session: Session, batch_id: uuid.UUID) -> dict[uuid.UUID, list[SettlementLeg]]:
+    legs: dict[uuid.UUID, list[SettlementLeg]] = {}
+    query = select(SettlementLeg).where(SettlementLeg.batch_id == batch_id).order_by(SettlementLeg.currency)
+    for leg in session.scalars(query):
+        legs.setdefault(leg.organization_id, []).append(leg)
+    return legs
 
 
 # --- reading batches -------------------------------------------------------------------------------
@@ -578,7 +621,14 @@ def list_batches(session: Session, actor: Actor, *, limit: int, cursor: str | No
 def get_batch(session: Session, actor: Actor, batch_id: uuid.UUID) -> SettlementBatch:
     batch = session.scalars(visible_batches(actor).where(SettlementBatch.id == batch_id)).one_or_none()
     if batch is None:
-        raise NotFound("settlement batch not found", code="SETTLEMENT_BATCH_NOT_FOUND")
+        raise not_found(
+            session,
+            SettlementBatch,
+            batch_id,
+            "settlement_batch",
+            "settlement batch not found",
+            "SETTLEMENT_BATCH_NOT_FOUND",
+        )
     return batch
 
 
@@ -587,6 +637,14 @@ def visible_skips(actor: Actor, batch: SettlementBatch) -> list[dict[str, Any]]:
     if actor.is_operator:
         return list(batch.skipped)
     return [s for s in batch.skipped if s["organization_id"] == str(actor.organization_id)]
+
+
+def visible_summary(actor: Actor, batch: SettlementBatch, legs: Sequence[SettlementLeg]) -> dict[str, Any]:
+    """The batch's `transfer_count` and `totals` as the caller may see them: the platform's for an
+    operator, the sum of their own legs (`legs`, as `visible_legs` gave them) for the others."""
+    if actor.is_operator:
+        return {"transfer_count": batch.transfer_count, "totals": batch.totals}
+    return own_summary(legs)
 
 
 def visible_legs(

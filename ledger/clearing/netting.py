@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 # `session.info` key: the (currency, reason) of every organisation a settlement batch left out
 # (ledger/clearing/batches.py), counted once the batch commits (ops/metrics.py). Here, in a module
@@ -92,4 +93,34 @@ def currency_totals(obligations: Iterable[Obligation], positions: Iterable[Posit
     settled: dict[str, int] = dict.fromkeys(gross, 0)
     for p in positions:
         settled[p.currency] = settled.get(p.currency, 0) + max(p.net_position, 0)
+    return [CurrencyTotal(c, gross[c], settled[c], counts[c]) for c in sorted(gross)]
+
+
+class Standing(Protocol):
+    """A position as netting computed it or as a batch recorded it (a settlement leg)."""
+
+    @property
+    def currency(self) -> str: ...
+    @property
+    def sent_amount(self) -> int: ...
+    @property
+    def received_amount(self) -> int: ...
+    @property
+    def net_position(self) -> int: ...
+    @property
+    def transfer_count(self) -> int: ...
+
+
+def organization_totals(standings: Iterable[Standing]) -> list[CurrencyTotal]:
+    """One organisation's totals over its own positions: the obligations it is party to (gross: what it
+    sent plus what it received), what its treasury moved (settled: its net, either way) and how many
+    obligations named it. The batch's own totals describe the whole platform: an organisation in the
+    batch sees these instead, which say nothing about the other organisations' traffic."""
+    gross: dict[str, int] = {}
+    settled: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    for s in standings:
+        gross[s.currency] = gross.get(s.currency, 0) + s.sent_amount + s.received_amount
+        settled[s.currency] = settled.get(s.currency, 0) + abs(s.net_position)
+        counts[s.currency] = counts.get(s.currency, 0) + s.transfer_count
     return [CurrencyTotal(c, gross[c], settled[c], counts[c]) for c in sorted(gross)]

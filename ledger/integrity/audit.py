@@ -8,6 +8,8 @@ Nothing here knows about HTTP: the web layer hands in an `Origin`.
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,12 +19,21 @@ from sqlalchemy import Select, insert, select
 from sqlalchemy.orm import Session
 
 from ledger.access import Actor, require_org_admin
+from ledger.errors import Forbidden
 from ledger.pagination import Page, paginate
 from models import AuditLog, User
 from models.audit import REQUEST_ID_LENGTH_MAX, SOURCE_ADDRESS_LENGTH_MAX
 from models.ids import new_id
 
 ACTOR_LABEL_LENGTH_MAX = 254
+LOGIN_FAILED = "auth.login_failed"
+ACCESS_DENIED = "access.denied"
+
+
+class LoginFailure(enum.StrEnum):
+    UNKNOWN_EMAIL = "UNKNOWN_EMAIL"
+    WRONG_PASSWORD = "WRONG_PASSWORD"
+    USER_DEACTIVATED = "USER_DEACTIVATED"
 
 
 @dataclass(frozen=True)
@@ -150,4 +161,66 @@ def list_audit_logs(
         kinds=(datetime, uuid.UUID),
         limit=limit,
         cursor=cursor,
+    )
+
+
+# --- failed logins ---------------------------------------------------------------------------------
+
+
+def email_digest(email: str, key: bytes) -> str:
+    """The keyed hash a failed login stores of the email it named (trimmed, lower-cased): the same
+    email gives the same digest, so an operator sees one address tried many times, or many tried once,
+    and can check an address they are asked about; without the key nobody can test guesses offline.
+    What was typed is never stored for an email nobody has: people type passwords into email fields."""
+    return hmac.new(key, email.strip().lower().encode(), hashlib.sha256).hexdigest()
+
+
+def record_login_failure(
+    session: Session, user: User | None, *, email: str, reason: LoginFailure, digest_key: bytes, origin: Origin
+) -> None:
+    """`auth.login_failed`: for an account, in its organisation's trail with its email; for an email
+    nobody has, in no organisation's trail (only operators see it) and with only its digest."""
+    record(
+        session,
+        None,
+        LOGIN_FAILED,
+        target=user,
+        organization_id=user.organization_id if user else None,
+        actor_label=user.email if user else None,
+        after={"reason": reason, "email_hash": email_digest(email, digest_key)},
+        origin=origin,
+    )
+
+
+def list_failed_logins(session: Session, actor: Actor, *, limit: int, cursor: str | None) -> Page[AuditLog]:
+    """Every failed login, of every organisation's accounts and of emails nobody has, newest first:
+    platform operators only."""
+    if not actor.is_operator:
+        raise Forbidden("only a platform operator lists failed logins", code="OPERATOR_REQUIRED")
+    return paginate(
+        session,
+        select(AuditLog).where(AuditLog.action == LOGIN_FAILED),
+        keys=(AuditLog.occurred_at, AuditLog.id),
+        kinds=(datetime, uuid.UUID),
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+# --- denials ---------------------------------------------------------------------------------------
+
+
+def record_denial(
+    session: Session, actor: Actor, *, status: int, code: str, attempted: str, target: Any, origin: Origin
+) -> None:
+    """`access.denied` in the caller's own organisation's trail: a 403, or a 404 for an object that
+    exists but is not theirs to see. The object's organisation is told nothing: naming the prober to
+    it would tell one tenant of another. Nothing of the object beyond its type and id is kept."""
+    record(
+        session,
+        actor,
+        ACCESS_DENIED,
+        target=target,
+        after={"status": status, "code": code, "attempted": attempted},
+        origin=origin,
     )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -90,6 +91,21 @@ def record_event(
     """Add one event to the caller's transaction. `data` is the event's object, JSON-ready except for
     UUIDs and datetimes (converted here); `wallet_ids` / `organization_ids` say whom it concerns."""
     _insert(session, [_row(event_type, aggregate, data, wallet_ids, organization_ids)])
+
+
+@dataclass(frozen=True)
+class EventFor:
+    """One of several events of a type about one aggregate, each for its own audience."""
+
+    data: dict[str, Any]
+    wallet_ids: Sequence[uuid.UUID] = ()
+    organization_ids: Sequence[uuid.UUID] = ()
+
+
+def record_events(session: Session, event_type: str, *, aggregate: tuple[str, Any], events: Sequence[EventFor]) -> None:
+    """Several events of one type about one aggregate, in one INSERT: for example one per organisation
+    when each may see only its own part of the change."""
+    _insert(session, [_row(event_type, aggregate, e.data, e.wallet_ids, e.organization_ids) for e in events])
 
 
 def transaction_data(transaction: Transaction) -> dict[str, Any]:

@@ -35,8 +35,8 @@ from typing import Any
 from sqlalchemy import Select, TextClause, func, or_, select, text
 from sqlalchemy.orm import Session
 
-from ledger.access import Actor, require_org_admin
-from ledger.errors import Conflict, NotFound
+from ledger.access import Actor, not_found, require_org_admin
+from ledger.errors import Conflict
 from ledger.integrity import audit, events
 from ledger.pagination import Page, paginate
 from models import (
@@ -576,7 +576,14 @@ def get_run(session: Session, actor: Actor, run_id: uuid.UUID) -> tuple[Reconcil
     """A run and the findings the caller may see: an organisation sees only its own wallets' findings."""
     run = session.scalars(_visible_runs(actor).where(ReconciliationRun.id == run_id)).one_or_none()
     if run is None:
-        raise NotFound("reconciliation run not found", code="RECONCILIATION_RUN_NOT_FOUND")
+        raise not_found(
+            session,
+            ReconciliationRun,
+            run_id,
+            "reconciliation_run",
+            "reconciliation run not found",
+            "RECONCILIATION_RUN_NOT_FOUND",
+        )
     query = select(ReconciliationFinding).where(ReconciliationFinding.run_id == run.id)
     if not actor.is_operator:
         query = query.where(ReconciliationFinding.organization_id == actor.organization_id)

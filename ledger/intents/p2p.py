@@ -18,6 +18,8 @@ and the payer's id and organisation show only once the payer has acted on the re
 
 Every change of state writes a `p2p_request.<status>` event (`p2p_request.requested`, `.settling`,
 `.settled`, `.failed`, `.declined`, `.cancelled`) to the outbox in the same database transaction.
+Events say no more than the API: before the payer acts, the payee's organisation gets one without
+the payer, and the payer's organisation one of its own (`record_request_event`).
 """
 
 from __future__ import annotations
@@ -32,11 +34,18 @@ from typing import Any
 from sqlalchemy import func, or_, select, text
 from sqlalchemy.orm import Session
 
-from ledger.access import Actor, can_debit, get_debitable_wallet, get_visible_wallet, system_wallet_refused
+from ledger.access import (
+    Actor,
+    can_debit,
+    get_debitable_wallet,
+    get_visible_wallet,
+    not_found,
+    system_wallet_refused,
+)
 from ledger.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from ledger.idempotency import key_reused
 from ledger.identity import find_user_by_email
-from ledger.integrity.events import record_event
+from ledger.integrity.events import EventFor, record_event, record_events
 from ledger.intents.transfers import TransferRequest, submit_transfer
 from ledger.pagination import Page, paginate
 from models import P2PRequest, P2PStatus, Transaction, User, WalletStatus, WalletType
@@ -94,15 +103,31 @@ def request_data(request: Any) -> dict[str, Any]:
 
 
 def record_request_event(session: Session, request: Any) -> None:
-    """Announce the request's current state, in the caller's database transaction."""
-    record_event(
-        session,
-        EVENT_TYPES[P2PStatus(request.status)],
-        aggregate=("p2p_request", request.id),
-        data=request_data(request),
-        wallet_ids=[request.destination_wallet_id],
-        organization_ids=[o for o in (request.payee_organization_id, request.payer_organization_id) if o],
-    )
+    """Announce the request's current state, in the caller's database transaction.
+
+    Until the payer acts, the payee's organisation is told what the API tells the payee: no payer id
+    or organisation, whether or not the email has an account, and an event addressed to it alone (its
+    `organization_ids` would name the payer's organisation otherwise). The payer's organisation gets
+    its own event, with its user named. Once the payer has acted, one event goes to both."""
+    event_type = EVENT_TYPES[P2PStatus(request.status)]
+    aggregate = ("p2p_request", request.id)
+    data, wallet_ids = request_data(request), [request.destination_wallet_id]
+    payee_org, payer_org = request.payee_organization_id, request.payer_organization_id
+    if payer_shown(request):
+        organization_ids = [o for o in (payee_org, payer_org) if o]
+        record_event(
+            session,
+            event_type,
+            aggregate=aggregate,
+            data=data,
+            wallet_ids=wallet_ids,
+            organization_ids=organization_ids,
+        )
+        return
+    events = [EventFor({**data, "payer_id": None, "payer_organization_id": None}, wallet_ids, [payee_org])]
+    if payer_org is not None and payer_org != payee_org:
+        events.append(EventFor(data, wallet_ids, [payer_org]))
+    record_events(session, event_type, aggregate=aggregate, events=events)
 
 
 def _now(session: Session) -> datetime:
@@ -148,6 +173,10 @@ def create_request(session: Session, actor: Actor, request: NewRequest) -> P2PRe
     return p2p_request
 
 
+def _request_not_found(session: Session, request_id: uuid.UUID) -> NotFound:
+    return not_found(session, P2PRequest, request_id, "p2p_request", "P2P request not found", "P2P_REQUEST_NOT_FOUND")
+
+
 def _get_as(session: Session, actor: Actor, request_id: uuid.UUID, *parties: Party) -> P2PRequest:
     """The request, locked, if the caller is one of `parties` to it; NotFound for anyone else."""
     conditions = []
@@ -159,7 +188,7 @@ def _get_as(session: Session, actor: Actor, request_id: uuid.UUID, *parties: Par
         select(P2PRequest).where(P2PRequest.id == request_id, or_(*conditions)).with_for_update()
     ).one_or_none()
     if found is None:
-        raise NotFound("P2P request not found", code="P2P_REQUEST_NOT_FOUND")
+        raise _request_not_found(session, request_id)
     return found
 
 
@@ -171,7 +200,7 @@ def get_request(session: Session, actor: Actor, request_id: uuid.UUID) -> P2PReq
         )
     ).one_or_none()
     if request is None:
-        raise NotFound("P2P request not found", code="P2P_REQUEST_NOT_FOUND")
+        raise _request_not_found(session, request_id)
     return request
 
 
@@ -286,8 +315,9 @@ def list_requests(
 PAYER_ACTED = frozenset({P2PStatus.SETTLING, P2PStatus.SETTLED, P2PStatus.FAILED, P2PStatus.DECLINED})
 
 
-def payer_shown(request: P2PRequest) -> bool:
-    """Whether the request's views show its payer's id and organisation (see the module's doc)."""
+def payer_shown(request: Any) -> bool:
+    """Whether the request's views and the payee's events show its payer's id and organisation (see
+    the module's doc). `request`: a P2PRequest, or a row with its columns."""
     return P2PStatus(request.status) in PAYER_ACTED
 
 

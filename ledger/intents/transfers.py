@@ -16,15 +16,17 @@ from sqlalchemy.orm import Session
 
 from ledger.access import (
     Actor,
+    exists,
     get_debitable_wallet,
     get_visible_wallet,
+    not_found,
     refuse_transfer_unless_allowed,
     require_org_admin,
     require_transfer_access,
     system_wallet_refused,
     visible_wallets,
 )
-from ledger.errors import InvalidRequest, NotFound
+from ledger.errors import InvalidRequest
 from ledger.idempotency import claim_key, earlier_claim, key_reused, request_hash
 from ledger.identity import load_actor, user_gone
 from ledger.integrity.audit import Origin
@@ -296,12 +298,16 @@ def accept_transfer(
     if created_at is None:
         if request.source_wallet_id == request.destination_wallet_id:
             raise _same_wallet()
+        source_visible = source_debitable is not None
         refuse_transfer_unless_allowed(
-            source_debitable is not None,
+            source_visible,
             bool(source_debitable),
             destination_exists,
             source_system=bool(source_system),
             destination_system=bool(destination_system),
+            hidden_source=request.source_wallet_id
+            if not source_visible and exists(session, Wallet, request.source_wallet_id)
+            else None,
         )
         raise AssertionError("every rule held, yet no intent was written")
     note_accepted(session, TransactionType.TRANSFER.value)
@@ -427,7 +433,9 @@ def get_visible_transaction(
         query = query.with_for_update(of=Transaction, key_share=True)
     transaction = session.scalars(query).one_or_none()
     if transaction is None:
-        raise NotFound("transaction not found", code="TRANSACTION_NOT_FOUND")
+        raise not_found(
+            session, Transaction, transaction_id, "transaction", "transaction not found", "TRANSACTION_NOT_FOUND"
+        )
     return transaction
 
 

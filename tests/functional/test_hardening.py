@@ -270,3 +270,26 @@ def test_the_docs_page_is_framed_by_nobody_and_runs_only_its_own_scripts(app):
         assert asset.startswith("/docs/assets/"), asset
         assert app.test_client().get(asset).status_code == 200, asset
     assert "Content-Security-Policy" not in app.test_client().get("/openapi.json").headers
+
+
+def test_a_jwt_secret_key_under_32_bytes_is_refused_at_startup():
+    import sys
+    from dataclasses import replace
+
+    from flask import Flask
+
+    from settings import PROJECT_ROOT, SettingInvalid, get_settings
+
+    env = {**os.environ, "JWT_SECRET_KEY": "s" * 31, "WEB_PORT": str(free_loopback_port())}
+    done = subprocess.run(
+        [sys.executable, "-m", "web.serve"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "JWT_SECRET_KEY" in lines[0] and "31 bytes" in lines[0] and "at least 32" in lines[0]
+
+    # The app itself refuses one too, counted in bytes: 16 two-byte characters are enough.
+    with pytest.raises(SettingInvalid, match="JWT_SECRET_KEY"):
+        web.tokens.configure_jwt(Flask("short-key"), replace(get_settings(), jwt_secret_key="s" * 31))
+    web.tokens.configure_jwt(Flask("long-enough"), replace(get_settings(), jwt_secret_key="é" * 16))

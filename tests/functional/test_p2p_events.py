@@ -89,35 +89,46 @@ def test_every_p2p_state_change_and_the_batch_arrive_as_recorded(api, events_que
     by_request: dict[str, list[str]] = {}
     for event in events:
         by_request.setdefault(event.aggregate_id, []).append(event.event_type)
+    # Before the payer acts, the payee's organisation and the payer's are told apart (see the test below).
     assert by_request == {
-        paid["id"]: ["p2p_request.requested", "p2p_request.settling", "p2p_request.settled"],
-        unpaid["id"]: ["p2p_request.requested", "p2p_request.settling", "p2p_request.failed"],
-        declined["id"]: ["p2p_request.requested", "p2p_request.declined"],
-        cancelled["id"]: ["p2p_request.requested", "p2p_request.cancelled"],
+        paid["id"]: ["p2p_request.requested"] * 2 + ["p2p_request.settling", "p2p_request.settled"],
+        unpaid["id"]: ["p2p_request.requested"] * 2 + ["p2p_request.settling", "p2p_request.failed"],
+        declined["id"]: ["p2p_request.requested"] * 2 + ["p2p_request.declined"],
+        cancelled["id"]: ["p2p_request.requested"] * 2 + ["p2p_request.cancelled"] * 2,
     }
+    both = {payee.organization_id, payer.organization_id}
     for event in events:
         assert event.payload["status"] == event.event_type.split(".")[1].upper()
         assert event.payload["id"] == event.aggregate_id
         assert [str(w) for w in event.wallet_ids] == [destination]
-        assert {str(o) for o in event.organization_ids} == {payee.organization_id, payer.organization_id}
+        organizations = {str(o) for o in event.organization_ids}
+        if event.payload["status"] in ("REQUESTED", "CANCELLED"):
+            shown = event.payload["payer_id"] is not None
+            assert organizations == ({payer.organization_id} if shown else {payee.organization_id})
+        else:
+            assert organizations == both and event.payload["payer_id"] == payer.id
     settled = next(e for e in events if e.event_type == "p2p_request.settled")
     assert settled.payload["transaction_id"] == transaction_id and settled.payload["amount"] == 1_200
     assert settled.payload["resolved_at"] is not None
     failure = next(e for e in events if e.event_type == "p2p_request.failed")
     assert failure.payload["failure_reason"] == "INSUFFICIENT_FUNDS"
 
-    [batch_event] = recorded("settlement_batch", [batch["id"]])
-    assert batch_event.event_type == "settlement_batch.completed"
-    data = batch_event.payload
-    assert (data["id"], data["status"], data["transfer_count"]) == (batch["id"], "COMPLETED", batch["transfer_count"])
-    legs = {leg["organization_id"]: leg for leg in data["legs"]}
+    # One batch event per organisation in it, each with that organisation's leg alone.
+    batch_events = recorded("settlement_batch", [batch["id"]])
+    legs = {}
+    for batch_event in batch_events:
+        assert batch_event.event_type == "settlement_batch.completed"
+        data = batch_event.payload
+        assert (data["id"], data["status"]) == (batch["id"], "COMPLETED")
+        [organization_id] = [str(o) for o in batch_event.organization_ids]
+        [leg] = data["legs"]
+        assert leg["organization_id"] == organization_id and data["transfer_count"] == leg["transfer_count"]
+        assert {str(w) for w in batch_event.wallet_ids} == {leg["treasury_wallet_id"], leg["clearing_wallet_id"]}
+        legs[organization_id] = leg
     assert legs[payer.organization_id]["net_position"] == 1_200
     assert legs[payee.organization_id]["net_position"] == -1_200
-    assert {payer.organization_id, payee.organization_id} <= {str(o) for o in batch_event.organization_ids}
-    moved = {leg[k] for leg in legs.values() for k in ("treasury_wallet_id", "clearing_wallet_id")}
-    assert moved == {str(w) for w in batch_event.wallet_ids}
 
-    everything = [*events, batch_event]
+    everything = [*events, *batch_events]
     messages = receive(events_queue, {str(e.event_id) for e in everything})
     for event in everything:
         message = messages[str(event.event_id)]
@@ -135,7 +146,8 @@ def test_a_rolled_back_change_leaves_no_event(api):
     request = api.p2p_request(payee, payer, destination, 10)
     # Settling from a wallet the payer does not hold is refused: no SETTLING state, no event.
     assert api.p2p_settle(payer, request["id"], destination).status_code in (403, 404)
-    assert [e.event_type for e in recorded("p2p_request", [request["id"]])] == ["p2p_request.requested"]
+    # Only the request's own announcement: one for the payee's organisation, one for the payer's.
+    assert [e.event_type for e in recorded("p2p_request", [request["id"]])] == ["p2p_request.requested"] * 2
 
 
 def test_a_batch_that_returns_an_earlier_one_announces_nothing_new(api):
@@ -143,4 +155,53 @@ def test_a_batch_that_returns_an_earlier_one_announces_nothing_new(api):
     first = api.run_settlement(operator)
     again = api.run_settlement(operator, cut_off=first["cut_off"])
     assert again["id"] == first["id"]
-    assert [e.event_type for e in recorded("settlement_batch", [first["id"]])] == ["settlement_batch.completed"]
+    announced = [e.event_type for e in recorded("settlement_batch", [first["id"]])]
+    assert announced and set(announced) == {"settlement_batch.completed"}
+    assert [e.event_type for e in recorded("settlement_batch", [again["id"]])] == announced
+
+
+def _as_the_payee_org_sees(request_id: str, payee_organization_id: str) -> list[dict[str, Any]]:
+    """The request's events addressed to the payee's organisation, without what differs between any two
+    requests (their ids and times)."""
+    seen = []
+    for event in recorded("p2p_request", [request_id]):
+        if payee_organization_id not in {str(o) for o in event.organization_ids}:
+            continue
+        payload = {k: v for k, v in event.payload.items() if k not in ("id", "created_at", "resolved_at")}
+        seen.append(
+            {
+                "type": event.event_type,
+                "data": payload,
+                "organization_ids": sorted(str(o) for o in event.organization_ids),
+                "wallet_ids": sorted(str(w) for w in event.wallet_ids),
+            }
+        )
+    return seen
+
+
+def test_the_payee_org_learns_nothing_from_events_about_whether_the_payer_exists(api):
+    payee, payer = api.signup("Payee Enumerates"), api.signup("Payer Exists")
+    destination = api.create_wallet(payee)
+    known = api.p2p_request(payee, payer, destination, 500)
+    stranger = {"payer_email": f"nobody-{uuid.uuid4().hex[:8]}@example.com", "amount": 500, "currency": "INR"}
+    response = api.post("/p2p/requests", payee, json={**stranger, "destination_wallet_id": destination})
+    assert response.status_code == 201
+    unknown = response.json
+    for request in (known, unknown):
+        assert api.post(f"/p2p/requests/{request['id']}/cancel", payee).status_code == 200
+
+    seen_known = _as_the_payee_org_sees(known["id"], payee.organization_id)
+    seen_unknown = _as_the_payee_org_sees(unknown["id"], payee.organization_id)
+    assert [e["type"] for e in seen_known] == ["p2p_request.requested", "p2p_request.cancelled"]
+    assert seen_known == seen_unknown
+    assert all(e["data"]["payer_id"] is None and e["data"]["payer_organization_id"] is None for e in seen_known)
+
+    # The payer's organisation is still told of a request to its user, in an event of its own.
+    to_payer = [
+        e
+        for e in recorded("p2p_request", [known["id"]])
+        if payer.organization_id in {str(o) for o in e.organization_ids}
+    ]
+    assert [e.event_type for e in to_payer] == ["p2p_request.requested", "p2p_request.cancelled"]
+    assert all([str(o) for o in e.organization_ids] == [payer.organization_id] for e in to_payer)
+    assert all(e.payload["payer_id"] == payer.id for e in to_payer)

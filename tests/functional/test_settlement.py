@@ -249,3 +249,76 @@ def test_the_scheduled_task_and_the_cli_run_batches(api, operator, triangle):
     assert output.exit_code == 0, output.output
     assert "1 transfers" in output.output and "RECEIVE" in output.output and "PAY" in output.output
     assert [system_balance(bank.organization_id, "clearing") for bank in banks] == [0, 0, 0]
+
+
+def _own_totals(legs: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]]:
+    """What an organisation's own legs add up to: its transfer count and its totals per currency."""
+    totals = [
+        {
+            "currency": leg["currency"],
+            "gross_amount": leg["sent_amount"] + leg["received_amount"],
+            "settled_amount": abs(leg["net_position"]),
+            "transfer_count": leg["transfer_count"],
+        }
+        for leg in sorted(legs, key=lambda leg: leg["currency"])
+    ]
+    return sum(leg["transfer_count"] for leg in legs), totals
+
+
+def test_each_organisation_sees_only_its_own_legs_and_totals(api, operator, triangle):
+    from models import OutboxEvent
+
+    banks, _, _ = triangle
+    batch = api.run_settlement(operator)
+    expected = {  # (legs' organisations, transfer count, gross, settled) per bank of the triangle
+        banks[0].organization_id: (2, 6_000, 4_000),
+        banks[1].organization_id: (2, 7_000, 3_000),
+        banks[2].organization_id: (2, 3_000, 1_000),
+    }
+    for bank in banks:
+        admin = api.add_user(bank, "ADMIN")
+        for user in (bank, admin):
+            read = api.get(f"/settlements/{batch['id']}", user).json
+            [listed] = [b for b in api.get("/settlements", user).json["items"] if b["id"] == batch["id"]]
+            for seen in (read, listed):
+                assert [leg["organization_id"] for leg in seen["legs"]] == [bank.organization_id]
+                count, totals = _own_totals(seen["legs"])
+                assert (seen["transfer_count"], seen["totals"]) == (count, totals)
+                own_count, gross, settled = expected[bank.organization_id]
+                assert totals == [
+                    {"currency": "INR", "gross_amount": gross, "settled_amount": settled, "transfer_count": own_count}
+                ]
+                assert seen["skipped"] == []
+
+    # The operator sees every leg and the platform's totals.
+    for seen in (
+        api.get(f"/settlements/{batch['id']}", operator).json,
+        next(b for b in api.get("/settlements", operator).json["items"] if b["id"] == batch["id"]),
+        batch,
+    ):
+        assert {leg["organization_id"] for leg in seen["legs"]} == set(expected)
+        assert seen["transfer_count"] == 3
+        assert seen["totals"] == [
+            {"currency": "INR", "gross_amount": 8_000, "settled_amount": 4_000, "transfer_count": 3}
+        ]
+
+    # Each organisation's event and audit row carry its own legs and totals, addressed to it alone.
+    with session_factory().begin() as session:
+        events = session.query(OutboxEvent).filter(OutboxEvent.aggregate_id == batch["id"]).all()
+        assert sorted(str(o) for e in events for o in e.organization_ids) == sorted(expected)
+        for event in events:
+            [organization_id] = [str(o) for o in event.organization_ids]
+            assert [leg["organization_id"] for leg in event.payload["legs"]] == [organization_id]
+            count, totals = _own_totals(event.payload["legs"])
+            assert (event.payload["transfer_count"], event.payload["totals"]) == (count, totals)
+            assert {str(w) for w in event.wallet_ids} == {
+                event.payload["legs"][0]["treasury_wallet_id"],
+                event.payload["legs"][0]["clearing_wallet_id"],
+            }
+    for bank in banks:
+        [row] = api.get(f"/audit-logs?target_id={batch['id']}", bank).json["items"]
+        count, gross, settled = expected[bank.organization_id]
+        assert row["after"]["transfer_count"] == count
+        assert row["after"]["totals"] == [
+            {"currency": "INR", "gross_amount": gross, "settled_amount": settled, "transfer_count": count}
+        ]

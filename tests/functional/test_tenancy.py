@@ -18,6 +18,7 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/api/v1/wallets/{wallet_id}/deposit"): {"amount": 100},
     ("post", "/api/v1/wallets/{wallet_id}/withdraw"): {"amount": 100},
     ("post", "/api/v1/p2p/requests/{request_id}/settle"): {"source_wallet_id": "filled in below"},
+    ("post", "/api/vault-settlements/p2p/settle/{request_id}"): {"source_wallet_id": "filled in below"},
     ("patch", "/api/v1/organizations/users/{user_id}"): {"active": False},
 }
 
@@ -63,7 +64,8 @@ def _operations(app) -> list[tuple[str, str]]:
     ]
 
 
-def test_every_path_with_an_id_is_a_wall(app, victim, db):
+def test_every_path_with_an_id_is_a_wall(app, victim, db, monkeypatch):
+    monkeypatch.setitem(app.config, "AUDIT_DENIALS_PER_ACTOR_PER_MINUTE", 1_000)  # every probe audited
     api = victim["api"]
     outsider = api.signup("Outsider")
     outsider_user = api.add_user(outsider)
@@ -75,18 +77,26 @@ def test_every_path_with_an_id_is_a_wall(app, victim, db):
         params = re.findall(r"{(\w+)}", path)
         missing = [p for p in params if p not in victim]
         assert not missing, f"{method.upper()} {path}: add a victim object for {missing} to this test"
-        url = path.format(**{p: victim[p] for p in params}).removeprefix("/api/v1")
+        url = path.format(**{p: victim[p] for p in params})
         body = dict(VALID_BODIES.get((method, path), {}))
         if "members" in path:
             body["user_id"] = outsider_user.id
         if "source_wallet_id" in body:
             body["source_wallet_id"] = victim["wallet_id"]
-        response = api.request(method.upper(), url, outsider, json=body or None)
+        # The whole path: the seed-compatible ones live outside /api/v1.
+        response = app.test_client().open(url, method=method.upper(), headers=outsider.headers, json=body or None)
         assert response.status_code == 404, f"{method.upper()} {path} answered {response.status_code}"
         assert response.json["error"]["code"].endswith("NOT_FOUND")
         checked.append((method, path))
 
     assert len(checked) >= 10
+    # Every probe is in the prober's organisation's trail, naming the path it tried; none in the victim's.
+    denied = api.get("/audit-logs?action=access.denied&limit=500", outsider).json["items"]
+    assert sorted(row["after"]["attempted"] for row in denied) == sorted(f"{m.upper()} {p}" for m, p in checked)
+    assert {row["actor_id"] for row in denied} == {outsider.id}
+    assert all(row["target_id"] in victim.values() for row in denied)
+    victims_trail = str(api.get("/audit-logs?limit=500", victim["owner"]).json["items"])
+    assert outsider.id not in victims_trail and outsider.organization_id not in victims_trail
     assert db.row_counts() == {**before, "organizations": before["organizations"], "users": before["users"]}
     assert api.wallet(victim["owner"], victim["wallet_id"]) == wallet_before
     assert api.get("/auth/me", victim["member"]).json["active"] is True
@@ -108,6 +118,8 @@ def test_outsider_cannot_debit_but_may_pay_into_another_organisation(api, victim
 
 def test_lists_never_show_another_organisation(api, victim):
     outsider = api.signup()
+    # Failed logins span organisations: a tenant's OWNER may not list them at all.
+    assert api.get("/audit-logs/failed-logins", outsider).status_code == 403
     assert api.get("/wallets/", outsider).json["items"] == []
     assert api.get("/transactions/", outsider).json["items"] == []
     listed = api.get(f"/transactions/?wallet_id={victim['wallet_id']}", outsider).json["items"]

@@ -56,8 +56,8 @@ def login(body: dict[str, Any]) -> dict[str, str]:
             user = identity.authenticate(session, email=body["email"], password=body["password"])
             audit(session, user, "auth.login_succeeded", target=user)
             return start_login(session, user.id)
-    except Unauthenticated:
-        record_login_failure(body["email"])  # in its own transaction: the login's rolled back
+    except Unauthenticated as refused:
+        record_login_failure(body["email"], refused.code)  # in its own transaction: the login's rolled back
         raise
 
 

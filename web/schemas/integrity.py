@@ -79,3 +79,22 @@ class AuditLogSchema(Schema):
     after = fields.Dict(allow_none=True)
     source_address = fields.String(allow_none=True)
     request_id = fields.String(allow_none=True)
+
+
+class FailedLoginSchema(Schema):
+    id = fields.UUID()
+    occurred_at = fields.DateTime()
+    reason = fields.String(
+        allow_none=True, metadata={"description": "UNKNOWN_EMAIL, WRONG_PASSWORD or USER_DEACTIVATED"}
+    )
+    email = fields.String(
+        allow_none=True, metadata={"description": "the account's email; null for an email nobody has (never stored)"}
+    )
+    email_hash = fields.String(
+        allow_none=True,
+        metadata={"description": "HMAC-SHA256 of the email as typed (trimmed, lower-cased): equal for the same email"},
+    )
+    user_id = fields.UUID(allow_none=True, metadata={"description": "the account, when the email names one"})
+    organization_id = fields.UUID(allow_none=True)
+    source_address = fields.String(allow_none=True)
+    request_id = fields.String(allow_none=True)

@@ -56,8 +56,16 @@ class SettlementBatchSchema(Schema):
     trigger = fields.String(metadata={"description": "SCHEDULE, OPERATOR or CLI"})
     window_start = fields.DateTime(allow_none=True)
     cut_off = fields.DateTime()
-    transfer_count = fields.Integer()
-    totals = fields.List(fields.Nested(SettlementTotalSchema))
+    transfer_count = fields.Integer(
+        metadata={"description": "obligations settled: all of them for an operator, those naming your organisation"}
+    )
+    totals = fields.List(
+        fields.Nested(SettlementTotalSchema),
+        metadata={
+            "description": "per currency: the platform's for an operator; for an OWNER/ADMIN the sum of your own"
+            " legs (gross = sent + received, settled = your net either way)"
+        },
+    )
     legs = fields.List(
         fields.Nested(SettlementLegSchema),
         metadata={"description": "all legs for an operator; your organisation's for an OWNER/ADMIN"},
