@@ -7,7 +7,7 @@ from typing import Any
 
 from ledger import identity
 from models import Role
-from web.api import Blueprint
+from web.api import Blueprint, link, links
 from web.db import unit_of_work
 from web.request_context import audit
 from web.schemas.auth import NewUserSchema, UserActiveSchema, UserSchema
@@ -22,6 +22,18 @@ blp = Blueprint("organizations", __name__, url_prefix="/api/v1/organizations", d
 @authenticated(blp)
 @blp.arguments(NewUserSchema)
 @blp.response(201, UserSchema)
+@links(
+    blp,
+    (201,),
+    {
+        "ChangeUserActive": link(
+            "patch",
+            "/api/v1/organizations/users/{user_id}",
+            "deactivate or restore the user",
+            parameters={"user_id": "$response.body#/id"},
+        )
+    },
+)
 def add_user(body: dict[str, Any]) -> dict[str, Any]:
     """OWNER/ADMIN add an ADMIN or MEMBER to their own organisation."""
     with unit_of_work() as session:

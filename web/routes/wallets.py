@@ -74,10 +74,26 @@ def _transfer_between_listed(path: str) -> Any:
     )
 
 
+def _request_money_into(path: str) -> Any:
+    return link(
+        "post",
+        path,
+        "ask another user for money into this wallet",
+        destination_wallet_id="$response.body#/id",
+        currency="$response.body#/currency",
+    )
+
+
 LISTED_WALLET_LINKS = {
     **wallet_links("$response.body#/items/0/id"),
     "TransferBetweenListedWallets": _transfer_between_listed("/api/v1/transactions/transfer"),
     "WalletsTransferBetweenListedWallets": _transfer_between_listed("/api/v1/wallets/transfer"),
+    "InternalMoveBetweenListedWallets": _transfer_between_listed("/api/vault-settlements/internal"),
+}
+CREATED_WALLET_LINKS = {
+    **wallet_links("$response.body#/id"),
+    "RequestMoneyIntoWallet": _request_money_into("/api/v1/p2p/requests"),
+    "RequestMoneyIntoWalletSeedPath": _request_money_into("/api/vault-settlements/p2p/request"),
 }
 
 
@@ -90,7 +106,7 @@ def _view(session: Any, wallet: Wallet) -> dict[str, Any]:
 @authenticated(blp)
 @blp.arguments(WalletCreateSchema)
 @blp.response(201, WalletSchema)
-@links(blp, (201,), wallet_links("$response.body#/id"))
+@links(blp, (201,), CREATED_WALLET_LINKS)
 def create_wallet(body: dict[str, Any]) -> dict[str, Any]:
     """A wallet owned by the caller. SYSTEM wallets only for OWNER/ADMIN."""
     with unit_of_work() as session:

@@ -38,6 +38,9 @@ def currency(**kwargs: Any) -> fields.String:
 
 
 NUL_REFUSED = "must not contain the NUL character (U+0000)"
+# The same rule, as the OpenAPI document states it (an ECMA and Python regex).
+NUL_FREE_PATTERN = r"^[^\u0000]*$"
+METADATA_KEY_LENGTH_MAX = 100
 
 
 def refuse_nul(value: str) -> None:
@@ -48,16 +51,27 @@ def refuse_nul(value: str) -> None:
 
 
 def bounded_string(length_max: int, *, length_min: int = 1, **kwargs: Any) -> fields.String:
-    return fields.String(validate=[validate.Length(min=length_min, max=length_max), refuse_nul], **kwargs)
+    metadata = {"pattern": NUL_FREE_PATTERN, **kwargs.pop("metadata", {})}
+    return fields.String(
+        validate=[validate.Length(min=length_min, max=length_max), refuse_nul], metadata=metadata, **kwargs
+    )
 
 
 class BoundedDict(fields.Dict):
-    """A free-form JSON object with a bound on its encoded size."""
+    """A free-form JSON object with a bound on its encoded size.
+
+    OpenAPI 3.0 cannot say anything about an object's keys (`propertyNames` is 3.1, and Swagger UI 4
+    renders no 3.1 document), nor bound an encoded size: the description states the rules, and the
+    422 it answers names this field."""
 
     def __init__(self, bytes_max: int, **kwargs: Any) -> None:
-        super().__init__(keys=fields.String(validate=validate.Length(max=100)), **kwargs)
+        super().__init__(keys=fields.String(validate=validate.Length(max=METADATA_KEY_LENGTH_MAX)), **kwargs)
         self.bytes_max = bytes_max
-        self.metadata = {"description": f"JSON object, at most {bytes_max} bytes when encoded", **self.metadata}
+        description = (
+            f"JSON object, at most {bytes_max} bytes when encoded; keys of at most {METADATA_KEY_LENGTH_MAX} "
+            "characters; no string in it, key or value, may contain U+0000 (422 otherwise)"
+        )
+        self.metadata = {"description": description, **self.metadata}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         import json
