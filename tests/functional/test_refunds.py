@@ -365,3 +365,19 @@ def test_a_system_wallet_is_refused_at_intake(api):
     finally:
         session.rollback()
         session.close()
+
+
+def test_a_refund_is_not_held_to_the_refunders_risk_limits(api):
+    """Risk limits bound money leaving a wallet for anywhere; a refund only sends back, to where it
+    came from, what came. Usage never counted refunds; a refund is not charged to the limits either."""
+    owner = api.signup()
+    original = completed_transfer(api, owner, 100)
+    limits = api.request(
+        "PUT",
+        "/organizations/risk-limits",
+        owner,
+        json={"transfer_amount_max": 50, "daily_outgoing_max_per_wallet": 50, "transfers_per_minute_max_per_wallet": 1},
+    )
+    assert limits.status_code == 200, limits.json
+    settled = api.wait_final(owner, refund(api, owner, original["id"], 100).json["id"])
+    assert (settled["status"], settled["failure_reason"]) == ("COMPLETED", None)

@@ -18,6 +18,7 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/api/v1/wallets/{wallet_id}/deposit"): {"amount": 100},
     ("post", "/api/v1/wallets/{wallet_id}/withdraw"): {"amount": 100},
     ("post", "/api/v1/p2p/requests/{request_id}/settle"): {"source_wallet_id": "filled in below"},
+    ("post", "/api/v1/transactions/{transaction_id}/refund"): {"amount": 5},
     ("patch", "/api/v1/organizations/users/{user_id}"): {"active": False},
 }
 
