@@ -21,11 +21,11 @@ def refund(
     return api.post(f"/transactions/{transaction_id}/refund", user, headers=headers, json=body or None)
 
 
-def completed_transfer(api: ApiClient, owner: User, amount: int = 100, *, funds: int | None = None) -> dict[str, Any]:
+def completed_transfer(api: ApiClient, owner: User, amount: int = 100) -> dict[str, Any]:
     """A COMPLETED transfer of `amount` between two fresh wallets of `owner`."""
-    source = api.funded_wallet(owner, funds or amount)
+    source = api.funded_wallet(owner, amount)
     destination = api.create_wallet(owner)
-    transfer = api.wait_final(owner, api.transfer(owner, source, destination, amount).json["id"])
+    transfer = api.wait_final(owner, (api.transfer(owner, source, destination, amount).json or {})["id"])
     assert transfer["status"] == "COMPLETED", transfer
     return transfer
 
@@ -33,7 +33,7 @@ def completed_transfer(api: ApiClient, owner: User, amount: int = 100, *, funds:
 def read(api: ApiClient, user: User, transaction_id: str) -> dict[str, Any]:
     response = api.get(f"/transactions/{transaction_id}", user)
     assert response.status_code == 200, response.json
-    return dict(response.json)
+    return dict(response.json or {})
 
 
 def test_partial_then_repeated_refunds_up_to_the_amount(api):
@@ -109,22 +109,28 @@ def test_a_refund_amount_is_a_positive_integer(api, bad):
 ROUNDS = 12
 
 
+def race_refunds(api: ApiClient, user: User, transaction_id: str, amounts: list[int]) -> list[Any]:
+    """Each amount refunded from a thread of its own, all released at once."""
+    barrier = threading.Barrier(len(amounts))
+    answers: list[Any] = []
+
+    def send(amount: int) -> None:
+        barrier.wait()
+        answers.append(refund(api, user, transaction_id, amount))
+
+    threads = [threading.Thread(target=send, args=(amount,)) for amount in amounts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
 def test_two_concurrent_refunds_of_60_on_100_accept_exactly_one(api, db):
     owner = api.signup()
     originals = [completed_transfer(api, owner, 100) for _ in range(ROUNDS)]
     for original in originals:
-        barrier = threading.Barrier(2)
-        answers: list[Any] = []
-
-        def race(original_id: str = original["id"], barrier: threading.Barrier = barrier) -> None:
-            barrier.wait()
-            answers.append(refund(api, owner, original_id, 60))
-
-        threads = [threading.Thread(target=race) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        answers = race_refunds(api, owner, original["id"], [60, 60])
 
         assert sorted(a.status_code for a in answers) == [202, 422], [a.json for a in answers]
         loser = next(a for a in answers if a.status_code == 422)
