@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import CheckConstraint, Enum, ForeignKey, Index, String, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, created_at_column, uuid_pk
@@ -22,6 +22,9 @@ class TransactionType(enum.StrEnum):
     # The obligation a cross-organisation transfer leaves between the two organisations' clearing
     # wallets, posted with the transfer (see ledger/clearing/routing.py).
     CLEARING = "CLEARING"
+    # Money sent back along a COMPLETED transfer, from its destination to its source: `refund_of`
+    # names the original (ledger/intents/refunds.py).
+    REFUND = "REFUND"
 
 
 class TransactionStatus(enum.StrEnum):
@@ -49,6 +52,8 @@ class FailureReason(enum.StrEnum):
 DESCRIPTION_LENGTH_MAX = 500
 PARK_REASON_LENGTH_MAX = 2000
 IDEMPOTENCY_KEY_LENGTH_MAX = 255
+# How many refunds one transaction may have, failed ones included: its `refunds` list stays small.
+REFUNDS_PER_TRANSACTION_MAX = 100
 
 
 class Transaction(Base):
@@ -60,6 +65,10 @@ class Transaction(Base):
         # A final status always has its completion time, a pending one never.
         CheckConstraint("(status = 'PENDING') = (completed_at IS NULL)", name="completed_at_when_final"),
         CheckConstraint("(status = 'FAILED') = (failure_reason IS NOT NULL)", name="failure_reason_when_failed"),
+        # Refunds together never exceed the original (ledger/intents/refunds.py reserves under its row lock).
+        CheckConstraint("refunded_amount >= 0 AND refunded_amount <= amount", name="refunded_within_amount"),
+        CheckConstraint("(type = 'REFUND') = (refund_of IS NOT NULL)", name="refund_has_original"),
+        CheckConstraint(f"cardinality(refunds) <= {REFUNDS_PER_TRANSACTION_MAX}", name="refunds_bounded"),
         # The sweep and the batch engine look for old PENDING intents; keep that index small.
         Index("ix_transactions_pending", "created_at", postgresql_where=text("status = 'PENDING'")),
         # The PENDING intents that debit a wallet, oldest first: the per-wallet settle order
@@ -132,6 +141,14 @@ class Transaction(Base):
     settle_failures: Mapped[int] = mapped_column(server_default=text("0"), default=0)
     park_reason: Mapped[str | None] = mapped_column(String(PARK_REASON_LENGTH_MAX), nullable=True)
     parked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # On a REFUND: the transaction it refunds. On a refundable one: the amount its refunds reserve
+    # (PENDING and COMPLETED ones; a refund that fails or is cancelled gives its amount back), and
+    # every refund made of it, in the order they were accepted.
+    refund_of: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("transactions.id"), nullable=True)
+    refunded_amount: Mapped[int] = mapped_column(server_default=text("0"), default=0)
+    refunds: Mapped[list[uuid.UUID]] = mapped_column(
+        ARRAY(UUID(as_uuid=True)), server_default=text("'{}'"), default=list
+    )
 
 
 class IdempotencyKey(Base):

@@ -22,9 +22,10 @@ from sqlalchemy.orm import Session
 from ledger.access import Actor
 from ledger.integrity import audit as audit_trail
 from ledger.integrity import events
+from ledger.intents import refunds
 from ledger.intents.transfers import Submitted
 from ledger.notes import note_accepted
-from models import Transaction, TransactionStatus, User, Wallet, WalletMember
+from models import Transaction, TransactionStatus, TransactionType, User, Wallet, WalletMember
 from models.audit import REQUEST_ID_LENGTH_MAX
 from ops.logging_setup import request_id_var
 
@@ -54,7 +55,8 @@ def intent_accepted(session: Session, actor: Actor, submitted: Submitted) -> Non
         return
     transaction = submitted.transaction
     transaction.request_id = request_id()
-    after = events.transaction_data(transaction)
+    is_refund = transaction.type == TransactionType.REFUND
+    after = refunds.refund_data(transaction) if is_refund else events.transaction_data(transaction)
     audit(session, actor, f"{transaction.type.lower()}.created", target=transaction, after=after)
     note_accepted(session, str(transaction.type))
 

@@ -1,8 +1,9 @@
-"""Cancelling an intent before it settles: PENDING → CANCELLED, and the P2P request it pays follows.
+"""Cancelling an intent before it settles: PENDING → CANCELLED; the P2P request it pays follows, and
+a refund gives back the amount it reserved on its original.
 
-Its own module because it sits above both kinds it touches: `ledger.intents.p2p` builds on
-`ledger.intents.transfers`, and a cancelled transfer that pays a request must fail that request in
-the same database transaction.
+Its own module because it sits above the kinds it touches: `ledger.intents.p2p` and
+`ledger.intents.refunds` build on `ledger.intents.transfers`, and a cancelled transfer that pays a
+request must fail that request (a cancelled refund release its amount) in the same database transaction.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from sqlalchemy.orm import Session
 
 from ledger.access import Actor
 from ledger.errors import Conflict, Forbidden
-from ledger.intents import p2p
+from ledger.intents import p2p, refunds
 from ledger.intents.transfers import get_visible_transaction
-from models import Transaction, TransactionStatus
+from models import Transaction, TransactionStatus, TransactionType
 
 
 def cancel(session: Session, actor: Actor, transaction_id: uuid.UUID) -> Transaction:
@@ -34,6 +35,8 @@ def cancel(session: Session, actor: Actor, transaction_id: uuid.UUID) -> Transac
     transaction.completed_at = session.scalar(select(func.clock_timestamp()))
     session.flush()
 
-    # A P2P request being paid by this intent fails with it.
+    # A P2P request being paid by this intent fails with it; a refund gives back what it reserved.
     p2p.follow_outcomes(session, [], {transaction.id: p2p.TRANSACTION_CANCELLED}, transaction.completed_at)
+    if transaction.type == TransactionType.REFUND:
+        refunds.release(session, [transaction.id])
     return transaction

@@ -179,6 +179,9 @@ class PendingTransfer:
     parent_transaction_id: uuid.UUID | None = None
     parked_at: datetime | None = None
     park_reason: str | None = None
+    refund_of: uuid.UUID | None = None
+    refunded_amount: int = 0
+    refunds: tuple[uuid.UUID, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from sqlalchemy import CursorResult, func, select
 from sqlalchemy.orm import Session
 
 from ledger.integrity import events
-from ledger.intents import p2p
+from ledger.intents import p2p, refunds
 from ledger.settlement import order, risk
 from ledger.settlement.plan import Intent, OrgCurrency, Plan, PlannedEntry, WalletState
 from models import Direction, TransactionStatus, WalletType
@@ -332,6 +332,9 @@ def settle_claim(session: Session, claim: Claim, *, skipped: int) -> SettleOutco
     intents = order.in_order(claim.intents, waiting, claim.system_wallets)
     if not intents:
         return SettleOutcome(completed=0, failed=0, skipped=skipped, deferred=len(claim.intents))
+    # A refund's original is a transactions row: locked before any wallet (see `lock_wallets`).
+    refund_ids = {i.id for i in intents if i.type == refunds.REFUND}
+    refunds.lock_originals(session, sorted(refund_ids))
     # Cross-organisation intents also post an obligation between clearing wallets (ledger/clearing/routing.py).
     from ledger.clearing import routing  # imported here: clearing builds on this module's types
 
@@ -358,6 +361,7 @@ def settle_claim(session: Session, claim: Claim, *, skipped: int) -> SettleOutco
         # Events after every lock, so each wallet's events are in the order of its versions.
         _follow_requests(session, plan, claim.paying_requests, posted_at)
         events.record_transaction_events(session, [*plan.completed, *plan.failed])
+    _follow_refunds(session, plan, refund_ids)
     risk.record_breaches(session, budget)
     return SettleOutcome(completed=len(plan.completed), failed=len(plan.failed), skipped=skipped, deferred=deferred)
 
@@ -387,6 +391,15 @@ def _follow_requests(session: Session, plan: Plan, paying_requests: list[uuid.UU
         {i: plan.failed[i] for i in paying_requests if i in plan.failed},
         posted_at,
     )
+
+
+def _follow_refunds(session: Session, plan: Plan, refund_ids: set[uuid.UUID]) -> None:
+    """Refunds follow their outcomes (ledger/intents/refunds.py): a failed one gives back what it
+    reserved on its original; each announces itself, after its transaction's event."""
+    if refund_ids:
+        refunds.follow_outcomes(
+            session, [i for i in plan.completed if i in refund_ids], [i for i in plan.failed if i in refund_ids]
+        )
 
 
 # COPY streams every entry of a batch (2,000 for 1,000 intents) in one statement, with no per-row

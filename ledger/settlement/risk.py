@@ -2,7 +2,7 @@
 
 Three limits, each optional (models/risk.py): the largest single outgoing transfer, a wallet's
 outgoing total per UTC day, and a wallet's outgoing transfers in any 60 seconds. Outgoing means
-TRANSFER and WITHDRAWAL intents whose source is the wallet; SYSTEM wallets are exempt.
+TRANSFER and WITHDRAWAL intents whose source is the wallet; SYSTEM wallets and refunds are exempt.
 
 The hook into `ledger.settlement.posting.settle_transfers`, after the wallets are locked (so the usage read
 sees every earlier batch of those wallets, committed):
@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from ledger.settlement.plan import Intent, WalletState
 
 OUTGOING_TYPES = (TransactionType.TRANSFER, TransactionType.WITHDRAWAL)
+# A refund is neither counted nor charged: it only sends back, to where it came from, what came
+# (ledger/intents/refunds.py), so it opens no way out that the limits guard.
+_REFUND = TransactionType.REFUND.value
 # Inline, not bound: the partial index ix_transactions_outgoing_completed (migration 0005) has this
 # predicate, and Postgres only matches it to constants, also under a generic prepared-statement plan.
 _COMPLETED_OUTGOING = text(
@@ -115,7 +118,7 @@ class RiskBudget:
         """True, and the intent is charged, when it stays within its wallet's limits; else False,
         and the breach is kept for the audit trail."""
         risk = self.wallets.get(intent.source_wallet_id)
-        if risk is None:
+        if risk is None or intent.type == _REFUND:
             return True
         usage = self.usage.setdefault(intent.source_wallet_id, Usage())
         found = breach(risk.limits, usage, intent.amount)

@@ -74,6 +74,28 @@ def test_a_transfer_dry_run_predicts_what_the_real_call_then_does(api, path):
     assert _balances(api, owner, source, destination) == prediction["balances_after"]
 
 
+def test_a_refund_dry_run_predicts_what_the_real_refund_then_does(api):
+    owner = api.signup()
+    source, destination = api.funded_wallet(owner, 10_000), api.create_wallet(owner)
+    paid = _final(
+        api,
+        owner,
+        _post(api, "/transactions/transfer", owner, dry=False, json=_transfer_body(source, destination, 3_000)),
+    )
+    path = f"/transactions/{paid['id']}/refund"
+
+    prediction = _predicted(_post(api, path, owner, dry=True, json={"amount": 1_000}))
+
+    assert (prediction["would_status"], prediction["failure_reason"]) == ("COMPLETED", None)
+    assert prediction["balances_after"] == {source: _amounts(8_000), destination: _amounts(2_000)}
+    assert api.get(f"/transactions/{paid['id']}", owner).json["refunded_amount"] == 0  # nothing was reserved
+    final = _final(api, owner, _post(api, path, owner, dry=False, json={"amount": 1_000}))
+    assert final["status"] == "COMPLETED"
+    assert _balances(api, owner, source, destination) == prediction["balances_after"]
+    too_much = _post(api, path, owner, dry=True, json={"amount": 2_001})
+    assert (too_much.status_code, too_much.json["error"]["code"]) == (422, "REFUND_EXCEEDS_AMOUNT")
+
+
 def test_deposit_and_withdrawal_dry_runs_predict_the_real_calls(api):
     owner = api.signup()
     wallet = api.funded_wallet(owner, 1_000)  # the treasury exists from here on
@@ -334,6 +356,11 @@ def test_a_dry_run_of_every_endpoint_writes_counts_and_publishes_nothing(api, db
     source, destination = api.funded_wallet(owner, 5_000), api.create_wallet(owner)
     payer_wallet = api.funded_wallet(payer, 5_000)
     request = api.p2p_request(owner, payer, destination, 300)
+    paid = _final(
+        api,
+        owner,
+        _post(api, "/transactions/transfer", owner, dry=False, json=_transfer_body(source, destination, 200)),
+    )
     key = f"counted-{uuid.uuid4().hex}"
     calls: list[tuple[str, User, dict[str, Any]]] = [
         ("/transactions/transfer", owner, _transfer_body(source, destination, 100)),
@@ -344,6 +371,7 @@ def test_a_dry_run_of_every_endpoint_writes_counts_and_publishes_nothing(api, db
         (f"/wallets/{source}/withdraw", owner, {"amount": 100}),
         (f"/p2p/requests/{request['id']}/settle", payer, {"source_wallet_id": payer_wallet}),
         (f"/api/vault-settlements/p2p/settle/{request['id']}", payer, {"source_wallet_id": payer_wallet}),
+        (f"/transactions/{paid['id']}/refund", owner, {"amount": 50}),
     ]
     woken: list[str] = []
     request_wake: Callable[..., bool] = wake.Wake.request

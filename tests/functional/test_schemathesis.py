@@ -272,6 +272,8 @@ WALK = {
     "GET /api/v1/reconciliation/runs": Step(),
     "GET /api/v1/reconciliation/runs/{run_id}": Step(seed=RUN_RECONCILIATION),
     "GET /api/v1/audit-logs/": Step(),
+    "GET /api/v1/audit-logs/failed-logins": Step(actor="operator"),
+    "POST /api/v1/transactions/{transaction_id}/refund": Step(seed=TRANSFER),
     "GET /api/v1/organizations/risk-limits/": Step(),
     "PUT /api/v1/organizations/risk-limits/": Step(),
 }

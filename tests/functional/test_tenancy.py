@@ -19,6 +19,7 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/api/v1/wallets/{wallet_id}/withdraw"): {"amount": 100},
     ("post", "/api/v1/p2p/requests/{request_id}/settle"): {"source_wallet_id": "filled in below"},
     ("post", "/api/vault-settlements/p2p/settle/{request_id}"): {"source_wallet_id": "filled in below"},
+    ("post", "/api/v1/transactions/{transaction_id}/refund"): {"amount": 5},
     ("patch", "/api/v1/organizations/users/{user_id}"): {"active": False},
 }
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import url_for
 
-from ledger.intents import cancelling, transfers
+from ledger.intents import cancelling, refunds, transfers
 from ledger.intents.transfers import PendingTransfer, Submitted, TransactionFilters, TransferRequest
 from models import Transaction, TransactionStatus, TransactionType
 from tasks.settlement import settle_soon
@@ -17,6 +17,7 @@ from web.db import unit_of_work
 from web.request_context import intent_accepted, origin, transaction_cancelled
 from web.schemas.common import IdempotencyHeaderSchema, page_schema
 from web.schemas.transactions import (
+    RefundSchema,
     TransactionFilterSchema,
     TransactionSchema,
     TransferSchema,
@@ -43,6 +44,7 @@ def transaction_links(blp: Blueprint, statuses: tuple[int, ...], id_expression: 
             "GetTransaction": link("get", TRANSACTION_PATH, "the transaction", parameters=named),
             "GetTransactionLedger": link("get", TRANSACTION_PATH + "/ledger", "its entries", parameters=named),
             "CancelTransaction": link("post", TRANSACTION_PATH + "/cancel", "cancel it", parameters=named),
+            "RefundTransaction": link("post", TRANSACTION_PATH + "/refund", "refund it", parameters=named),
         },
     )
 
@@ -103,6 +105,7 @@ def accept_transfer(body: dict[str, Any], idempotency_key: str | None) -> Any:
 # of its fields), the same one each time.
 IDEMPOTENCY_HEADER = IdempotencyHeaderSchema()
 TRANSFER = TransferSchema()
+REFUND = RefundSchema()
 
 
 @blp.route("/transfer", methods=["POST"])
@@ -176,3 +179,23 @@ def cancel_transaction(transaction_id: uuid.UUID) -> Transaction:
         transaction = cancelling.cancel(session, actor, transaction_id)
         transaction_cancelled(session, actor, transaction)
         return transaction
+
+
+@blp.route("/<uuid:transaction_id>/refund", methods=["POST"])
+@authenticated(blp)
+@blp.arguments(IDEMPOTENCY_HEADER, location="headers", as_kwargs=True)
+@blp.arguments(REFUND)
+@blp.response(202, TransactionSchema)
+@dry_run.documented(blp, replay=TransactionSchema)
+@transaction_links(blp, (202, 200))
+def refund_transaction(body: dict[str, Any], transaction_id: uuid.UUID, idempotency_key: str | None) -> Any:
+    """Send a COMPLETED transfer's money back, all that is left or `amount` of it: a REFUND intent
+    from its destination to its source, settled like a transfer. Whoever may debit the destination."""
+    request = refunds.RefundRequest(transaction_id, amount=body["amount"], reason=body["reason"])
+
+    def submit(session: Any, actor: Any) -> Submitted:
+        return refunds.submit_refund(session, actor, request, idempotency_key=idempotency_key)
+
+    if dry_run.requested():
+        return dry_run.answer(lambda session, actor: submit(session, actor).transaction.id)
+    return submit_and_enqueue(submit)

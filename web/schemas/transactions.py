@@ -20,6 +20,14 @@ class TransferSchema(Schema):
     metadata = BoundedDict(METADATA_BYTES_MAX, load_default=None)
 
 
+class RefundSchema(Schema):
+    amount = MinorUnits(
+        load_default=None,
+        metadata={"description": "Integer amount in minor units; by default all that is left to refund"},
+    )
+    reason = bounded_string(DESCRIPTION_LENGTH_MAX, load_default=None)
+
+
 class TransactionSchema(Schema):
     id = fields.UUID()
     organization_id = fields.UUID()
@@ -47,6 +55,11 @@ class TransactionSchema(Schema):
     parked = fields.Function(lambda t: getattr(t, "parked_at", None) is not None, dump_only=True)
     parked_at = fields.DateTime(allow_none=True, dump_only=True)
     park_reason = fields.String(allow_none=True, dump_only=True)
+    # On a REFUND: the transaction it refunds. On others: what their PENDING and COMPLETED refunds
+    # add up to (a refund that fails or is cancelled no longer counts), and every refund made of it.
+    refund_of = fields.UUID(allow_none=True, dump_only=True)
+    refunded_amount = fields.Integer(dump_only=True)
+    refunds = fields.List(fields.UUID(), dump_only=True)
 
 
 class WaitQuerySchema(Schema):
