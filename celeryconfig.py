@@ -70,6 +70,9 @@ task_default_queue = "settlement"
 task_queues = (
     Queue("settlement", Exchange("settlement"), routing_key="settlement"),
     Queue("maintenance", Exchange("maintenance"), routing_key="maintenance"),
+    # Webhook attempts wait on other people's servers (up to 10 s each): a worker of their own, with a
+    # pool of threads (Procfile `webhooks`), so no endpoint ever holds up settlement.
+    Queue("webhooks", Exchange("webhooks"), routing_key="webhooks"),
 )
 task_routes = {
     name: {"queue": "maintenance"}
@@ -80,8 +83,10 @@ task_routes = {
         "tasks.reconcile_incremental",
         "tasks.reconcile_full",
         "tasks.purge_idempotency_keys",
+        "tasks.sweep_webhook_deliveries",
     )
 }
+task_routes["tasks.deliver_webhook"] = {"queue": "webhooks"}
 
 imports = (
     "tasks.settlement",
@@ -89,6 +94,7 @@ imports = (
     "tasks.outbox",
     "tasks.reconciliation",
     "tasks.idempotency",
+    "tasks.webhooks",
 )
 
 beat_schedule = {
@@ -119,5 +125,10 @@ beat_schedule = {
     "purge-idempotency-keys": {
         "task": "tasks.purge_idempotency_keys",
         "schedule": 600.0,
+    },
+    # Webhook deliveries due for too long (a lost message, a killed worker, a broker outage).
+    "sweep-webhook-deliveries": {
+        "task": "tasks.sweep_webhook_deliveries",
+        "schedule": 5.0,
     },
 }
