@@ -41,7 +41,7 @@ EVENT_TYPES = frozenset(
 )
 EVENT_AGGREGATES = frozenset(name.split(".")[0] for name in EVENT_TYPES)
 ALL_EVENTS = "*"
-_FILTER_SHAPE = re.compile(r"^[a-z_]+\.(\*|[a-z_]+)$")
+_FILTER_SHAPE = re.compile(r"^[a-z][a-z0-9_]*\.(\*|[a-z_]+)$")
 
 URL_NOT_ALLOWED = "WEBHOOK_URL_NOT_ALLOWED"
 

@@ -19,6 +19,7 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/api/v1/wallets/{wallet_id}/withdraw"): {"amount": 100},
     ("post", "/api/v1/p2p/requests/{request_id}/settle"): {"source_wallet_id": "filled in below"},
     ("patch", "/api/v1/organizations/users/{user_id}"): {"active": False},
+    ("patch", "/api/v1/webhooks/{webhook_id}"): {"status": "DISABLED"},
 }
 
 
@@ -39,7 +40,12 @@ def victim(app, worker):
     assert api.wait_final(friend, paid)["status"] == "COMPLETED"
     batch = api.run_settlement(api.operator())
     member = api.add_user(owner)
+    # A webhook endpoint with a delivery (its message goes to the webhooks queue; no attempt matters here).
+    webhook = api.post("/webhooks", owner, json={"url": "http://127.0.0.1:9/hook", "event_types": ["webhook.test"]})
+    delivery = api.post(f"/webhooks/{webhook.json['id']}/test", owner).json
     return {
+        "webhook_id": webhook.json["id"],
+        "delivery_id": delivery["id"],
         "owner": owner,
         "member": member,
         "user_id": member.id,
