@@ -42,9 +42,10 @@ def victim(app, worker):
     member = api.add_user(owner)
     # A webhook endpoint with a delivery (its message goes to the webhooks queue; no attempt matters here).
     webhook = api.post("/webhooks", owner, json={"url": "http://127.0.0.1:9/hook", "event_types": ["webhook.test"]})
-    delivery = api.post(f"/webhooks/{webhook.json['id']}/test", owner).json
+    webhook_id = (webhook.json or {})["id"]
+    delivery = api.post(f"/webhooks/{webhook_id}/test", owner).json or {}
     return {
-        "webhook_id": webhook.json["id"],
+        "webhook_id": webhook_id,
         "delivery_id": delivery["id"],
         "owner": owner,
         "member": member,
