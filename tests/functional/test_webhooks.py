@@ -332,10 +332,12 @@ def test_a_huge_answer_is_read_no_further_than_64_kb(hooks):
 
 
 def test_a_dead_endpoint_does_not_delay_a_healthy_one(api, hooks):
+    """More deliveries to a dead endpoint than the webhooks worker has threads: at most 2 of them
+    are in flight at once, so the healthy endpoint's delivery finds a thread at once."""
     owner = api.signup()
     dead = hooks.create(owner, _unique("dead"), ["webhook.test"])
     healthy = hooks.create(owner, _unique("ok"), ["webhook.test"])
-    for _ in range(6):
+    for _ in range(10):
         api.post(f"/webhooks/{dead['id']}/test", owner)
     time.sleep(0.3)  # the dead endpoint's attempts are under way
     started = time.monotonic()
@@ -343,8 +345,7 @@ def test_a_dead_endpoint_does_not_delay_a_healthy_one(api, hooks):
     path = healthy["url"].removeprefix(hooks.receiver.url)
     [received] = hooks.receiver.wait(lambda: hooks.receiver.at(path), 5)
     assert received.at - started < 1.0  # an attempt at the dead one takes 1 s (its timeout)
-    in_flight = [d for d in hooks.deliveries(owner, dead["id"]) if d["attempt"] == 0]
-    assert len(in_flight) >= 4  # at most 2 attempts at a time went to the dead endpoint
+    assert len(hooks.receiver.at(dead["url"].removeprefix(hooks.receiver.url))) <= 2
 
 
 def test_metrics_show_webhook_gauges(api, hooks):
