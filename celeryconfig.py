@@ -81,6 +81,7 @@ task_send_sent_event = False
 # the `settlement` depth counts only intents waiting. The Procfile worker consumes both queues.
 SETTLEMENT_QUEUE = f"{NAMESPACE}settlement"
 MAINTENANCE_QUEUE = f"{NAMESPACE}maintenance"
+WEBHOOKS_QUEUE = f"{NAMESPACE}webhooks"
 # On RabbitMQ both are quorum queues: replicated across the cluster's nodes (Raft), durable, and a
 # message is confirmed to its publisher only once a majority holds it. They have no priorities and no
 # global QoS; Celery (worker_detect_quorum_queues, on by default) then sets prefetch per consumer.
@@ -94,6 +95,9 @@ task_queues = (
     Queue(
         MAINTENANCE_QUEUE, Exchange(MAINTENANCE_QUEUE), routing_key=MAINTENANCE_QUEUE, queue_arguments=_QUEUE_ARGUMENTS
     ),
+    # Webhook attempts wait on other people's servers (up to 10 s each): a worker of their own, with a
+    # pool of threads (Procfile `webhooks`), so no endpoint ever holds up settlement.
+    Queue(WEBHOOKS_QUEUE, Exchange(WEBHOOKS_QUEUE), routing_key=WEBHOOKS_QUEUE, queue_arguments=_QUEUE_ARGUMENTS),
 )
 task_routes = {
     name: {"queue": MAINTENANCE_QUEUE}
@@ -104,8 +108,10 @@ task_routes = {
         "tasks.reconcile_incremental",
         "tasks.reconcile_full",
         "tasks.purge_idempotency_keys",
+        "tasks.sweep_webhook_deliveries",
     )
 }
+task_routes["tasks.deliver_webhook"] = {"queue": WEBHOOKS_QUEUE}
 
 imports = (
     "tasks.settlement",
@@ -113,6 +119,7 @@ imports = (
     "tasks.outbox",
     "tasks.reconciliation",
     "tasks.idempotency",
+    "tasks.webhooks",
 )
 
 beat_schedule = {
@@ -143,5 +150,10 @@ beat_schedule = {
     "purge-idempotency-keys": {
         "task": "tasks.purge_idempotency_keys",
         "schedule": 600.0,
+    },
+    # Webhook deliveries due for too long (a lost message, a killed worker, a broker outage).
+    "sweep-webhook-deliveries": {
+        "task": "tasks.sweep_webhook_deliveries",
+        "schedule": 5.0,
     },
 }

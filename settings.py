@@ -7,9 +7,10 @@ Every bound the system relies on is named here so it can be found and tuned in o
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -48,20 +49,35 @@ def check_jwt_secret_key(key: str) -> None:
 
 def _jwt_secret_key() -> str:
     """JWT_SECRET_KEY from the environment, else a random key kept in var/ so restarts keep sessions."""
-    configured = os.environ.get("JWT_SECRET_KEY")
-    if configured:
-        return configured
-    key_file = VAR_DIR / "jwt_secret_key"
+    return os.environ.get("JWT_SECRET_KEY") or _key_kept_in_var("jwt_secret_key", lambda: secrets.token_urlsafe(48))
+
+
+def _webhook_secrets_key() -> str:
+    """VAULTCRAFT_WEBHOOK_SECRETS_KEY from the environment (Fernet keys, comma-separated, the first one
+    encrypts), else a key kept in var/: webhook signing secrets are stored encrypted with it, so a
+    database dump alone does not reveal them."""
+    return os.environ.get("VAULTCRAFT_WEBHOOK_SECRETS_KEY") or _key_kept_in_var(
+        "webhook_secrets_key", lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    )
+
+
+def _key_kept_in_var(name: str, generate: Callable[[], str]) -> str:
+    """A key generated once into var/<name> (mode 0600) and read from there ever after."""
+    key_file = VAR_DIR / name
     if not key_file.exists():
         VAR_DIR.mkdir(parents=True, exist_ok=True)
-        # O_EXCL: two processes starting together must agree on one key.
+        # Written aside, then linked into place: two processes starting together agree on one key, and
+        # neither ever reads a file that exists but is not written yet.
+        draft = VAR_DIR / f".{name}.{os.getpid()}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(generate())
         try:
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.link(draft, key_file)
         except FileExistsError:
             pass
-        else:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(48))
+        finally:
+            draft.unlink()
     return key_file.read_text().strip()
 
 
@@ -147,6 +163,32 @@ class Settings:
     idempotency_purge_batch_size_max: int = 5000
     idempotency_purge_batches_max: int = 20
 
+    # Webhooks (notify/). Secrets are encrypted at rest with `webhook_secrets_key`.
+    webhook_secrets_key: str = ""
+    # True lets endpoints reach loopback, private and link-local addresses over plain http (dev, tests).
+    webhook_allow_private: bool = False
+    # One attempt: connect, send and read the answer within this many seconds (the contract: 10 s).
+    webhook_timeout_seconds: float = 10.0
+    # At most this much of an endpoint's answer is read; the rest is left unread.
+    webhook_response_bytes_max: int = 64 * 1024
+    # Retries: exponential from the base, capped, with jitter, until the give-up window from the
+    # event's delivery creation has passed (then FAILED). Svix and Stripe retry for days; 24 h here.
+    webhook_retry_base_seconds: float = 5.0
+    webhook_retry_max_seconds: float = 3600.0
+    webhook_give_up_seconds: float = 24 * 3600.0
+    # An endpoint with nothing but failures for this long is DISABLED (event `webhook.disabled`).
+    webhook_disable_after_seconds: float = 3 * 24 * 3600.0
+    # After a rotation, deliveries carry a signature under the old secret too for this long.
+    webhook_secret_overlap_seconds: float = 24 * 3600.0
+    # Attempts in flight per endpoint: a slow or dead endpoint holds at most this many delivery threads.
+    webhook_endpoint_in_flight_max: int = 2
+    # The sweeper re-enqueues PENDING deliveries due for longer than this (a lost message, a killed
+    # worker whose lease ran out, a broker outage), at most a batch per run.
+    webhook_sweep_stale_seconds: float = 10.0
+    webhook_sweep_batch_size_max: int = 1000
+    # Endpoints per organisation, and event types per endpoint.
+    webhook_endpoints_per_organization_max: int = 20
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
@@ -170,4 +212,23 @@ def get_settings() -> Settings:
         idempotency_key_ttl_hours=int(
             os.environ.get("VAULTCRAFT_IDEMPOTENCY_KEY_TTL_HOURS", Settings.idempotency_key_ttl_hours)
         ),
+        webhook_secrets_key=_webhook_secrets_key(),
+        webhook_allow_private=os.environ.get("VAULTCRAFT_WEBHOOK_ALLOW_PRIVATE", "").lower() in ("1", "true", "yes"),
+        **_webhook_windows(),  # type: ignore[arg-type]
     )
+
+
+# Webhook timings a deployment (or a test that cannot wait days) may change, by environment variable.
+_WEBHOOK_WINDOW_VARIABLES = {
+    "webhook_timeout_seconds": "VAULTCRAFT_WEBHOOK_TIMEOUT_SECONDS",
+    "webhook_retry_base_seconds": "VAULTCRAFT_WEBHOOK_RETRY_BASE_SECONDS",
+    "webhook_retry_max_seconds": "VAULTCRAFT_WEBHOOK_RETRY_MAX_SECONDS",
+    "webhook_give_up_seconds": "VAULTCRAFT_WEBHOOK_GIVE_UP_SECONDS",
+    "webhook_disable_after_seconds": "VAULTCRAFT_WEBHOOK_DISABLE_AFTER_SECONDS",
+    "webhook_secret_overlap_seconds": "VAULTCRAFT_WEBHOOK_SECRET_OVERLAP_SECONDS",
+    "webhook_sweep_stale_seconds": "VAULTCRAFT_WEBHOOK_SWEEP_STALE_SECONDS",
+}
+
+
+def _webhook_windows() -> dict[str, float]:
+    return {field: float(os.environ[name]) for field, name in _WEBHOOK_WINDOW_VARIABLES.items() if name in os.environ}

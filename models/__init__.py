@@ -35,6 +35,7 @@ from models.wallet import (
     WalletStatus,
     WalletType,
 )
+from models.webhook import DeliveryStatus, EndpointStatus, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "CLEARING_WALLET_NAME",
@@ -44,7 +45,9 @@ __all__ = [
     "Base",
     "BatchStatus",
     "BatchTrigger",
+    "DeliveryStatus",
     "Direction",
+    "EndpointStatus",
     "FailureReason",
     "IdempotencyKey",
     "LedgerEntry",
@@ -76,4 +79,6 @@ __all__ = [
     "WalletMember",
     "WalletStatus",
     "WalletType",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

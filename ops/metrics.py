@@ -28,6 +28,7 @@ from ledger.clearing.netting import SETTLEMENT_SKIPS_NOTE
 from ledger.integrity.events import SETTLED_KEY
 from ledger.integrity.reconciliation import RUN_RECONCILIATION_NOTE
 from ledger.notes import ACCEPTED_KEY
+from notify.deliveries import OUTCOMES_NOTE
 
 logger = logging.getLogger("vaultcraft.settlement")
 
@@ -73,6 +74,19 @@ INTENTS_PARKED = Counter(
     "vaultcraft_intents_parked_total", "Intents parked after their settling kept failing (ledger/settlement/parking.py)"
 )
 
+# By outcome only: an endpoint id label would add series with every endpoint anyone creates. Which
+# endpoints fail is a gauge read from Postgres (web/metrics.py) and each endpoint's delivery list.
+WEBHOOK_ATTEMPTS = Counter(
+    "vaultcraft_webhook_attempts_total",
+    "Webhook delivery attempts by outcome: succeeded, retrying (failed, retry scheduled), failed (given up)",
+    ["outcome"],
+)
+WEBHOOK_LATENCY = Histogram(
+    "vaultcraft_webhook_event_to_delivered_seconds",
+    "From an event's creation to the 2xx answer that delivered it",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 21600, 86400),
+)
+
 
 def multiprocess_enabled() -> bool:
     return bool(os.environ.get(MULTIPROC_DIR_ENV))
@@ -86,6 +100,10 @@ def _observe(info: dict[str, Any]) -> None:
         _observe_settled(settled)
     for currency, reason in info.pop(SETTLEMENT_SKIPS_NOTE, ()):
         SETTLEMENT_SKIPS.labels(currency, reason).inc()
+    for outcome, latency_seconds in info.pop(OUTCOMES_NOTE, ()):
+        WEBHOOK_ATTEMPTS.labels(outcome).inc()
+        if latency_seconds is not None:
+            WEBHOOK_LATENCY.observe(max(latency_seconds, 0.0))
     run = info.pop(RUN_RECONCILIATION_NOTE, None)
     if run is not None:
         mode, status, findings = run
@@ -144,7 +162,7 @@ def _after_commit(session: Session) -> None:
 
 
 def _after_rollback(session: Session) -> None:
-    for key in (ACCEPTED_KEY, SETTLED_KEY, RUN_RECONCILIATION_NOTE, SETTLEMENT_SKIPS_NOTE):
+    for key in (ACCEPTED_KEY, SETTLED_KEY, RUN_RECONCILIATION_NOTE, SETTLEMENT_SKIPS_NOTE, OUTCOMES_NOTE):
         session.info.pop(key, None)
 
 

@@ -30,10 +30,12 @@ from ledger.integrity.events import OUTBOX_WRITTEN_KEY, iso_sql
 from models import OutboxEvent
 from models.advisory_locks import AdvisoryLock
 from models.db import session_factory
+from notify import deliveries
 from ops.metrics import EVENTS_PUBLISH_FAILURES, EVENTS_PUBLISHED
-from settings import broker_namespace, is_amqp
+from settings import broker_namespace, get_settings, is_amqp
 from tasks.confirms import Confirms, confirming_channel
 from tasks.wake import Wake
+from tasks.webhooks import enqueue_noted
 from workers.app import app
 
 logger = logging.getLogger(__name__)
@@ -136,6 +138,9 @@ def relay_batch(session: Session, producer: Producer) -> tuple[int, bool]:
         _hold_back(session, due[0], error, now)
         return 0, False
     _mark_published(session, due)
+    # Webhook deliveries for the same events, in the same transaction: an event is marked published
+    # only together with its deliveries, so none is lost between the broker and the endpoints.
+    deliveries.create_for_events(session, [row.id for row in due], _ENVELOPE_SQL, get_settings())
     return len(due), len(due) == RELAY_BATCH_SIZE_MAX
 
 
@@ -262,6 +267,7 @@ def _relay(broker_url: str | None = None) -> RelayRun:
                 if not _take_relay_lock(session):
                     return RelayRun(total, busy=True, backlog_left=False)
                 published, more = relay_batch(session, producer)
+            enqueue_noted(session)
             total += published
             EVENTS_PUBLISHED.inc(published)
             if not more:

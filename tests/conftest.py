@@ -33,6 +33,10 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["VAULTCRAFT_LOGIN_LIMIT_PER_ADDRESS"] = "100000 per minute"
     os.environ["VAULTCRAFT_WRITE_LIMIT_PER_TOKEN"] = "100000 per minute"
     os.environ["VAULTCRAFT_SIGNUP_LIMIT_PER_ADDRESS"] = "100000 per minute"
+    # Webhooks reach the tests' receivers on loopback, and their windows are seconds, not days. Every
+    # process of the run reads the same values (the relay in one worker sets a delivery's give-up time,
+    # the webhooks worker makes its attempts).
+    os.environ.update(WEBHOOK_TEST_ENVIRONMENT)
     from ops.migrate import upgrade_to_head
 
     upgrade_to_head(_env.database_url)
@@ -46,14 +50,26 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         environment.tear_down(_env)
 
 
+WEBHOOK_TEST_ENVIRONMENT = {
+    "VAULTCRAFT_WEBHOOK_ALLOW_PRIVATE": "true",
+    "VAULTCRAFT_WEBHOOK_TIMEOUT_SECONDS": "1",
+    "VAULTCRAFT_WEBHOOK_RETRY_BASE_SECONDS": "0.2",
+    "VAULTCRAFT_WEBHOOK_RETRY_MAX_SECONDS": "0.5",
+    "VAULTCRAFT_WEBHOOK_GIVE_UP_SECONDS": "6",
+    "VAULTCRAFT_WEBHOOK_DISABLE_AFTER_SECONDS": "3",
+    "VAULTCRAFT_WEBHOOK_SWEEP_STALE_SECONDS": "1",
+}
 WORKER_READY_SECONDS_MAX = 60
+WORKER_QUEUES = "settlement,maintenance"
 
 
 def start_worker(
     name: str,
     concurrency: int = 2,
     extra_env: dict[str, str] | None = None,
-    queues: str = "settlement,maintenance",
+    *,
+    queues: str = WORKER_QUEUES,
+    pool: str = "prefork",
     control: Any = None,
 ) -> subprocess.Popen[bytes]:
     """A real `celery worker` process on the run's broker and database, ready to take tasks. Another
@@ -73,7 +89,7 @@ def start_worker(
         "--concurrency",
         str(concurrency),
         "--pool",
-        "prefork",
+        pool,
         "--queues",
         queues,
         "--hostname",
@@ -105,6 +121,14 @@ def stop_worker(process: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="session")
 def worker() -> Iterator[subprocess.Popen[bytes]]:
     process = start_worker("settler")
+    yield process
+    stop_worker(process)
+
+
+@pytest.fixture(scope="session")
+def webhook_worker() -> Iterator[subprocess.Popen[bytes]]:
+    """The Procfile's `webhooks` worker: the webhooks queue, a pool of threads."""
+    process = start_worker("webhooks", concurrency=8, queues="webhooks", pool="threads")
     yield process
     stop_worker(process)
 

@@ -26,6 +26,7 @@ from web.routes import (
     settlements,
     transactions,
     wallets,
+    webhooks,
 )
 from web.security import SECURITY_SCHEMES
 from web.tokens import configure_jwt
@@ -42,6 +43,7 @@ API_BLUEPRINTS = (
     reconciliation.blp,
     audit.blp,
     risk.blp,
+    webhooks.blp,
 )
 
 

@@ -45,6 +45,14 @@ _OUTBOX_LAG = text(
 )
 # Through the small partial index ix_transactions_parked (migration 0011).
 _PARKED = text("SELECT COUNT(*) FROM transactions WHERE parked_at IS NOT NULL AND status = 'PENDING'")
+# Through the partial index ix_webhook_deliveries_due, and the (small) endpoints table.
+_WEBHOOKS = text(
+    """
+    SELECT (SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'PENDING'),
+           (SELECT COUNT(*) FROM webhook_endpoints WHERE status = 'ENABLED' AND failing_since IS NOT NULL),
+           (SELECT COUNT(*) FROM webhook_endpoints WHERE status = 'DISABLED')
+    """
+)
 _LAST_RUN = text(
     """
     SELECT mode, status, findings_count, EXTRACT(EPOCH FROM finished_at) AS finished
@@ -93,6 +101,7 @@ class SystemCollector(Collector):
                 connection.execute(text(f"SET LOCAL statement_timeout = {SCRAPE_STATEMENT_TIMEOUT_MS}"))
                 backlog, oldest_seconds = connection.execute(_OUTBOX_LAG).one()
                 parked = connection.execute(_PARKED).scalar_one()
+                webhooks_pending, endpoints_failing, endpoints_disabled = connection.execute(_WEBHOOKS).one()
                 last_run = connection.execute(_LAST_RUN).one_or_none()
         except Exception:  # a scrape must answer even when Postgres does not
             logger.warning("database gauges unavailable", exc_info=True)
@@ -103,6 +112,17 @@ class SystemCollector(Collector):
         )
         yield GaugeMetricFamily(
             "vaultcraft_parked_intents", "Intents parked PENDING because settling them kept failing", value=parked
+        )
+        yield GaugeMetricFamily(
+            "vaultcraft_webhook_deliveries_pending", "Webhook deliveries waiting for an attempt", value=webhooks_pending
+        )
+        yield GaugeMetricFamily(
+            "vaultcraft_webhook_endpoints_failing",
+            "ENABLED webhook endpoints whose attempts have failed since their last success",
+            value=endpoints_failing,
+        )
+        yield GaugeMetricFamily(
+            "vaultcraft_webhook_endpoints_disabled", "DISABLED webhook endpoints", value=endpoints_disabled
         )
         yield from self._last_run(last_run)
 

@@ -21,6 +21,7 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/api/vault-settlements/p2p/settle/{request_id}"): {"source_wallet_id": "filled in below"},
     ("post", "/api/v1/transactions/{transaction_id}/refund"): {"amount": 5},
     ("patch", "/api/v1/organizations/users/{user_id}"): {"active": False},
+    ("patch", "/api/v1/webhooks/{webhook_id}"): {"status": "DISABLED"},
 }
 
 
@@ -41,7 +42,13 @@ def victim(app, worker):
     assert api.wait_final(friend, paid)["status"] == "COMPLETED"
     batch = api.run_settlement(api.operator())
     member = api.add_user(owner)
+    # A webhook endpoint with a delivery (its message goes to the webhooks queue; no attempt matters here).
+    webhook = api.post("/webhooks", owner, json={"url": "http://127.0.0.1:9/hook", "event_types": ["webhook.test"]})
+    webhook_id = (webhook.json or {})["id"]
+    delivery = api.post(f"/webhooks/{webhook_id}/test", owner).json or {}
     return {
+        "webhook_id": webhook_id,
+        "delivery_id": delivery["id"],
         "owner": owner,
         "member": member,
         "user_id": member.id,

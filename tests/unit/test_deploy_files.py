@@ -24,7 +24,7 @@ def _compose_command(service: dict) -> str:
 def test_every_procfile_process_runs_the_same_command_in_compose():
     compose = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())["services"]
     procfile = _procfile()
-    assert set(procfile) == {"web", "worker", "beat", "flower"}
+    assert set(procfile) == {"web", "worker", "webhooks", "beat", "flower"}
     for name, command in procfile.items():
         assert _compose_command(compose[name]) == command, name
 
@@ -33,7 +33,7 @@ def test_compose_has_the_backing_services_and_a_one_shot_migration():
     compose = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())["services"]
     assert {"postgres", "redis", "migrate"} <= set(compose)
     assert compose["migrate"]["command"] == ["vaultcraft", "migrate"]
-    for name in ("web", "worker", "beat", "flower"):
+    for name in ("web", "worker", "webhooks", "beat", "flower"):
         assert compose[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 
 
@@ -41,7 +41,7 @@ def test_web_and_worker_share_one_metrics_directory():
     """/metrics (web) sums every process's samples, the workers' too: one volume at the same path."""
     compose = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
     mounts = set()
-    for name in ("web", "worker"):
+    for name in ("web", "worker", "webhooks"):
         service = compose["services"][name]
         path = service["environment"]["PROMETHEUS_MULTIPROC_DIR"]
         [volume] = [v.split(":")[0] for v in service["volumes"] if v.split(":")[1] == path]

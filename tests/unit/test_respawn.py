@@ -128,6 +128,6 @@ def test_make_run_supervises_every_procfile_process():
     from settings import PROJECT_ROOT
 
     runner = Runner((PROJECT_ROOT / "Procfile").read_text(), PROJECT_ROOT)
-    assert [entry.name for entry in runner.entries] == ["web", "worker", "beat", "flower"]
+    assert [entry.name for entry in runner.entries] == ["web", "worker", "webhooks", "beat", "flower"]
     for entry in runner.entries:
         assert supervised_command(entry.command) == f"exec python -m ops.respawn -- {entry.command}"
