@@ -27,8 +27,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ledger.access import Actor
-from ledger.errors import Conflict, NotFound
+from ledger.access import Actor, not_found
+from ledger.errors import Conflict
 from ledger.integrity.events import record_event
 from ledger.pagination import Page, paginate
 from models import DeliveryStatus, EndpointStatus, WebhookDelivery, WebhookEndpoint
@@ -278,7 +278,14 @@ def retry_delivery(session: Session, actor: Actor, endpoint_id: uuid.UUID, deliv
         .with_for_update(key_share=True)
     ).one_or_none()
     if delivery is None:
-        raise NotFound("webhook delivery not found", code="WEBHOOK_DELIVERY_NOT_FOUND")
+        raise not_found(
+            session,
+            WebhookDelivery,
+            delivery_id,
+            "webhook_delivery",
+            "webhook delivery not found",
+            "WEBHOOK_DELIVERY_NOT_FOUND",
+        )
     _require_enabled(endpoint)
     now = _now(session)
     if delivery.status != DeliveryStatus.PENDING:

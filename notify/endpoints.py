@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
-from ledger.access import Actor, require_org_admin
-from ledger.errors import Conflict, InvalidRequest, NotFound
+from ledger.access import Actor, not_found, require_org_admin
+from ledger.errors import Conflict, InvalidRequest
 from ledger.pagination import Page, paginate
 from models import DeliveryStatus, EndpointStatus, P2PStatus, WebhookDelivery, WebhookEndpoint
 from notify import signing_secrets
@@ -104,7 +104,9 @@ def get_endpoint(
         query = query.with_for_update(key_share=True)  # FOR NO KEY UPDATE
     endpoint = session.scalars(query).one_or_none()
     if endpoint is None:
-        raise NotFound("webhook endpoint not found", code="WEBHOOK_NOT_FOUND")
+        raise not_found(
+            session, WebhookEndpoint, endpoint_id, "webhook", "webhook endpoint not found", "WEBHOOK_NOT_FOUND"
+        )
     return endpoint
 
 

@@ -7,6 +7,7 @@ from the broker and Postgres, so they are right whichever process answers and af
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from typing import Any
 import redis
 from flask import Blueprint, Flask, Response, g, request
 from kombu import Connection
+from kombu.exceptions import ChannelError
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -63,10 +65,21 @@ _LAST_RUN = text(
 
 
 def _amqp_queue_depths(broker_url: str, names: list[str]) -> dict[str, int]:
-    """Ready messages per queue on RabbitMQ (a passive declare: it creates nothing)."""
+    """Ready messages per queue on RabbitMQ (a passive declare: it creates nothing). A queue no
+    worker has declared yet (no webhooks worker runs, say) is left out: the broker answers its
+    passive declare by closing the channel, so the next queue gets a new one."""
+    depths = {}
     with Connection(broker_url, connect_timeout=1) as connection:
-        channel = connection.default_channel
-        return {name: channel.queue_declare(queue=name, passive=True).message_count for name in names}
+        for name in names:
+            channel = connection.channel()
+            try:
+                depths[name] = channel.queue_declare(queue=name, passive=True).message_count
+            except ChannelError:
+                continue
+            finally:
+                with contextlib.suppress(ChannelError, OSError):
+                    channel.close()
+    return depths
 
 
 class SystemCollector(Collector):

@@ -228,6 +228,8 @@ REQUEST_MONEY = "POST /api/v1/p2p/requests"
 RUN_SETTLEMENT = "POST /api/v1/settlements/run"
 RUN_RECONCILIATION = "POST /api/v1/reconciliation/run"
 ADD_USER = "POST /api/v1/organizations/users"
+CREATE_WEBHOOK = "POST /api/v1/webhooks/"
+TEST_WEBHOOK = "POST /api/v1/webhooks/{webhook_id}/test"
 WALK = {
     "POST /api/v1/auth/signup": Step(actor="nobody"),
     "POST /api/v1/auth/login": Step(actor="nobody"),
@@ -273,6 +275,15 @@ WALK = {
     "GET /api/v1/reconciliation/runs/{run_id}": Step(seed=RUN_RECONCILIATION),
     "GET /api/v1/audit-logs/": Step(),
     "GET /api/v1/audit-logs/failed-logins": Step(actor="operator"),
+    CREATE_WEBHOOK: Step(),
+    "GET /api/v1/webhooks/": Step(),
+    "GET /api/v1/webhooks/{webhook_id}": Step(seed=CREATE_WEBHOOK),
+    "PATCH /api/v1/webhooks/{webhook_id}": Step(seed=CREATE_WEBHOOK),
+    "DELETE /api/v1/webhooks/{webhook_id}": Step(seed=CREATE_WEBHOOK),
+    "POST /api/v1/webhooks/{webhook_id}/rotate-secret": Step(seed=CREATE_WEBHOOK),
+    TEST_WEBHOOK: Step(seed=CREATE_WEBHOOK),
+    "GET /api/v1/webhooks/{webhook_id}/deliveries": Step(seed=CREATE_WEBHOOK),
+    "POST /api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry": Step(seed=TEST_WEBHOOK),
     "POST /api/v1/transactions/{transaction_id}/refund": Step(seed=TRANSFER),
     "GET /api/v1/organizations/risk-limits/": Step(),
     "PUT /api/v1/organizations/risk-limits/": Step(),
@@ -298,6 +309,9 @@ SEED_CALLS: dict[str, tuple[str, Callable[[World], dict[str, Any]]]] = {
         },
     ),
     RUN_SETTLEMENT: ("operator", lambda world: {"json": {}}),
+    # Loopback: the suite lets webhooks reach it (VAULTCRAFT_WEBHOOK_ALLOW_PRIVATE); nothing listens there.
+    CREATE_WEBHOOK: ("walker", lambda world: {"json": {"url": "http://127.0.0.1:9/walk", "event_types": ["*"]}}),
+    TEST_WEBHOOK: ("walker", lambda world: {}),
     RUN_RECONCILIATION: ("walker", lambda world: {"json": {}}),
     ADD_USER: (
         "walker",
@@ -377,6 +391,8 @@ def _auth(app, world: World, actor: str, label: str) -> dict[str, str]:
 def _seed(api, world: World, label: str) -> Any:
     actor, request = SEED_CALLS[label]
     method, path = label.split(" ", 1)
+    if "{webhook_id}" in path:  # a seed that needs an endpoint of its own first
+        path = path.format(webhook_id=_seed(api, world, CREATE_WEBHOOK)["id"])
     response = api.app.test_client().open(
         path, method=method, headers=_auth(api.app, world, actor, label), **request(world)
     )

@@ -10,7 +10,7 @@ from flask import Response
 from notify import deliveries, endpoints
 from settings import get_settings
 from tasks.webhooks import enqueue_noted
-from web.api import Blueprint
+from web.api import Blueprint, link, links
 from web.db import unit_of_work
 from web.request_context import audit
 from web.schemas.common import PageArgsSchema, page_schema
@@ -28,12 +28,38 @@ blp = Blueprint("webhooks", __name__, url_prefix="/api/v1/webhooks", description
 
 WebhookPageSchema = page_schema(WebhookSchema, "WebhookPage")
 WebhookDeliveryPageSchema = page_schema(WebhookDeliverySchema, "WebhookDeliveryPage")
+WEBHOOK_PATH = "/api/v1/webhooks/{webhook_id}"
+
+
+def webhook_links(statuses: tuple[int, ...], id_expression: str = "$response.body#/id") -> Any:
+    """Links from an answer that names an endpoint to what can be done with it."""
+    named = {"webhook_id": id_expression}
+    return links(
+        blp,
+        statuses,
+        {
+            "GetWebhook": link("get", WEBHOOK_PATH, "the endpoint", parameters=named),
+            "UpdateWebhook": link("patch", WEBHOOK_PATH, "change it", parameters=named),
+            "DeleteWebhook": link("delete", WEBHOOK_PATH, "delete it", parameters=named),
+            "RotateWebhookSecret": link("post", WEBHOOK_PATH + "/rotate-secret", "rotate its secret", parameters=named),
+            "TestWebhook": link("post", WEBHOOK_PATH + "/test", "send it a test event", parameters=named),
+            "ListWebhookDeliveries": link("get", WEBHOOK_PATH + "/deliveries", "its deliveries", parameters=named),
+        },
+    )
+
+
+def delivery_links(statuses: tuple[int, ...], prefix: str = "$response.body#") -> Any:
+    """Links from an answer that names a delivery to sending it again."""
+    named = {"webhook_id": f"{prefix}/endpoint_id", "delivery_id": f"{prefix}/id"}
+    retry = link("post", WEBHOOK_PATH + "/deliveries/{delivery_id}/retry", "send it again", parameters=named)
+    return links(blp, statuses, {"RetryWebhookDelivery": retry})
 
 
 @blp.route("/", methods=["POST"])
 @authenticated(blp)
 @blp.arguments(WebhookCreateSchema)
 @blp.response(201, WebhookWithSecretSchema)
+@webhook_links((201,))
 def create_webhook(body: dict[str, Any]) -> dict[str, Any]:
     """A new endpoint for the organisation's events. The answer carries the signing secret, shown
     only here (and on rotation). 422 `WEBHOOK_URL_NOT_ALLOWED` for plain http or a host that
@@ -60,6 +86,7 @@ def create_webhook(body: dict[str, Any]) -> dict[str, Any]:
 @authenticated(blp)
 @blp.arguments(PageArgsSchema, location="query")
 @blp.response(200, WebhookPageSchema)
+@webhook_links((200,), "$response.body#/items/0/id")
 def list_webhooks(args: dict[str, Any]) -> dict[str, Any]:
     """The organisation's endpoints, newest first."""
     with unit_of_work() as session:
@@ -136,6 +163,7 @@ def rotate_webhook_secret(webhook_id: uuid.UUID) -> dict[str, Any]:
 @blp.route("/<uuid:webhook_id>/test", methods=["POST"])
 @authenticated(blp)
 @blp.response(202, WebhookDeliverySchema)
+@delivery_links((202,))
 def test_webhook(webhook_id: uuid.UUID) -> dict[str, Any]:
     """Send a `webhook.test` event to this endpoint now; the answer is its delivery (PENDING)."""
     with unit_of_work() as session:
@@ -149,6 +177,7 @@ def test_webhook(webhook_id: uuid.UUID) -> dict[str, Any]:
 @authenticated(blp)
 @blp.arguments(PageArgsSchema, location="query")
 @blp.response(200, WebhookDeliveryPageSchema)
+@delivery_links((200,), "$response.body#/items/0")
 def list_webhook_deliveries(args: dict[str, Any], webhook_id: uuid.UUID) -> dict[str, Any]:
     """The endpoint's deliveries, newest first, each with its last attempt's outcome."""
     with unit_of_work() as session:
