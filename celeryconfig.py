@@ -80,6 +80,7 @@ task_routes = {
         "tasks.reconcile_incremental",
         "tasks.reconcile_full",
         "tasks.purge_idempotency_keys",
+        "tasks.sweep_expired_holds",
     )
 }
 
@@ -89,9 +90,15 @@ imports = (
     "tasks.outbox",
     "tasks.reconciliation",
     "tasks.idempotency",
+    "tasks.holds",
 )
 
 beat_schedule = {
+    # Holds past their expires_at whose ETA task (tasks.expire_hold) was lost or never scheduled.
+    "sweep-expired-holds": {
+        "task": "tasks.sweep_expired_holds",
+        "schedule": 5.0,
+    },
     # Cross-organisation net settlement: one batch every few minutes (seconds; tunable for demos).
     "run-settlement-batch": {
         "task": "tasks.run_settlement_batch",

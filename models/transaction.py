@@ -22,6 +22,11 @@ class TransactionType(enum.StrEnum):
     # The obligation a cross-organisation transfer leaves between the two organisations' clearing
     # wallets, posted with the transfer (see ledger/clearing/routing.py).
     CLEARING = "CLEARING"
+    # Reserving a hold's funds (models/hold.py): settled by the engine in its wallet's order, posts
+    # no entry; COMPLETED means the hold is HELD. Its id is the hold's id.
+    HOLD = "HOLD"
+    # Taking part or all of a hold: one DEBIT and one CREDIT, like a transfer; `hold_id` names the hold.
+    CAPTURE = "CAPTURE"
 
 
 class TransactionStatus(enum.StrEnum):
@@ -44,6 +49,9 @@ class FailureReason(enum.StrEnum):
     # A SYSTEM wallet (treasury, clearing) where only a deposit or withdrawal may name one: an intent
     # that got past intake (ledger/access.py) with one is refused here too.
     SYSTEM_WALLET = "SYSTEM_WALLET"
+    # A capture settled after its hold ended (voided, captured to the end) or expired.
+    HOLD_NOT_ACTIVE = "HOLD_NOT_ACTIVE"
+    HOLD_EXPIRED = "HOLD_EXPIRED"
 
 
 DESCRIPTION_LENGTH_MAX = 500
@@ -89,6 +97,7 @@ class Transaction(Base):
             "settlement_batch_id",
             postgresql_where=text("settlement_batch_id IS NOT NULL"),
         ),
+        Index("ix_transactions_hold_id", "hold_id", postgresql_where=text("hold_id IS NOT NULL")),
         Index(
             "uq_transactions_parent_transaction_id",
             "parent_transaction_id",
@@ -132,6 +141,8 @@ class Transaction(Base):
     settle_failures: Mapped[int] = mapped_column(server_default=text("0"), default=0)
     park_reason: Mapped[str | None] = mapped_column(String(PARK_REASON_LENGTH_MAX), nullable=True)
     parked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # A CAPTURE's hold (models/hold.py).
+    hold_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("holds.id"), nullable=True)
 
 
 class IdempotencyKey(Base):

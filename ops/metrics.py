@@ -28,6 +28,7 @@ from ledger.clearing.netting import SETTLEMENT_SKIPS_NOTE
 from ledger.integrity.events import SETTLED_KEY
 from ledger.integrity.reconciliation import RUN_RECONCILIATION_NOTE
 from ledger.notes import ACCEPTED_KEY
+from ledger.settlement.hold_outcomes import HOLD_EXPIRY_LAG_KEY, HOLD_OUTCOMES_KEY
 
 logger = logging.getLogger("vaultcraft.settlement")
 
@@ -67,6 +68,17 @@ INTENTS_PARKED = Counter(
     "vaultcraft_intents_parked_total", "Intents parked after their settling kept failing (ledger/settlement/parking.py)"
 )
 
+HOLDS = Counter(
+    "vaultcraft_holds_total",
+    "Holds by outcome: held, failed, captured (per capture posted), voided, expired",
+    ["outcome"],
+)
+HOLD_EXPIRY_LAG = Histogram(
+    "vaultcraft_hold_expiry_lag_seconds",
+    "How long after its expires_at a hold actually expired",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
+
 
 def multiprocess_enabled() -> bool:
     return bool(os.environ.get(MULTIPROC_DIR_ENV))
@@ -80,6 +92,10 @@ def _observe(info: dict[str, Any]) -> None:
         _observe_settled(settled)
     for currency, reason in info.pop(SETTLEMENT_SKIPS_NOTE, ()):
         SETTLEMENT_SKIPS.labels(currency, reason).inc()
+    for outcome, count in info.pop(HOLD_OUTCOMES_KEY, {}).items():
+        HOLDS.labels(outcome).inc(count)
+    for lag_seconds in info.pop(HOLD_EXPIRY_LAG_KEY, ()):
+        HOLD_EXPIRY_LAG.observe(lag_seconds)
     run = info.pop(RUN_RECONCILIATION_NOTE, None)
     if run is not None:
         mode, status, findings = run
@@ -138,7 +154,14 @@ def _after_commit(session: Session) -> None:
 
 
 def _after_rollback(session: Session) -> None:
-    for key in (ACCEPTED_KEY, SETTLED_KEY, RUN_RECONCILIATION_NOTE, SETTLEMENT_SKIPS_NOTE):
+    for key in (
+        ACCEPTED_KEY,
+        SETTLED_KEY,
+        RUN_RECONCILIATION_NOTE,
+        SETTLEMENT_SKIPS_NOTE,
+        HOLD_OUTCOMES_KEY,
+        HOLD_EXPIRY_LAG_KEY,
+    ):
         session.info.pop(key, None)
 
 
