@@ -177,6 +177,7 @@ class PendingTransfer:
     parent_transaction_id: uuid.UUID | None = None
     parked_at: datetime | None = None
     park_reason: str | None = None
+    hold_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ def held(api: ApiClient, user: User, source: str, destination: str, amount: int,
 def wait_hold(api: ApiClient, user: User, hold_id: str) -> dict[str, Any]:
     response = api.get(f"/holds/{hold_id}?wait=10", user)
     assert response.status_code == 200, response.json
-    return dict(response.json)
+    return dict(response.json or {})
 
 
 def capture(api: ApiClient, user: User, hold_id: str, **body: Any) -> Any:
@@ -43,7 +43,7 @@ def amounts(api: ApiClient, user: User, wallet_id: str) -> tuple[int, int, int]:
 
 def reconciled_clean(api: ApiClient, user: User) -> dict[str, Any]:
     run = api.post("/reconciliation/run", user, json={"mode": "FULL"}).json
-    return dict(run)
+    return dict(run or {})
 
 
 def test_a_hold_reserves_without_posting_and_debits_see_only_the_available(api):

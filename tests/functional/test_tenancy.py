@@ -19,6 +19,7 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/api/v1/wallets/{wallet_id}/withdraw"): {"amount": 100},
     ("post", "/api/v1/p2p/requests/{request_id}/settle"): {"source_wallet_id": "filled in below"},
     ("patch", "/api/v1/organizations/users/{user_id}"): {"active": False},
+    ("post", "/api/v1/holds/{hold_id}/capture"): {"amount": 1},
 }
 
 
@@ -39,6 +40,10 @@ def victim(app, worker):
     assert api.wait_final(friend, paid)["status"] == "COMPLETED"
     batch = api.run_settlement(api.operator())
     member = api.add_user(owner)
+    # A HELD hold, so capture and void would succeed for its owner.
+    hold = api.post("/holds", owner, json={"source_wallet_id": wallet, "destination_wallet_id": other, "amount": 10})
+    hold_id = (hold.json or {})["id"]
+    assert (api.get(f"/holds/{hold_id}?wait=10", owner).json or {})["status"] == "HELD"
     return {
         "owner": owner,
         "member": member,
@@ -47,6 +52,7 @@ def victim(app, worker):
         "transaction_id": completed["id"],
         "request_id": request["id"],
         "batch_id": batch["id"],
+        "hold_id": hold_id,
         "run_id": (api.post("/reconciliation/run", owner, json={}).json or {})["id"],
         "api": api,
     }
