@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+import uuid
 from typing import Any
 
 import pytest
@@ -171,8 +173,6 @@ def test_expiry_on_time_by_its_eta_task(api):
     for _ in range(40):
         if wait_hold(api, owner, found["id"])["status"] == "EXPIRED":
             break
-        import time
-
         time.sleep(0.25)
     assert wait_hold(api, owner, found["id"])["status"] == "EXPIRED"
     assert amounts(api, owner, source) == (1_000, 0, 1_000)
@@ -275,11 +275,78 @@ def test_a_capture_delivered_three_times_posts_once(api, unpublished, db):
     unpublished.start()
     accepted = capture(api, owner, found["id"], amount=700)
     assert accepted.status_code == 202
-    import uuid
-
     capture_id = uuid.UUID(accepted.json["id"])
     _race(*[lambda: settle_once([capture_id]) for _ in range(3)])
     assert api.wait_final(owner, str(capture_id))["status"] == "COMPLETED"
     assert db.scalar("SELECT count(*) FROM ledger_entries WHERE transaction_id = :id", id=str(capture_id)) == 2
     assert amounts(api, owner, source) == (9_300, 300, 9_000)
     assert reconciled_clean(api, owner)["status"] == "CLEAN"
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_capture_against_expiry_ends_the_hold_once(api, unpublished, db, round_):
+    from tasks.holds import sweep_expired_holds
+    from tasks.settlement import settle_once
+
+    owner = api.signup()
+    source = api.funded_wallet(owner, 10_000)
+    destination = api.create_wallet(owner)
+    found = held(api, owner, source, destination, 1_000, expires_in=60)
+    unpublished.start()
+    accepted = capture(api, owner, found["id"], amount=600)
+    assert accepted.status_code == 202
+    db.execute("UPDATE holds SET expires_at = now() WHERE id = :id", id=found["id"])
+    capture_id = uuid.UUID(accepted.json["id"])
+    _race(lambda: settle_once([capture_id]), sweep_expired_holds)
+    sweep_expired_holds()
+    outcome = api.wait_final(owner, str(capture_id))
+    ended = wait_hold(api, owner, found["id"])
+    assert ended["status"] == "EXPIRED"
+    if outcome["status"] == "COMPLETED":  # settled before the expiry: it took 600, the rest was released
+        assert (ended["captured_amount"], amounts(api, owner, source)) == (600, (9_400, 0, 9_400))
+    else:
+        assert outcome["failure_reason"] == "HOLD_EXPIRED"
+        assert (ended["captured_amount"], amounts(api, owner, source)) == (0, (10_000, 0, 10_000))
+    assert reconciled_clean(api, owner)["status"] == "CLEAN"
+
+
+def test_two_voids_at_once_release_once(api):
+    owner = api.signup()
+    source = api.funded_wallet(owner, 10_000)
+    destination = api.create_wallet(owner)
+    found = held(api, owner, source, destination, 2_000)
+    answers = _race(*[lambda: api.post(f"/holds/{found['id']}/void", owner) for _ in range(2)])
+    assert [(a.status_code, a.json["status"]) for a in answers] == [(202, "VOIDED")] * 2
+    assert amounts(api, owner, source) == (10_000, 0, 10_000)
+    assert reconciled_clean(api, owner)["status"] == "CLEAN"
+
+
+def test_each_ending_is_an_event(api, db):
+    owner = api.signup()
+    source = api.funded_wallet(owner, 10_000)
+    destination = api.create_wallet(owner)
+    voided = held(api, owner, source, destination, 2_000)
+    captured = held(api, owner, source, destination, 1_000)
+    failed = held(api, owner, source, destination, 100_000)
+    api.post(f"/holds/{voided['id']}/void", owner)
+    api.wait_final(owner, capture(api, owner, captured["id"]).json["id"])
+
+    def types(hold_id: str) -> list[str]:
+        rows = db.rows(
+            "SELECT event_type FROM outbox_events WHERE aggregate_type = 'hold' AND aggregate_id = :id ORDER BY id",
+            id=hold_id,
+        )
+        return [row[0] for row in rows]
+
+    assert types(voided["id"]) == ["hold.held", "hold.voided"]
+    assert types(captured["id"]) == ["hold.held", "hold.captured"]
+    assert types(failed["id"]) == ["hold.failed"]
+    assert (
+        db.scalar(
+            "SELECT count(*) FROM outbox_events WHERE aggregate_id IN (:a, :b, :c) AND event_type LIKE 'transaction.%'",
+            a=voided["id"],
+            b=captured["id"],
+            c=failed["id"],
+        )
+        == 0
+    )
