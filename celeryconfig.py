@@ -109,6 +109,7 @@ task_routes = {
         "tasks.reconcile_full",
         "tasks.purge_idempotency_keys",
         "tasks.sweep_webhook_deliveries",
+        "tasks.sweep_expired_holds",
     )
 }
 task_routes["tasks.deliver_webhook"] = {"queue": WEBHOOKS_QUEUE}
@@ -120,9 +121,15 @@ imports = (
     "tasks.reconciliation",
     "tasks.idempotency",
     "tasks.webhooks",
+    "tasks.holds",
 )
 
 beat_schedule = {
+    # Holds past their expires_at whose ETA task (tasks.expire_hold) was lost or never scheduled.
+    "sweep-expired-holds": {
+        "task": "tasks.sweep_expired_holds",
+        "schedule": 5.0,
+    },
     # Cross-organisation net settlement: one batch every few minutes (seconds; tunable for demos).
     "run-settlement-batch": {
         "task": "tasks.run_settlement_batch",

@@ -162,6 +162,13 @@ class Settings:
     # Keys one purge deletes per transaction, and transactions per purge task.
     idempotency_purge_batch_size_max: int = 5000
     idempotency_purge_batches_max: int = 20
+    # Holds: a hold that expires within this many seconds of becoming HELD gets a task with that ETA
+    # (a longer ETA would outlive the broker's visibility timeout, 300 s, and be redelivered again and
+    # again); every other hold, and any whose task was lost, is expired by the sweeper (beat, every
+    # `hold_sweep_seconds`), up to `hold_sweep_batch_size_max` per transaction.
+    hold_expiry_eta_seconds_max: int = 240
+    hold_sweep_batch_size_max: int = 500
+    hold_sweep_batches_max: int = 20
 
     # Webhooks (notify/). Secrets are encrypted at rest with `webhook_secrets_key`.
     webhook_secrets_key: str = ""

@@ -17,8 +17,6 @@ from models import (
     MemberRole,
     Organization,
     Role,
-    Transaction,
-    TransactionStatus,
     User,
     Wallet,
     WalletMember,
@@ -162,6 +160,8 @@ def change_status(session: Session, actor: Actor, wallet_id: uuid.UUID, status: 
         raise Conflict(f"a {current.value} wallet cannot become {status.value}", code="INVALID_STATUS_CHANGE")
     if status is not WalletStatus.ACTIVE and pair:
         _refuse_while_settling(session, wallet, pair.get(CLEARING_WALLET_NAME))
+    if status is WalletStatus.CLOSED:
+        _refuse_with_open_holds(session, wallet)
     if status is WalletStatus.CLOSED and wallet.balance != 0:
         raise Conflict(
             "a wallet closes only at zero balance",
@@ -171,6 +171,27 @@ def change_status(session: Session, actor: Actor, wallet_id: uuid.UUID, status: 
     wallet.status = status
     session.flush()
     return wallet
+
+
+# HELD holds from or to the wallet (through the partial indexes of open holds).
+_OPEN_HOLDS = text(
+    """
+    SELECT (SELECT count(*) FROM holds WHERE status = 'HELD' AND source_wallet_id = :id)
+         + (SELECT count(*) FROM holds WHERE status = 'HELD' AND destination_wallet_id = :id)
+    """
+)
+
+
+def _refuse_with_open_holds(session: Session, wallet: Wallet) -> None:
+    """A wallet with open holds, paying or paid by them, does not close: they would have nowhere to
+    be captured from or to. Asked under the wallet's row lock, which a hold takes to become HELD."""
+    open_holds = session.execute(_OPEN_HOLDS, {"id": wallet.id}).scalar_one()
+    if open_holds or wallet.held_amount:
+        raise Conflict(
+            "a wallet with open holds cannot be closed; capture or void them first",
+            code="WALLET_HAS_OPEN_HOLDS",
+            details={"open_holds": open_holds, "held_amount": wallet.held_amount},
+        )
 
 
 def _refuse_while_settling(session: Session, wallet: Wallet, clearing_id: uuid.UUID | None) -> None:
@@ -235,27 +256,10 @@ def summarize(session: Session, actor: Actor) -> dict[str, object]:
     }
 
 
-def pending_outgoing(session: Session, wallet_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
-    """Sum of PENDING intents debiting each wallet: what `available_balance` holds back."""
+def held_amounts(session: Session, wallet_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """Each wallet's `held_amount`: what open holds (and transfers in review) reserve on it; dry runs
+    show it beside the balance, and `available_balance` is the balance less this."""
     if not wallet_ids:
         return {}
-    rows = session.execute(
-        select(Transaction.source_wallet_id, func.sum(Transaction.amount))
-        .where(Transaction.source_wallet_id.in_(wallet_ids), Transaction.status == TransactionStatus.PENDING)
-        .group_by(Transaction.source_wallet_id)
-    ).all()
-    return {wallet_id: int(total) for wallet_id, total in rows}
-
-
-def held_amounts(session: Session, wallet_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
-    """Each wallet's `held_amount`: what open holds and transfers in review reserve on it.
-
-    The one place that reads it (dry runs show it beside the balance; `available_balance` is the
-    balance less this). Read from the wallet row once the model carries the column; until then
-    nothing is ever held, and every wallet holds 0.
-    """
-    column = getattr(Wallet, "held_amount", None)
-    if column is None or not wallet_ids:
-        return dict.fromkeys(wallet_ids, 0)
-    rows = session.execute(select(Wallet.id, column).where(Wallet.id.in_(wallet_ids))).all()
-    return {wallet_id: int(held or 0) for wallet_id, held in rows}
+    rows = session.execute(select(Wallet.id, Wallet.held_amount).where(Wallet.id.in_(wallet_ids))).all()
+    return {wallet_id: int(held) for wallet_id, held in rows}

@@ -2,6 +2,7 @@
 
 from models.audit import AuditLog
 from models.base import Base
+from models.hold import Hold, HoldStatus
 from models.ledger_entry import Direction, LedgerEntry
 from models.organization import Organization, PlatformRole, Role, User
 from models.outbox import OutboxEvent
@@ -49,6 +50,8 @@ __all__ = [
     "Direction",
     "EndpointStatus",
     "FailureReason",
+    "Hold",
+    "HoldStatus",
     "IdempotencyKey",
     "LedgerEntry",
     "LegDirection",

@@ -44,6 +44,8 @@ class ReconciliationCheck(enum.StrEnum):
     CLEARING_BALANCE_MISMATCH = "CLEARING_BALANCE_MISMATCH"
     # All wallet balances of a currency do not sum to zero.
     CURRENCY_NOT_ZERO = "CURRENCY_NOT_ZERO"
+    # A wallet's held_amount differs from the sum of what remains of its open (HELD) holds.
+    HELD_MISMATCH = "HELD_MISMATCH"
 
 
 class ReconciliationRun(Base):

@@ -25,6 +25,11 @@ class TransactionType(enum.StrEnum):
     # Money sent back along a COMPLETED transfer, from its destination to its source: `refund_of`
     # names the original (ledger/intents/refunds.py).
     REFUND = "REFUND"
+    # Reserving a hold's funds (models/hold.py): settled by the engine in its wallet's order, posts
+    # no entry; COMPLETED means the hold is HELD. Its id is the hold's id.
+    HOLD = "HOLD"
+    # Taking part or all of a hold: one DEBIT and one CREDIT, like a transfer; `hold_id` names the hold.
+    CAPTURE = "CAPTURE"
 
 
 class TransactionStatus(enum.StrEnum):
@@ -47,6 +52,9 @@ class FailureReason(enum.StrEnum):
     # A SYSTEM wallet (treasury, clearing) where only a deposit or withdrawal may name one: an intent
     # that got past intake (ledger/access.py) with one is refused here too.
     SYSTEM_WALLET = "SYSTEM_WALLET"
+    # A capture settled after its hold ended (voided, captured to the end) or expired.
+    HOLD_NOT_ACTIVE = "HOLD_NOT_ACTIVE"
+    HOLD_EXPIRED = "HOLD_EXPIRED"
 
 
 DESCRIPTION_LENGTH_MAX = 500
@@ -98,6 +106,7 @@ class Transaction(Base):
             "settlement_batch_id",
             postgresql_where=text("settlement_batch_id IS NOT NULL"),
         ),
+        Index("ix_transactions_hold_id", "hold_id", postgresql_where=text("hold_id IS NOT NULL")),
         Index(
             "uq_transactions_parent_transaction_id",
             "parent_transaction_id",
@@ -149,6 +158,8 @@ class Transaction(Base):
     refunds: Mapped[list[uuid.UUID]] = mapped_column(
         ARRAY(UUID(as_uuid=True)), server_default=text("'{}'"), default=list
     )
+    # A CAPTURE's hold (models/hold.py).
+    hold_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("holds.id"), nullable=True)
 
 
 class IdempotencyKey(Base):

@@ -42,6 +42,9 @@ class Wallet(Base):
         CheckConstraint("version >= 0", name="version_non_negative"),
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso4217"),
         CheckConstraint("status <> 'CLOSED' OR balance = 0", name="closed_at_zero"),
+        # Holds reserve within the balance: available_balance = balance - held_amount never below 0.
+        CheckConstraint("held_amount >= 0", name="held_non_negative"),
+        CheckConstraint("held_amount <= balance OR type = 'SYSTEM'", name="held_within_balance"),
         Index(
             "uq_wallets_system_name",
             "organization_id",
@@ -51,6 +54,8 @@ class Wallet(Base):
             postgresql_where=text("type = 'SYSTEM'"),
         ),
         Index("ix_wallets_owner_id", "owner_id"),
+        # The wallets with something held, for reconciliation's HELD_MISMATCH check.
+        Index("ix_wallets_held", "id", postgresql_where=text("held_amount <> 0")),
     )
     # Stored with fillfactor 70 (migration 0006): room on each page keeps a balance update heap-only.
 
@@ -67,10 +72,17 @@ class Wallet(Base):
     name: Mapped[str] = mapped_column(String(100))
     # Cached sum of the wallet's ledger entries, in minor units; reconciliation proves it.
     balance: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Reserved by open holds (models/hold.py): posted money the wallet may not spend. Kept with the
+    # balance under the same row lock; reconciliation proves it against the open holds.
+    held_amount: Mapped[int] = mapped_column(default=0, server_default="0")
     # Number of ledger entries posted to the wallet; each entry carries the version it produced.
     version: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+    @property
+    def available_balance(self) -> int:
+        return self.balance - self.held_amount
 
 
 class WalletMember(Base):

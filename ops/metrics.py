@@ -28,6 +28,7 @@ from ledger.clearing.netting import SETTLEMENT_SKIPS_NOTE
 from ledger.integrity.events import SETTLED_KEY
 from ledger.integrity.reconciliation import RUN_RECONCILIATION_NOTE
 from ledger.notes import ACCEPTED_KEY
+from ledger.settlement.hold_outcomes import HOLD_EXPIRY_LAG_KEY, HOLD_OUTCOMES_KEY
 from notify.deliveries import OUTCOMES_NOTE
 
 logger = logging.getLogger("vaultcraft.settlement")
@@ -86,6 +87,16 @@ WEBHOOK_LATENCY = Histogram(
     "From an event's creation to the 2xx answer that delivered it",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 21600, 86400),
 )
+HOLDS = Counter(
+    "vaultcraft_holds_total",
+    "Holds by outcome: held, failed, captured (per capture posted), voided, expired",
+    ["outcome"],
+)
+HOLD_EXPIRY_LAG = Histogram(
+    "vaultcraft_hold_expiry_lag_seconds",
+    "How long after its expires_at a hold actually expired",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
 
 
 def multiprocess_enabled() -> bool:
@@ -104,6 +115,10 @@ def _observe(info: dict[str, Any]) -> None:
         WEBHOOK_ATTEMPTS.labels(outcome).inc()
         if latency_seconds is not None:
             WEBHOOK_LATENCY.observe(max(latency_seconds, 0.0))
+    for outcome, count in info.pop(HOLD_OUTCOMES_KEY, {}).items():
+        HOLDS.labels(outcome).inc(count)
+    for lag_seconds in info.pop(HOLD_EXPIRY_LAG_KEY, ()):
+        HOLD_EXPIRY_LAG.observe(lag_seconds)
     run = info.pop(RUN_RECONCILIATION_NOTE, None)
     if run is not None:
         mode, status, findings = run
@@ -162,7 +177,15 @@ def _after_commit(session: Session) -> None:
 
 
 def _after_rollback(session: Session) -> None:
-    for key in (ACCEPTED_KEY, SETTLED_KEY, RUN_RECONCILIATION_NOTE, SETTLEMENT_SKIPS_NOTE, OUTCOMES_NOTE):
+    for key in (
+        ACCEPTED_KEY,
+        SETTLED_KEY,
+        RUN_RECONCILIATION_NOTE,
+        SETTLEMENT_SKIPS_NOTE,
+        HOLD_OUTCOMES_KEY,
+        HOLD_EXPIRY_LAG_KEY,
+        OUTCOMES_NOTE,
+    ):
         session.info.pop(key, None)
 
 

@@ -20,7 +20,9 @@ def user_view(user: User) -> dict[str, Any]:
     }
 
 
-def wallet_view(wallet: Wallet, pending_outgoing: int = 0) -> dict[str, Any]:
+def wallet_view(wallet: Wallet) -> dict[str, Any]:
+    """The three amounts: `balance` (posted), `held_amount` (reserved by open holds) and
+    `available_balance` (what debits may take), all from the wallet row."""
     return {
         "id": wallet.id,
         "organization_id": wallet.organization_id,
@@ -30,7 +32,8 @@ def wallet_view(wallet: Wallet, pending_outgoing: int = 0) -> dict[str, Any]:
         "status": wallet.status,
         "name": wallet.name,
         "balance": wallet.balance,
-        "available_balance": wallet.balance - pending_outgoing,
+        "held_amount": wallet.held_amount,
+        "available_balance": wallet.available_balance,
         "version": wallet.version,
         "created_at": wallet.created_at,
         "updated_at": wallet.updated_at,

@@ -30,7 +30,7 @@ from datetime import datetime
 from sqlalchemy import insert, select, tuple_
 from sqlalchemy.orm import Session
 
-from ledger.settlement.plan import Intent, OrgCurrency, Plan, PlannedEntry, WalletState, plan_postings
+from ledger.settlement.plan import HoldState, Intent, OrgCurrency, Plan, PlannedEntry, WalletState, plan_postings
 from ledger.settlement.risk import RiskBudget
 from ledger.wallets import get_or_create_system_wallet
 from models import (
@@ -112,6 +112,8 @@ def route_intents(session: Session, intents: Sequence[Intent], owners: Mapping[u
     """
     crossing = []
     for intent in intents:
+        if intent.type == TransactionType.HOLD:
+            continue  # a hold moves no money; its captures cross like transfers
         (source_org, source_currency) = owners[intent.source_wallet_id]
         (destination_org, destination_currency) = owners[intent.destination_wallet_id]
         if source_org != destination_org and source_currency == destination_currency == intent.currency:
@@ -137,7 +139,11 @@ def _clearing_active(route: Route, wallets: dict[uuid.UUID, WalletState]) -> boo
 
 
 def plan_with_obligations(
-    intents: Sequence[Intent], wallets: dict[uuid.UUID, WalletState], routes: Routes, budget: RiskBudget | None = None
+    intents: Sequence[Intent],
+    wallets: dict[uuid.UUID, WalletState],
+    routes: Routes,
+    budget: RiskBudget | None = None,
+    holds: dict[uuid.UUID, HoldState] | None = None,
 ) -> tuple[Plan, list[PlannedObligation]]:
     """`plan_postings`, plus one obligation per completed cross-organisation intent. Pure.
 
@@ -149,8 +155,9 @@ def plan_with_obligations(
         for i in intents
         if i.id in routes.by_intent and not _clearing_active(routes.by_intent[i.id], wallets)
     }
-    plan = plan_postings([i for i in intents if i.id not in refused], wallets, budget)
+    plan = plan_postings([i for i in intents if i.id not in refused], wallets, budget, holds)
     plan.failed.update(refused)
+    _release_refused_captures([i for i in intents if i.id in refused], holds)
     by_id = {i.id: i for i in intents}
     obligations = []
     for intent_id in plan.completed:
@@ -158,6 +165,17 @@ def plan_with_obligations(
         if route is not None:
             obligations.append(_post_obligation(plan, by_id[intent_id], route, wallets))
     return plan, obligations
+
+
+def _release_refused_captures(refused: Sequence[Intent], holds: dict[uuid.UUID, HoldState] | None) -> None:
+    """A capture refused here gives its reservation back to its hold, as one refused by the plan does."""
+    for intent in refused:
+        if intent.hold_id is None or holds is None:
+            continue
+        hold = holds[intent.hold_id]
+        if hold.status == "HELD":
+            hold.reserved_amount -= intent.amount
+            hold.touched = True
 
 
 def _post_obligation(

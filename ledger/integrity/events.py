@@ -162,7 +162,8 @@ def with_transaction_events(transactions: str) -> str:
     `transaction_data`, converted as `_json` converts them), in intent order (the identity follows
     the ORDER BY), and only what the after-commit hooks need comes back: (status, type,
     accepted-to-final seconds, request id, transaction id) per event. A row whose status has no
-    event (still PENDING) gets none. Written for the driver: parameters as `%(name)b`.
+    event (still PENDING) gets none, nor does a HOLD row: its hold announces itself (`hold.*`).
+    Written for the driver: parameters as `%(name)b`.
 
     Each wallet's organisation is read once (`owners`), not once per row: a hot wallet named by all
     1,000 rows of a batch, just updated by it, has many row versions to step over on every lookup
@@ -179,7 +180,7 @@ def with_transaction_events(transactions: str) -> str:
                t.destination_wallet_id, t.organization_id, t.description, t.metadata, t.request_id,
                t.created_at, t.completed_at,
                s.organization_id AS source_organization_id, d.organization_id AS destination_organization_id,
-               CASE t.status {_EVENT_TYPE_SQL} END AS event_type
+               CASE WHEN t.type = 'HOLD' THEN NULL ELSE CASE t.status {_EVENT_TYPE_SQL} END END AS event_type
           FROM changed AS t
           JOIN owners AS s ON s.id = t.source_wallet_id
           JOIN owners AS d ON d.id = t.destination_wallet_id

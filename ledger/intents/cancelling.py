@@ -26,6 +26,13 @@ def cancel(session: Session, actor: Actor, transaction_id: uuid.UUID) -> Transac
     initiator_admin = actor.is_org_admin and transaction.organization_id == actor.organization_id
     if transaction.created_by != actor.user_id and not initiator_admin:
         raise Forbidden("only the initiator or an OWNER/ADMIN may cancel", code="ROLE_REQUIRED")
+    if transaction.type in (TransactionType.HOLD, TransactionType.CAPTURE):
+        # A hold's intents follow the hold: cancelling one would strand the hold PENDING, or a
+        # capture's reservation on it. A hold is released with POST /holds/{id}/void.
+        raise Conflict(
+            f"a {transaction.type} transaction is not cancelled; void its hold instead",
+            code="TRANSACTION_NOT_CANCELLABLE",
+        )
     if transaction.status != TransactionStatus.PENDING:
         raise Conflict(
             f"only a PENDING transaction can be cancelled; this one is {transaction.status}",

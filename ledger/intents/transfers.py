@@ -182,6 +182,7 @@ class PendingTransfer:
     refund_of: uuid.UUID | None = None
     refunded_amount: int = 0
     refunds: tuple[uuid.UUID, ...] = ()
+    hold_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
-from models import Direction, FailureReason, TransactionType, WalletStatus, WalletType
+from models import Direction, FailureReason, HoldStatus, TransactionType, WalletStatus, WalletType
 
 BIGINT_MAX = 2**63 - 1
 # Plain strings: the plan compares them once per intent, and an enum member costs a lookup each time.
@@ -21,6 +21,9 @@ _ACTIVE = WalletStatus.ACTIVE.value
 _SYSTEM = WalletType.SYSTEM.value
 _DEBIT = Direction.DEBIT.value
 _CREDIT = Direction.CREDIT.value
+_HOLD = TransactionType.HOLD.value
+_CAPTURE = TransactionType.CAPTURE.value
+_HELD = HoldStatus.HELD.value
 
 OrgCurrency = tuple[uuid.UUID, str]
 
@@ -33,11 +36,13 @@ class Intent:
     amount: int
     currency: str
     type: str = TransactionType.TRANSFER.value
+    # A CAPTURE's hold (a HOLD intent's hold has the intent's own id).
+    hold_id: uuid.UUID | None = None
 
 
 @dataclass(slots=True)
 class WalletState:
-    """A locked wallet's balance and version as the plan moves through the batch."""
+    """A locked wallet's balance, version and held amount as the plan moves through the batch."""
 
     id: uuid.UUID
     type: str
@@ -45,10 +50,22 @@ class WalletState:
     currency: str
     balance: int
     version: int
+    held_amount: int = 0
     touched: bool = False
 
     def may_go_negative(self) -> bool:
         return self.type == _SYSTEM
+
+    @property
+    def available(self) -> int:
+        """What a debit may take: the balance less what open holds reserve."""
+        return self.balance - self.held_amount
+
+    def hold(self, delta: int) -> None:
+        """Reserve (delta > 0) or release (delta < 0) part of the balance: no entry, no version."""
+        self.held_amount += delta
+        self.touched = True
+        assert self.held_amount >= 0, "held_amount below zero"
 
     def post(self, delta: int) -> tuple[int, int]:
         self.balance += delta
@@ -57,11 +74,29 @@ class WalletState:
         assert -BIGINT_MAX <= self.balance <= BIGINT_MAX, "balance outside BIGINT"
         return self.balance, self.version
 
-    def shift(self, balance: int, version: int) -> None:
-        """Move the state by what others posted between an unlocked read and the lock (late wallets)."""
+    def shift(self, balance: int, version: int, held: int = 0) -> None:
+        """Move the state by what others posted (or held) between an unlocked read and the lock (late wallets)."""
         self.balance += balance
         self.version += version
+        self.held_amount += held
         assert -BIGINT_MAX <= self.balance <= BIGINT_MAX, "balance outside BIGINT"
+
+
+@dataclass(slots=True)
+class HoldState:
+    """A locked hold (models/hold.py) as the plan moves through the batch."""
+
+    id: uuid.UUID
+    status: str
+    amount: int
+    captured_amount: int
+    reserved_amount: int
+    final_capture_id: uuid.UUID | None = None
+    touched: bool = False
+
+    @property
+    def remaining(self) -> int:
+        return self.amount - self.captured_amount
 
 
 class PlannedEntry(NamedTuple):
@@ -78,6 +113,8 @@ class Plan:
     completed: list[uuid.UUID] = field(default_factory=list)
     failed: dict[uuid.UUID, FailureReason] = field(default_factory=dict)
     entries: list[PlannedEntry] = field(default_factory=list)
+    # Completed HOLD intents: their holds are HELD now; they post no entry.
+    held: list[uuid.UUID] = field(default_factory=list)
 
 
 # The only intents that may name a SYSTEM wallet, and on which side: a deposit comes out of the
@@ -91,17 +128,29 @@ def _misuses_system_wallet(intent: Intent, source: WalletState, destination: Wal
     return (source.type == _SYSTEM and side != "source") or (destination.type == _SYSTEM and side != "destination")
 
 
-def refusal(intent: Intent, source: WalletState, destination: WalletState) -> FailureReason | None:
-    """Why the intent cannot post against these balances, or None when it can."""
+def refusal(
+    intent: Intent, source: WalletState, destination: WalletState, *, released: int = 0
+) -> FailureReason | None:
+    """Why the intent cannot post against these balances, or None when it can.
+
+    Debits are checked against the available balance; `released` is what the intent itself
+    releases from the source's held amount as it debits (a capture takes from its own hold)."""
     if (source.type == _SYSTEM or destination.type == _SYSTEM) and _misuses_system_wallet(intent, source, destination):
         return FailureReason.SYSTEM_WALLET
     if source.status != _ACTIVE or destination.status != _ACTIVE:
         return FailureReason.WALLET_NOT_ACTIVE
     if not (intent.currency == source.currency == destination.currency):
         return FailureReason.CURRENCY_MISMATCH
-    if source.balance < intent.amount and not source.may_go_negative():
+    if source.available + released < intent.amount and not source.may_go_negative():
         return FailureReason.INSUFFICIENT_FUNDS
     return None
+
+
+def hold_refusal(hold: HoldState) -> FailureReason | None:
+    """Why a capture cannot take from its hold: the hold ended (or expired) before it settled."""
+    if hold.status == _HELD:
+        return None
+    return FailureReason.HOLD_EXPIRED if hold.status == HoldStatus.EXPIRED.value else FailureReason.HOLD_NOT_ACTIVE
 
 
 class Budget(Protocol):
@@ -111,22 +160,41 @@ class Budget(Protocol):
 
 
 def plan_postings(
-    intents: Iterable[Intent], wallets: dict[uuid.UUID, WalletState], budget: Budget | None = None
+    intents: Iterable[Intent],
+    wallets: dict[uuid.UUID, WalletState],
+    budget: Budget | None = None,
+    holds: dict[uuid.UUID, HoldState] | None = None,
 ) -> Plan:
     """Apply intents in order against in-memory wallet states. Pure: no database.
 
     With a risk budget, an intent that would otherwise complete is charged to it, or fails RISK_LIMIT.
+    HOLD and CAPTURE intents also move their hold's state in `holds` (keyed by hold id).
     """
     plan = Plan()
     entries, completed = plan.entries, plan.completed
     for intent in intents:
         source, destination = wallets[intent.source_wallet_id], wallets[intent.destination_wallet_id]
-        reason = refusal(intent, source, destination)
+        if intent.type == _HOLD:
+            assert holds is not None, "HOLD intents are planned with their holds"
+            _plan_hold(plan, intent, source, destination, holds[intent.id])
+            continue
+        hold = None
+        if intent.type == _CAPTURE:
+            assert holds is not None and intent.hold_id is not None, "CAPTURE intents are planned with their holds"
+            hold = holds[intent.hold_id]
+            reason = hold_refusal(hold) or refusal(intent, source, destination, released=intent.amount)
+        else:
+            reason = refusal(intent, source, destination)
         if reason is None and budget is not None and not budget.admit(intent):
             reason = FailureReason.RISK_LIMIT
         if reason is not None:
             plan.failed[intent.id] = reason
+            if hold is not None and hold.status == _HELD:
+                hold.reserved_amount -= intent.amount  # the capture's reservation goes back to the hold
+                hold.touched = True
             continue
+        if hold is not None:
+            _take_from_hold(intent, source, hold)
         amount = intent.amount
         debit_after, debit_version = source.post(-amount)
         credit_after, credit_version = destination.post(amount)
@@ -137,8 +205,37 @@ def plan_postings(
     return plan
 
 
+def _plan_hold(plan: Plan, intent: Intent, source: WalletState, destination: WalletState, hold: HoldState) -> None:
+    """Reserve a hold's amount on its source, checked as a debit would be; no entry."""
+    reason = refusal(intent, source, destination)
+    if reason is not None:
+        plan.failed[intent.id] = reason
+        hold.status = HoldStatus.FAILED.value
+    else:
+        source.hold(intent.amount)
+        hold.status = _HELD
+        plan.completed.append(intent.id)
+        plan.held.append(intent.id)
+    hold.touched = True
+
+
+def _take_from_hold(intent: Intent, source: WalletState, hold: HoldState) -> None:
+    """A capture that posts: its amount leaves the hold (and the source's held amount); a final
+    capture, or one that uses the hold up, ends it CAPTURED and releases what is left."""
+    assert intent.amount <= hold.remaining, "a capture never exceeds what remains of its hold"
+    source.hold(-intent.amount)
+    hold.captured_amount += intent.amount
+    hold.reserved_amount -= intent.amount
+    if hold.remaining == 0 or hold.final_capture_id == intent.id:
+        source.hold(-hold.remaining)
+        hold.status = HoldStatus.CAPTURED.value
+        hold.reserved_amount = 0  # captures still on their way find the hold ended
+    hold.touched = True
+
+
 def _assert_balanced(plan: Plan) -> None:
     debits = sum(e.amount for e in plan.entries if e.direction is Direction.DEBIT)
     credits = sum(e.amount for e in plan.entries if e.direction is Direction.CREDIT)
     assert debits == credits, f"unbalanced plan: debits {debits} != credits {credits}"
-    assert len(plan.entries) == 2 * len(plan.completed), "every completed intent posts exactly two entries"
+    posted = len(plan.completed) - len(plan.held)
+    assert len(plan.entries) == 2 * posted, "every completed intent but a hold posts exactly two entries"

@@ -31,14 +31,15 @@ from sqlalchemy.orm import Session
 
 from ledger.integrity import events
 from ledger.intents import p2p, refunds
-from ledger.settlement import order, risk
+from ledger.settlement import hold_outcomes, order, risk
 from ledger.settlement.plan import Intent, OrgCurrency, Plan, PlannedEntry, WalletState
-from models import Direction, TransactionStatus, WalletType
+from models import Direction, TransactionStatus, TransactionType, WalletType
 
 if TYPE_CHECKING:
     from ledger.clearing.routing import Routes
 
 _SYSTEM = WalletType.SYSTEM.value
+_HOLD = TransactionType.HOLD.value
 _DEBIT = Direction.DEBIT.value
 _CREDIT = Direction.CREDIT.value
 
@@ -79,7 +80,7 @@ def execute(session: Session, statement: str, parameters: Mapping[str, Any]) -> 
 _CLAIM = """
     WITH t AS MATERIALIZED ({locked})
     SELECT id, source_wallet_id, destination_wallet_id, amount, currency,
-           coalesce(metadata ? '{request_key}', false), status, created_at, parked_at IS NOT NULL, type
+           coalesce(metadata ? '{request_key}', false), status, created_at, parked_at IS NOT NULL, type, hold_id
       FROM t
      ORDER BY created_at, id
 """
@@ -93,7 +94,7 @@ _OWNERS = """
      WHERE id = ANY(%(ids)b)
 """
 _PENDING_COLUMNS = (
-    "id, source_wallet_id, destination_wallet_id, amount, currency, metadata, created_at, parked_at, type"
+    "id, source_wallet_id, destination_wallet_id, amount, currency, metadata, created_at, parked_at, type, hold_id"
 )
 # The named intents are found by primary key alone. Only those still PENDING are locked: a final
 # intent locked here (a duplicate message's, a sweep's that settled meanwhile) would be held to the
@@ -128,7 +129,7 @@ def _claim(session: Session, statement: str, parameters: Mapping[str, Any]) -> C
     for row in execute(session, statement, parameters).all():
         if row[6] != TransactionStatus.PENDING or row[8]:
             continue  # final already (settled by an earlier delivery, or cancelled), or parked
-        intent = Intent(row[0], row[1], row[2], row[3], row[4], row[9])
+        intent = Intent(row[0], row[1], row[2], row[3], row[4], row[9], row[10])
         claim.intents.append(intent)
         claim.accepted_at[intent.id] = row[7]
         wallet_ids.add(intent.source_wallet_id)
@@ -153,7 +154,7 @@ def claim_oldest(session: Session, *, limit: int, min_age: timedelta) -> Claim:
 
 
 _LOCK_WALLETS = """
-    SELECT id, type, status, currency, balance, version FROM wallets
+    SELECT id, type, status, currency, balance, version, held_amount FROM wallets
      WHERE id = ANY(%(ids)b)
      ORDER BY id
        FOR NO KEY UPDATE
@@ -264,7 +265,7 @@ def late_wallets(
 
 
 _READ_WALLETS = """
-    SELECT id, type, status, currency, balance, version FROM wallets
+    SELECT id, type, status, currency, balance, version, held_amount FROM wallets
      WHERE id = ANY(%(ids)b)
 """
 
@@ -278,7 +279,7 @@ def read_wallets(session: Session, wallet_ids: Iterable[uuid.UUID]) -> dict[uuid
     return {row[0]: WalletState(*row) for row in rows}
 
 
-Shift = tuple[int, int]  # what others posted to a wallet between two reads: balance, versions
+Shift = tuple[int, int, int]  # what others did to a wallet between two reads: balance, versions, held amount
 
 
 def lock_late(session: Session, seen: Mapping[uuid.UUID, WalletState]) -> dict[uuid.UUID, Shift]:
@@ -293,7 +294,7 @@ def lock_late(session: Session, seen: Mapping[uuid.UUID, WalletState]) -> dict[u
         now = locked[wallet_id]
         if (now.status, now.type) != (then.status, then.type):
             raise LateWalletChanged(f"wallet {wallet_id} is {now.status}, planned as {then.status}")
-        shifts[wallet_id] = (now.balance - then.balance, now.version - then.version)
+        shifts[wallet_id] = (now.balance - then.balance, now.version - then.version, now.held_amount - then.held_amount)
     return shifts
 
 
@@ -340,13 +341,15 @@ def settle_claim(session: Session, claim: Claim, *, skipped: int) -> SettleOutco
 
     routes = routing.route_intents(session, intents, claim.owners)
     late = late_wallets(intents, routes, claim.system_wallets)
+    # Holds before wallets: a void or an expiry locks its hold, then its wallet (ledger/intents/holds.py).
+    holds = hold_outcomes.lock_holds(session, intents)
     intents, wallets = lock_for(session, intents, routes, late, claim.system_wallets)
     deferred = len(claim.intents) - len(intents)
     late &= {i.destination_wallet_id for i in intents}  # those still credited by the intents going ahead
     seen = read_wallets(session, late)
     wallets.update({wallet_id: replace(state) for wallet_id, state in seen.items()})
     budget = risk.load_budget(session, intents, wallets, claim.owners)
-    plan, obligations = routing.plan_with_obligations(intents, wallets, routes, budget)
+    plan, obligations = routing.plan_with_obligations(intents, wallets, routes, budget, holds)
     # Taken after the locks: entry times then never run backwards along a wallet's versions.
     posted_at: datetime = session.execute(select(func.clock_timestamp())).scalar_one()
     routing.write_obligations(session, obligations, posted_at)
@@ -354,7 +357,7 @@ def settle_claim(session: Session, claim: Claim, *, skipped: int) -> SettleOutco
     _write_balances(session, [w for w in wallets.values() if w.touched and w.id not in late])
     if not late:
         _follow_requests(session, plan, claim.paying_requests, posted_at)
-        _write_outcomes(session, plan, posted_at)
+        _write_outcomes(session, plan, posted_at, unannounced=sum(i.type == _HOLD for i in intents))
     else:
         _write_outcomes(session, plan, posted_at, with_events=False)
         _post_to_late_wallets(session, plan, wallets, seen)
@@ -362,6 +365,7 @@ def settle_claim(session: Session, claim: Claim, *, skipped: int) -> SettleOutco
         _follow_requests(session, plan, claim.paying_requests, posted_at)
         events.record_transaction_events(session, [*plan.completed, *plan.failed])
     _follow_refunds(session, plan, refund_ids)
+    hold_outcomes.write_holds(session, intents, plan, holds, posted_at)
     risk.record_breaches(session, budget)
     return SettleOutcome(completed=len(plan.completed), failed=len(plan.failed), skipped=skipped, deferred=deferred)
 
@@ -375,8 +379,10 @@ def _post_to_late_wallets(
     shifts = lock_late(session, seen)
     posted_at: datetime = session.execute(select(func.clock_timestamp())).scalar_one()
     _write_entries(session, shift_entries((e for e in plan.entries if e.wallet_id in seen), shifts), posted_at)
-    for wallet_id, (balance, version) in shifts.items():
-        wallets[wallet_id].shift(balance, version)
+    for wallet_id, (balance, version, held) in shifts.items():
+        # The held amount too: a void or expiry may have released part of it meanwhile, and the
+        # balances statement writes it back.
+        wallets[wallet_id].shift(balance, version, held)
     _write_balances(session, [wallets[w] for w in seen if wallets[w].touched])
 
 
@@ -437,8 +443,9 @@ def _write_entries(session: Session, entries: list[PlannedEntry], posted_at: dat
 
 _UPDATE_BALANCES = """
     UPDATE wallets AS w
-       SET balance = v.balance, version = v.version, updated_at = now()
-      FROM unnest(%(ids)b::uuid[], %(balances)b::bigint[], %(versions)b::bigint[]) AS v(id, balance, version)
+       SET balance = v.balance, version = v.version, held_amount = v.held, updated_at = now()
+      FROM unnest(%(ids)b::uuid[], %(balances)b::bigint[], %(versions)b::bigint[], %(held)b::bigint[])
+           AS v(id, balance, version, held)
      WHERE w.id = v.id
 """
 
@@ -453,6 +460,7 @@ def _write_balances(session: Session, wallets: list[WalletState]) -> None:
             "ids": [w.id for w in wallets],
             "balances": [w.balance for w in wallets],
             "versions": [w.version for w in wallets],
+            "held": [w.held_amount for w in wallets],
         },
     )
 
@@ -467,9 +475,12 @@ _SET_STATUSES = """
 _UPDATE_OUTCOMES = events.with_transaction_events(_SET_STATUSES + " RETURNING t.*")
 
 
-def _write_outcomes(session: Session, plan: Plan, posted_at: datetime, *, with_events: bool = True) -> None:
+def _write_outcomes(
+    session: Session, plan: Plan, posted_at: datetime, *, with_events: bool = True, unannounced: int = 0
+) -> None:
     """COMPLETED or FAILED(reason), and unless told otherwise each one's event, in intent order.
-    Events are written while the batch holds every wallet's row lock (so per-wallet event order holds)."""
+    Events are written while the batch holds every wallet's row lock (so per-wallet event order holds).
+    `unannounced`: the HOLD intents among them, whose holds write their own events (hold_outcomes)."""
     ids = [*plan.completed, *plan.failed]
     statuses = [TransactionStatus.COMPLETED.value] * len(plan.completed) + [TransactionStatus.FAILED.value] * len(
         plan.failed
@@ -481,5 +492,5 @@ def _write_outcomes(session: Session, plan: Plan, posted_at: datetime, *, with_e
         assert written == len(ids), "every claimed intent reaches exactly one final status"
         return
     settled = execute(session, _UPDATE_OUTCOMES, parameters).all()
-    assert len(settled) == len(ids), "every claimed intent reaches exactly one final status"
+    assert len(settled) == len(ids) - unannounced, "every claimed intent reaches exactly one final status"
     events.note_transaction_events(session, settled)

@@ -11,7 +11,7 @@ The type check is rebuilt from the values it allows now, plus `REFUND`, so this 
 whatever types another one added before it.
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 """
 
 import re
@@ -22,7 +22,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0016"
-down_revision: str | None = "0014"
+down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

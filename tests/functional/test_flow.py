@@ -49,7 +49,8 @@ def test_cancel_pending_then_never_settles(api, unpublished):
     destination = api.create_wallet(owner)
     unpublished.start()
     pending = api.transfer(owner, source, destination, 700).json
-    assert api.wallet(owner, source)["available_balance"] == 4_300
+    # A PENDING transfer reserves nothing: available_balance = balance - held_amount (holds only).
+    assert api.wallet(owner, source)["available_balance"] == 5_000
 
     cancelled = api.post(f"/transactions/{pending['id']}/cancel", owner)
     assert cancelled.status_code == 200

@@ -211,3 +211,25 @@ def test_requests_paid_across_organisations_into_one_hot_wallet_settle_in_a_late
             )
         )
         assert request_event < transfer_event
+
+
+def test_a_hold_released_while_the_batch_planned_stays_released(api, db, monkeypatch):
+    """The batch writes a late wallet's held_amount back with its balance: moved by what a void did
+    in the gap, never the amount it read unlocked."""
+    owner = api.signup()
+    payer, hot = api.funded_wallet(owner, 10_000), api.funded_wallet(owner, 1_000)
+    other = api.create_wallet(owner)
+    hold = api.post("/holds", owner, json={"source_wallet_id": hot, "destination_wallet_id": other, "amount": 400})
+    hold_id = (hold.json or {})["id"]
+    assert (api.get(f"/holds/{hold_id}?wait=10", owner).json or {})["status"] == "HELD"
+    batch = _pending(db, owner, payer, hot, 10, CREDITS)
+
+    def void_the_hold() -> None:  # through the API, in its own transaction: the hot wallet is not locked yet
+        assert (api.post(f"/holds/{hold_id}/void", owner).json or {})["status"] == "VOIDED"
+
+    calls = _before_late_lock(monkeypatch, void_the_hold)
+    assert settle_once(batch).completed == CREDITS
+    assert calls == [1]
+    wallet = api.wallet(owner, hot)
+    balance = 1_000 + 10 * CREDITS
+    assert (wallet["balance"], wallet["held_amount"], wallet["available_balance"]) == (balance, 0, balance)

@@ -22,6 +22,7 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/api/v1/transactions/{transaction_id}/refund"): {"amount": 5},
     ("patch", "/api/v1/organizations/users/{user_id}"): {"active": False},
     ("patch", "/api/v1/webhooks/{webhook_id}"): {"status": "DISABLED"},
+    ("post", "/api/v1/holds/{hold_id}/capture"): {"amount": 1},
 }
 
 
@@ -46,6 +47,10 @@ def victim(app, worker):
     webhook = api.post("/webhooks", owner, json={"url": "http://127.0.0.1:9/hook", "event_types": ["webhook.test"]})
     webhook_id = (webhook.json or {})["id"]
     delivery = api.post(f"/webhooks/{webhook_id}/test", owner).json or {}
+    # A HELD hold, so capture and void would succeed for its owner.
+    hold = api.post("/holds", owner, json={"source_wallet_id": wallet, "destination_wallet_id": other, "amount": 10})
+    hold_id = (hold.json or {})["id"]
+    assert (api.get(f"/holds/{hold_id}?wait=10", owner).json or {})["status"] == "HELD"
     return {
         "webhook_id": webhook_id,
         "delivery_id": delivery["id"],
@@ -56,6 +61,7 @@ def victim(app, worker):
         "transaction_id": completed["id"],
         "request_id": request["id"],
         "batch_id": batch["id"],
+        "hold_id": hold_id,
         "run_id": (api.post("/reconciliation/run", owner, json={}).json or {})["id"],
         "api": api,
     }

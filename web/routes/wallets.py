@@ -98,8 +98,7 @@ CREATED_WALLET_LINKS = {
 
 
 def _view(session: Any, wallet: Wallet) -> dict[str, Any]:
-    held = wallets.pending_outgoing(session, [wallet.id]).get(wallet.id, 0)
-    return wallet_view(wallet, held)
+    return wallet_view(wallet)
 
 
 @blp.route("/", methods=["POST"])
@@ -144,8 +143,7 @@ def list_wallets(args: dict[str, Any]) -> dict[str, Any]:
             limit=args["limit"],
             cursor=args["cursor"],
         )
-        held = wallets.pending_outgoing(session, [w.id for w in page.items])
-        items = [wallet_view(w, held.get(w.id, 0)) for w in page.items]
+        items = [wallet_view(w) for w in page.items]
     return {"items": items, "next_cursor": page.next_cursor}
 
 

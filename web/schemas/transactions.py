@@ -48,6 +48,8 @@ class TransactionSchema(Schema):
     settlement_batch_id = fields.UUID(allow_none=True, dump_only=True)
     # On a CLEARING obligation: the cross-organisation transfer it was posted for.
     parent_transaction_id = fields.UUID(allow_none=True, dump_only=True)
+    # On a CAPTURE: the hold it takes from (/holds/{id}).
+    hold_id = fields.UUID(allow_none=True, dump_only=True)
     # The X-Request-ID of the API request that accepted it: the same id is on its log lines.
     request_id = fields.String(allow_none=True, dump_only=True)
     # Settling it kept failing: it stays PENDING, passed by the workers, until an operator acts

@@ -27,8 +27,9 @@ class WalletSchema(Schema):
     status = fields.String()
     name = fields.String()
     balance = fields.Integer()
+    held_amount = fields.Integer(metadata={"description": "reserved by this wallet's open holds"})
     available_balance = fields.Integer(
-        metadata={"description": "balance less the amounts of this wallet's PENDING outgoing intents"}
+        metadata={"description": "balance less held_amount: what a debit (transfer, withdrawal, hold) may take"}
     )
     version = fields.Integer()
     created_at = fields.DateTime()
