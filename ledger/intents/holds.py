@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import Select, func, or_, select, text
 from sqlalchemy.orm import Session
 
-from ledger.access import Actor, can_debit, require_transfer_access, visible_wallets
+from ledger.access import Actor, can_debit, not_found, require_transfer_access, visible_wallets
 from ledger.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from ledger.idempotency import claim_key, request_hash
 from ledger.intents.transfers import Submitted, replayed_transaction
@@ -253,10 +253,14 @@ def visible_holds(actor: Actor) -> Select[tuple[Hold]]:
     return select(Hold).where(condition)
 
 
+def hold_not_found(session: Session, hold_id: uuid.UUID) -> NotFound:
+    return not_found(session, Hold, hold_id, "hold", "hold not found", "HOLD_NOT_FOUND")
+
+
 def get_visible_hold(session: Session, actor: Actor, hold_id: uuid.UUID) -> Hold:
     hold = session.scalars(visible_holds(actor).where(Hold.id == hold_id)).one_or_none()
     if hold is None:
-        raise NotFound("hold not found", code="HOLD_NOT_FOUND")
+        raise hold_not_found(session, hold_id)
     return hold
 
 
@@ -269,7 +273,7 @@ def _locked_hold(session: Session, actor: Actor, hold_id: uuid.UUID) -> Hold:
     )
     hold = session.scalars(query).one_or_none()
     if hold is None:
-        raise NotFound("hold not found", code="HOLD_NOT_FOUND")
+        raise hold_not_found(session, hold_id)
     return hold
 
 

@@ -229,6 +229,7 @@ RUN_SETTLEMENT = "POST /api/v1/settlements/run"
 RUN_RECONCILIATION = "POST /api/v1/reconciliation/run"
 ADD_USER = "POST /api/v1/organizations/users"
 CREATE_WEBHOOK = "POST /api/v1/webhooks/"
+CREATE_HOLD = "POST /api/v1/holds"
 TEST_WEBHOOK = "POST /api/v1/webhooks/{webhook_id}/test"
 WALK = {
     "POST /api/v1/auth/signup": Step(actor="nobody"),
@@ -276,6 +277,11 @@ WALK = {
     "GET /api/v1/audit-logs/": Step(),
     "GET /api/v1/audit-logs/failed-logins": Step(actor="operator"),
     CREATE_WEBHOOK: Step(),
+    CREATE_HOLD: Step(seed=LIST_WALLETS),
+    "GET /api/v1/holds": Step(),
+    "GET /api/v1/holds/{hold_id}": Step(seed=CREATE_HOLD),
+    "POST /api/v1/holds/{hold_id}/capture": Step(seed=CREATE_HOLD),
+    "POST /api/v1/holds/{hold_id}/void": Step(seed=CREATE_HOLD),
     "GET /api/v1/webhooks/": Step(),
     "GET /api/v1/webhooks/{webhook_id}": Step(seed=CREATE_WEBHOOK),
     "PATCH /api/v1/webhooks/{webhook_id}": Step(seed=CREATE_WEBHOOK),
@@ -312,6 +318,12 @@ SEED_CALLS: dict[str, tuple[str, Callable[[World], dict[str, Any]]]] = {
     # Loopback: the suite lets webhooks reach it (VAULTCRAFT_WEBHOOK_ALLOW_PRIVATE); nothing listens there.
     CREATE_WEBHOOK: ("walker", lambda world: {"json": {"url": "http://127.0.0.1:9/walk", "event_types": ["*"]}}),
     TEST_WEBHOOK: ("walker", lambda world: {}),
+    CREATE_HOLD: (
+        "walker",
+        lambda world: {
+            "json": {"source_wallet_id": world.walker_wallet, "destination_wallet_id": world.payee_wallet, "amount": 1}
+        },
+    ),
     RUN_RECONCILIATION: ("walker", lambda world: {"json": {}}),
     ADD_USER: (
         "walker",

@@ -89,6 +89,7 @@ LISTED_WALLET_LINKS = {
     "TransferBetweenListedWallets": _transfer_between_listed("/api/v1/transactions/transfer"),
     "WalletsTransferBetweenListedWallets": _transfer_between_listed("/api/v1/wallets/transfer"),
     "InternalMoveBetweenListedWallets": _transfer_between_listed("/api/vault-settlements/internal"),
+    "HoldBetweenListedWallets": _transfer_between_listed("/api/v1/holds"),
 }
 CREATED_WALLET_LINKS = {
     **wallet_links("$response.body#/id"),
