@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, exists, false, func, insert, or_, select, text, tuple_, update
+from sqlalchemy import Select, exists, false, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session, aliased
 
 from ledger.access import Actor, not_found, require_org_admin
@@ -59,7 +59,7 @@ from ledger.clearing.netting import (
     net_positions,
     organization_totals,
 )
-from ledger.clearing.routing import system_wallet_ids
+from ledger.clearing.routing import existing_system_wallet_ids, system_wallet_ids
 from ledger.errors import Conflict, InvalidRequest
 from ledger.integrity import audit
 from ledger.integrity.events import EventFor, record_event, record_events
@@ -154,19 +154,6 @@ def _blocked(session: Session) -> dict[OrgCurrency, Blocked]:
     return blocked
 
 
-def _existing_clearings(session: Session, keys: Sequence[OrgCurrency]) -> dict[OrgCurrency, uuid.UUID]:
-    if not keys:
-        return {}
-    rows = session.execute(
-        select(Wallet.organization_id, Wallet.currency, Wallet.id).where(
-            Wallet.type == WalletType.SYSTEM,
-            Wallet.name == CLEARING_WALLET_NAME,
-            tuple_(Wallet.organization_id, Wallet.currency).in_(sorted(keys)),
-        )
-    ).all()
-    return {(r.organization_id, r.currency): r.id for r in rows}
-
-
 def _claim_obligations(
     session: Session, cut_off: datetime, excluded_clearing_ids: Sequence[uuid.UUID] = ()
 ) -> list[ClaimedObligation]:
@@ -252,7 +239,7 @@ def run_batch(
     if existing is not None:
         return BatchRun(existing, created=False)
     blocked = _blocked(session)
-    blocked_clearings = _existing_clearings(session, list(blocked))
+    blocked_clearings = existing_system_wallet_ids(session, blocked)
     claimed = _claim_obligations(session, chosen, sorted(blocked_clearings.values()))
     positions = net_positions(c.obligation for c in claimed)
     keys = sorted(positions)

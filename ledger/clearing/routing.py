@@ -80,6 +80,23 @@ class PlannedObligation:
     currency: str
 
 
+def existing_system_wallet_ids(
+    session: Session, keys: Iterable[OrgCurrency], name: str = CLEARING_WALLET_NAME
+) -> dict[OrgCurrency, uuid.UUID]:
+    """Each (organisation, currency)'s SYSTEM wallet of that name, where one exists."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(Wallet.organization_id, Wallet.currency, Wallet.id).where(
+            Wallet.type == WalletType.SYSTEM,
+            Wallet.name == name,
+            tuple_(Wallet.organization_id, Wallet.currency).in_(wanted),
+        )
+    ).all()
+    return {(r.organization_id, r.currency): r.id for r in rows}
+
+
 def system_wallet_ids(
     session: Session, keys: Iterable[OrgCurrency], name: str = CLEARING_WALLET_NAME
 ) -> dict[OrgCurrency, uuid.UUID]:
@@ -88,16 +105,7 @@ def system_wallet_ids(
     Called before the caller locks any wallet: a creation here never waits while holding a lock.
     """
     wanted = set(keys)
-    if not wanted:
-        return {}
-    rows = session.execute(
-        select(Wallet.organization_id, Wallet.currency, Wallet.id).where(
-            Wallet.type == WalletType.SYSTEM,
-            Wallet.name == name,
-            tuple_(Wallet.organization_id, Wallet.currency).in_(sorted(wanted)),
-        )
-    ).all()
-    found: dict[OrgCurrency, uuid.UUID] = {(r.organization_id, r.currency): r.id for r in rows}
+    found = existing_system_wallet_ids(session, wanted, name)
     for organization_id, currency in sorted(wanted - found.keys()):
         found[(organization_id, currency)] = get_or_create_system_wallet(session, organization_id, currency, name)
     return found
