@@ -61,6 +61,15 @@ def test_backoff_starts_again_after_a_healthy_run():
     assert backoff.after_run(3.0) == 2.0
 
 
+def _has_run(counter: Path, times: int) -> bool:
+    return counter.exists() and counter.read_text() == str(times)
+
+
+def _children(pid: int) -> list[str]:
+    """The process's children (Linux), so a test can tell a run in progress from a wait between runs."""
+    return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+
+
 def test_a_stop_signal_ends_the_wait_before_a_restart():
     """SIGTERM while the supervisor waits out a 30 s backoff stops it at once, nothing restarted."""
     with tempfile.TemporaryDirectory() as directory:
@@ -75,8 +84,9 @@ def test_a_stop_signal_ends_the_wait_before_a_restart():
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 20
-        while not (counter.exists() and counter.read_text() == "2") and time.monotonic() < deadline:
-            time.sleep(0.05)  # first run, 1 s backoff, second run, now a 2 s wait
+        # First run, 1 s backoff, second run; once that run's process is gone, a 2 s wait.
+        while not (_has_run(counter, 2) and not _children(process.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=1.5) == 3
         assert counter.read_text() == "2"
