@@ -91,7 +91,7 @@ def test_a_hot_wallet_locked_last_announces_the_credit_that_crossed(api, db):
     assert len({t["completed_at"] for t in done}) == 1, "one batch"
     events = crossings(db, high["id"])
     assert [kind for kind, _ in events] == ["triggered"]
-    assert events[0][1]["transaction_id"] == ids[9]  # 5 + 10 × 10 = 105 > 100
+    assert events[0][1]["transaction_id"] == ids[9]  # 5 + 10 * 10 = 105 > 100
     assert events[0][1]["available_balance"] == 105
 
 
@@ -184,9 +184,7 @@ def test_who_may_watch_a_wallet(api):
     assert (response.status_code, response.json["error"]["code"]) == (404, "MONITOR_NOT_FOUND")
     assert api.request("delete", f"/wallets/{own}/monitors/{uuid.uuid4()}", stranger).status_code == 404
 
-    treasury = next(
-        w["id"] for w in api.get("/wallets/?type=SYSTEM", owner).json["items"] if w["name"] == "treasury"
-    )
+    treasury = next(w["id"] for w in api.get("/wallets/?type=SYSTEM", owner).json["items"] if w["name"] == "treasury")
     response = api.post(f"/wallets/{treasury}/monitors", owner, json=body)
     assert (response.status_code, response.json["error"]["code"]) == (422, "SYSTEM_WALLET")
     for bad in (-1, 1.5, True, "10", None):
