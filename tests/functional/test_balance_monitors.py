@@ -151,7 +151,7 @@ def test_events_reach_a_webhook_subscribed_to_balance_monitor_events(api, db):
     assert hook.status_code == 201, hook.json
     low = monitor(api, owner, wallet, "available_balance_below", 50)
     settled(api, owner, api.transfer(owner, wallet, api.create_wallet(owner), 60))
-    deadline, types = time.monotonic() + 30, []
+    deadline, types = time.monotonic() + 30, list[str]()
     while time.monotonic() < deadline and not types:
         items = api.get(f"/webhooks/{hook.json['id']}/deliveries", owner).json["items"]
         types = [d["event_type"] for d in items]
