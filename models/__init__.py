@@ -4,6 +4,7 @@ from models.audit import AuditLog
 from models.base import Base
 from models.hold import Hold, HoldStatus
 from models.ledger_entry import Direction, LedgerEntry
+from models.monitor import BalanceMonitor, MonitorCondition
 from models.organization import Organization, PlatformRole, Role, User
 from models.outbox import OutboxEvent
 from models.p2p import P2PRequest, P2PStatus
@@ -43,6 +44,7 @@ __all__ = [
     "DESCRIPTION_LENGTH_MAX",
     "TREASURY_WALLET_NAME",
     "AuditLog",
+    "BalanceMonitor",
     "Base",
     "BatchStatus",
     "BatchTrigger",
@@ -56,6 +58,7 @@ __all__ = [
     "LedgerEntry",
     "LegDirection",
     "MemberRole",
+    "MonitorCondition",
     "Organization",
     "OutboxEvent",
     "P2PRequest",

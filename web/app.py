@@ -20,6 +20,7 @@ from web.routes import (
     compat,
     health,
     holds,
+    monitors,
     organizations,
     p2p,
     reconciliation,
@@ -46,6 +47,7 @@ API_BLUEPRINTS = (
     audit.blp,
     risk.blp,
     webhooks.blp,
+    monitors.blp,
 )
 
 

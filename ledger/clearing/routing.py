@@ -152,6 +152,7 @@ def plan_with_obligations(
     routes: Routes,
     budget: RiskBudget | None = None,
     holds: dict[uuid.UUID, HoldState] | None = None,
+    watched: frozenset[uuid.UUID] = frozenset(),
 ) -> tuple[Plan, list[PlannedObligation]]:
     """`plan_postings`, plus one obligation per completed cross-organisation intent. Pure.
 
@@ -163,7 +164,7 @@ def plan_with_obligations(
         for i in intents
         if i.id in routes.by_intent and not _clearing_active(routes.by_intent[i.id], wallets)
     }
-    plan = plan_postings([i for i in intents if i.id not in refused], wallets, budget, holds)
+    plan = plan_postings([i for i in intents if i.id not in refused], wallets, budget, holds, watched)
     plan.failed.update(refused)
     _release_refused_captures([i for i in intents if i.id in refused], holds)
     by_id = {i.id: i for i in intents}

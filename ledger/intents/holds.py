@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Select, func, or_, select, text
 from sqlalchemy.orm import Session
 
+from ledger import monitors
 from ledger.access import Actor, can_debit, not_found, require_transfer_access, visible_wallets
 from ledger.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from ledger.idempotency import claim_key, request_hash
@@ -183,8 +184,9 @@ def void(session: Session, actor: Actor, hold_id: uuid.UUID) -> Hold:
         return hold
     if hold.status != HoldStatus.HELD:
         raise hold_ended(hold)
-    _end(session, hold, HoldStatus.VOIDED)
+    released = _end(session, hold, HoldStatus.VOIDED)
     record_hold_event(session, VOIDED, hold)
+    monitors.released(session, *released, hold_id=hold.id)
     return hold
 
 
@@ -211,8 +213,9 @@ def expire_due(session: Session, *, hold_ids: Sequence[uuid.UUID] | None = None,
     _lock_wallets([h.source_wallet_id for h in holds], session)
     now = session.execute(select(func.clock_timestamp())).scalar_one()
     for hold in holds:
-        _end(session, hold, HoldStatus.EXPIRED, locked=True)
+        released = _end(session, hold, HoldStatus.EXPIRED, locked=True)
         record_hold_event(session, EXPIRED, hold)
+        monitors.released(session, *released, hold_id=hold.id)
         assert hold.expires_at is not None
         session.info.setdefault(HOLD_EXPIRY_LAG_KEY, []).append(max((now - hold.expires_at).total_seconds(), 0.0))
     return len(holds)
@@ -224,19 +227,24 @@ def _lock_wallets(wallet_ids: Sequence[uuid.UUID], session: Session) -> None:
     ).all()
 
 
-def _end(session: Session, hold: Hold, status: HoldStatus, *, locked: bool = False) -> None:
-    """Release what remains of the hold on its source wallet (locked here, after the hold) and end it."""
+def _end(session: Session, hold: Hold, status: HoldStatus, *, locked: bool = False) -> tuple[uuid.UUID, int, int]:
+    """Release what remains of the hold on its source wallet (locked here, after the hold) and end it.
+    Returns the wallet, its balance and its held amount after the release (for its monitors)."""
     if not locked:
         _lock_wallets([hold.source_wallet_id], session)
     remaining = hold.amount - hold.captured_amount
-    session.execute(
-        text("UPDATE wallets SET held_amount = held_amount - :amount, updated_at = now() WHERE id = :id"),
+    balance, held = session.execute(
+        text(
+            "UPDATE wallets SET held_amount = held_amount - :amount, updated_at = now() WHERE id = :id"
+            " RETURNING balance, held_amount"
+        ),
         {"amount": remaining, "id": hold.source_wallet_id},
-    )
+    ).one()
     hold.status = status
     hold.reserved_amount = 0  # captures on their way find the hold ended and fail
     hold.ended_at = session.execute(select(func.clock_timestamp())).scalar_one()
     session.flush()
+    return hold.source_wallet_id, balance, held
 
 
 def visible_holds(actor: Actor) -> Select[tuple[Hold]]:

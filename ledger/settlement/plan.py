@@ -115,6 +115,9 @@ class Plan:
     entries: list[PlannedEntry] = field(default_factory=list)
     # Completed HOLD intents: their holds are HELD now; they post no entry.
     held: list[uuid.UUID] = field(default_factory=list)
+    # For the watched wallets only (those with balance monitors): (wallet id, intent id, balance,
+    # held amount) after each intent that moved them, in intent order (ledger/monitors.py).
+    trace: list[tuple[uuid.UUID, uuid.UUID, int, int]] = field(default_factory=list)
 
 
 # The only intents that may name a SYSTEM wallet, and on which side: a deposit comes out of the
@@ -164,11 +167,13 @@ def plan_postings(
     wallets: dict[uuid.UUID, WalletState],
     budget: Budget | None = None,
     holds: dict[uuid.UUID, HoldState] | None = None,
+    watched: frozenset[uuid.UUID] = frozenset(),
 ) -> Plan:
     """Apply intents in order against in-memory wallet states. Pure: no database.
 
     With a risk budget, an intent that would otherwise complete is charged to it, or fails RISK_LIMIT.
     HOLD and CAPTURE intents also move their hold's state in `holds` (keyed by hold id).
+    Each completed intent that moves a `watched` wallet leaves that wallet's state in `plan.trace`.
     """
     plan = Plan()
     entries, completed = plan.entries, plan.completed
@@ -177,6 +182,8 @@ def plan_postings(
         if intent.type == _HOLD:
             assert holds is not None, "HOLD intents are planned with their holds"
             _plan_hold(plan, intent, source, destination, holds[intent.id])
+            if watched and intent.id in plan.held and source.id in watched:
+                plan.trace.append((source.id, intent.id, source.balance, source.held_amount))
             continue
         hold = None
         if intent.type == _CAPTURE:
@@ -201,8 +208,21 @@ def plan_postings(
         entries.append(PlannedEntry(source.id, intent.id, Direction.DEBIT, amount, debit_after, debit_version))
         entries.append(PlannedEntry(destination.id, intent.id, Direction.CREDIT, amount, credit_after, credit_version))
         completed.append(intent.id)
+        if watched:
+            _trace(plan.trace, intent.id, (source, destination), watched)
     _assert_balanced(plan)
     return plan
+
+
+def _trace(
+    trace: list[tuple[uuid.UUID, uuid.UUID, int, int]],
+    intent_id: uuid.UUID,
+    moved: tuple[WalletState, ...],
+    watched: frozenset[uuid.UUID],
+) -> None:
+    for wallet in moved:
+        if wallet.id in watched:
+            trace.append((wallet.id, intent_id, wallet.balance, wallet.held_amount))
 
 
 def _plan_hold(plan: Plan, intent: Intent, source: WalletState, destination: WalletState, hold: HoldState) -> None:

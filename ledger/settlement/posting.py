@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import CursorResult, func, select
 from sqlalchemy.orm import Session
 
+from ledger import monitors
 from ledger.integrity import events
 from ledger.intents import p2p, refunds
 from ledger.settlement import hold_outcomes, order, risk
@@ -349,30 +350,61 @@ def settle_claim(session: Session, claim: Claim, *, skipped: int) -> SettleOutco
     seen = read_wallets(session, late)
     wallets.update({wallet_id: replace(state) for wallet_id, state in seen.items()})
     budget = risk.load_budget(session, intents, wallets, claim.owners)
-    plan, obligations = routing.plan_with_obligations(intents, wallets, routes, budget, holds)
+    # Balance monitors on these wallets (one indexed query): only their wallets are traced.
+    watches = monitors.watching(session, [w.id for w in wallets.values() if w.type != _SYSTEM])
+    plan, obligations = routing.plan_with_obligations(intents, wallets, routes, budget, holds, frozenset(watches))
     # Taken after the locks: entry times then never run backwards along a wallet's versions.
     posted_at: datetime = session.execute(select(func.clock_timestamp())).scalar_one()
     routing.write_obligations(session, obligations, posted_at)
     _write_entries(session, [e for e in plan.entries if e.wallet_id not in late], posted_at)
     _write_balances(session, [w for w in wallets.values() if w.touched and w.id not in late])
+    trace: list[monitors.Point] = list(plan.trace) if watches else []
     if not late:
         _follow_requests(session, plan, claim.paying_requests, posted_at)
         _write_outcomes(session, plan, posted_at, unannounced=sum(i.type == _HOLD for i in intents))
     else:
         _write_outcomes(session, plan, posted_at, with_events=False)
-        _post_to_late_wallets(session, plan, wallets, seen)
+        shifts = _post_to_late_wallets(session, plan, wallets, seen)
+        _check_late_monitors(session, late, watches)
+        trace = shift_trace(trace, shifts) if watches else trace
         # Events after every lock, so each wallet's events are in the order of its versions.
         _follow_requests(session, plan, claim.paying_requests, posted_at)
         events.record_transaction_events(session, [*plan.completed, *plan.failed])
+    # Each crossing of a monitor's threshold along the batch, in intent order (ledger/monitors.py).
+    monitors.announce(session, watches, trace)
     _follow_refunds(session, plan, refund_ids)
     hold_outcomes.write_holds(session, intents, plan, holds, posted_at)
     risk.record_breaches(session, budget)
     return SettleOutcome(completed=len(plan.completed), failed=len(plan.failed), skipped=skipped, deferred=deferred)
 
 
+def _check_late_monitors(
+    session: Session, late: Iterable[uuid.UUID], watches: Mapping[uuid.UUID, Sequence[monitors.Watch]]
+) -> None:
+    """The late wallets' monitors were read before their lock: a monitor created or deleted since
+    would be decided against the wrong set, so the batch is planned again (rare: monitors change
+    seldom, and only between the batch's unlocked read and its late lock)."""
+    late_ids = list(late)
+    now = {w.id for ws in monitors.watching(session, late_ids).values() for w in ws}
+    then = {w.id for wallet_id in late_ids for w in watches.get(wallet_id, ())}
+    if now != then:
+        raise LateWalletChanged("a late wallet's monitors changed before it was locked")
+
+
+def shift_trace(trace: Iterable[monitors.Point], shifts: Mapping[uuid.UUID, Shift]) -> list[monitors.Point]:
+    """The monitors' trace with each late wallet's points moved as the wallet moved (`lock_late`)."""
+    moved: list[monitors.Point] = []
+    for wallet_id, intent_id, balance, held in trace:
+        shift = shifts.get(wallet_id)
+        if shift is not None:
+            balance, held = balance + shift[0], held + shift[2]
+        moved.append((wallet_id, intent_id, balance, held))
+    return moved
+
+
 def _post_to_late_wallets(
     session: Session, plan: Plan, wallets: dict[uuid.UUID, WalletState], seen: Mapping[uuid.UUID, WalletState]
-) -> None:
+) -> dict[uuid.UUID, Shift]:
     """Lock the late wallets, held from here to the commit, and write their entries and balances,
     shifted onto what they hold now. Their entries are stamped after the lock, so entry times never
     run backwards along a wallet's versions."""
@@ -384,6 +416,7 @@ def _post_to_late_wallets(
         # balances statement writes it back.
         wallets[wallet_id].shift(balance, version, held)
     _write_balances(session, [wallets[w] for w in seen if wallets[w].touched])
+    return shifts
 
 
 def _follow_requests(session: Session, plan: Plan, paying_requests: list[uuid.UUID], posted_at: datetime) -> None:

@@ -231,6 +231,7 @@ ADD_USER = "POST /api/v1/organizations/users"
 CREATE_WEBHOOK = "POST /api/v1/webhooks/"
 CREATE_HOLD = "POST /api/v1/holds"
 TEST_WEBHOOK = "POST /api/v1/webhooks/{webhook_id}/test"
+CREATE_MONITOR = "POST /api/v1/wallets/{wallet_id}/monitors"
 WALK = {
     "POST /api/v1/auth/signup": Step(actor="nobody"),
     "POST /api/v1/auth/login": Step(actor="nobody"),
@@ -252,6 +253,9 @@ WALK = {
     "POST /api/v1/wallets/{wallet_id}/withdraw": Step(seed=CREATE_WALLET),
     "GET /api/v1/wallets/{wallet_id}/ledger": Step(seed=CREATE_WALLET),
     "GET /api/v1/wallets/{wallet_id}/balance": Step(seed=CREATE_WALLET),
+    CREATE_MONITOR: Step(seed=CREATE_WALLET),
+    "GET /api/v1/wallets/{wallet_id}/monitors": Step(seed=CREATE_WALLET),
+    "DELETE /api/v1/wallets/{wallet_id}/monitors/{monitor_id}": Step(seed=CREATE_MONITOR),
     TRANSFER: Step(seed=LIST_WALLETS),
     "GET /api/v1/transactions/": Step(),
     "GET /api/v1/transactions/{transaction_id}": Step(seed=TRANSFER),
@@ -318,6 +322,10 @@ SEED_CALLS: dict[str, tuple[str, Callable[[World], dict[str, Any]]]] = {
     # Loopback: the suite lets webhooks reach it (VAULTCRAFT_WEBHOOK_ALLOW_PRIVATE); nothing listens there.
     CREATE_WEBHOOK: ("walker", lambda world: {"json": {"url": "http://127.0.0.1:9/walk", "event_types": ["*"]}}),
     TEST_WEBHOOK: ("walker", lambda world: {}),
+    CREATE_MONITOR: (
+        "walker",
+        lambda world: {"json": {"condition": "available_balance_below", "threshold": 100}},
+    ),
     CREATE_HOLD: (
         "walker",
         lambda world: {
@@ -405,6 +413,8 @@ def _seed(api, world: World, label: str) -> Any:
     method, path = label.split(" ", 1)
     if "{webhook_id}" in path:  # a seed that needs an endpoint of its own first
         path = path.format(webhook_id=_seed(api, world, CREATE_WEBHOOK)["id"])
+    if "{wallet_id}" in path:  # a monitor, on the walker's funded wallet
+        path = path.format(wallet_id=world.walker_wallet)
     response = api.app.test_client().open(
         path, method=method, headers=_auth(api.app, world, actor, label), **request(world)
     )

@@ -23,6 +23,7 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("patch", "/api/v1/organizations/users/{user_id}"): {"active": False},
     ("patch", "/api/v1/webhooks/{webhook_id}"): {"status": "DISABLED"},
     ("post", "/api/v1/holds/{hold_id}/capture"): {"amount": 1},
+    ("post", "/api/v1/wallets/{wallet_id}/monitors"): {"condition": "available_balance_below", "threshold": 5},
 }
 
 
@@ -51,7 +52,11 @@ def victim(app, worker):
     hold = api.post("/holds", owner, json={"source_wallet_id": wallet, "destination_wallet_id": other, "amount": 10})
     hold_id = (hold.json or {})["id"]
     assert (api.get(f"/holds/{hold_id}?wait=10", owner).json or {})["status"] == "HELD"
+    monitor = api.post(
+        f"/wallets/{wallet}/monitors", owner, json={"condition": "available_balance_below", "threshold": 1}
+    )
     return {
+        "monitor_id": (monitor.json or {})["id"],
         "webhook_id": webhook_id,
         "delivery_id": delivery["id"],
         "owner": owner,

@@ -60,6 +60,8 @@ def wallet_links(id_expression: str) -> dict[str, Any]:
         "Withdraw": link("post", WALLET_PATH + "/withdraw", "money out", parameters=named),
         "GetWalletLedger": link("get", WALLET_PATH + "/ledger", "its entries", parameters=named),
         "GetWalletBalance": link("get", WALLET_PATH + "/balance", "its balance", parameters=named),
+        "CreateBalanceMonitor": link("post", WALLET_PATH + "/monitors", "watch its balance", parameters=named),
+        "ListBalanceMonitors": link("get", WALLET_PATH + "/monitors", "its balance monitors", parameters=named),
     }
 
 
