@@ -1,4 +1,4 @@
-"""The six chaos scenarios. Each one: a fresh organisation with funded wallets, a bounded load of
+"""The seven chaos scenarios. Each one: a fresh organisation with funded wallets, a bounded load of
 transfers through the API, one kind of fault injected while the load runs, a bounded wait for the
 pipeline to settle by itself, then every invariant of chaos.invariants."""
 
