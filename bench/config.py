@@ -25,6 +25,9 @@ def _ints(name: str, default: str) -> tuple[int, ...]:
 class BenchConfig:
     wallets: int  # uniform traffic spreads over this many funded wallets
     engine_intents: int  # PENDING intents the workers drain, per distribution
+    hold_intents: int  # holds drained per distribution, then one capture each (half partial, then voided)
+    expiry_holds: int  # HELD holds that all expire at the same second
+    expiry_lead_seconds: float  # how far ahead that second is set (the ETA tasks are published meanwhile)
     baseline_seconds: float  # per client count and distribution; pgbench runs it rounded up to whole seconds
     baseline_clients: tuple[int, ...]  # Python baseline: the client counts tried; the best one is reported
     pgbench_clients_uniform: int  # pgbench baseline: connections for uniform traffic
@@ -43,6 +46,9 @@ class BenchConfig:
         return cls(
             wallets=_int("BENCH_WALLETS", 10_000),
             engine_intents=_int("BENCH_ENGINE_INTENTS", 50_000),
+            hold_intents=_int("BENCH_HOLD_INTENTS", 50_000),
+            expiry_holds=_int("BENCH_EXPIRY_HOLDS", 10_000),
+            expiry_lead_seconds=_float("BENCH_EXPIRY_LEAD_SECONDS", 10.0),
             baseline_seconds=_float("BENCH_BASELINE_SECONDS", 5.0),
             baseline_clients=_ints("BENCH_BASELINE_CLIENTS", "1,2,4,8,16"),
             pgbench_clients_uniform=_int("BENCH_PGBENCH_CLIENTS_UNIFORM", 16),

@@ -10,6 +10,8 @@ MODES = ("uniform", "hot")
 ENGINE_UNIFORM_GOAL = 3  # engine settled rate over the pgbench baseline's, uniform traffic
 ENGINE_HOT_GOAL = 9  # and with one hot destination wallet
 BULK_GOAL_SECONDS = 60  # the bulk goal holds over phases this long (BENCH_BULK_SECONDS)
+HOLD_GOAL = 0.8  # hold and capture settled rates over the transfer engine's, same run, each distribution
+EXPIRY_GOAL_SECONDS = 10  # holds due at the same second: all EXPIRED within this long after it
 
 
 def _rate(value: float) -> str:
@@ -54,6 +56,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
             "engine / Python-client baseline",
             *(f"{results['ratios_python_clients'][f'engine_{m}']:.1f}x" for m in MODES),
         ),
+        *_hold_rows(results),
         ("e2e single transfers: accepted", *(_rate(e2e[m]["max"]["http"]["accepted_per_second"]) for m in MODES)),
         ("e2e single transfers: settled", *(_rate(e2e[m]["max"]["database"]["settled_per_second"]) for m in MODES)),
         ("e2e settled / pgbench baseline", *_ratio(results, "e2e")),
@@ -90,6 +93,60 @@ def rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
     return table
 
 
+def _hold_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Holds and captures drained as the engine's transfers are, each next to the engine's rate."""
+    holds, ratios = results["holds"], results["hold_ratios"]
+    table: list[tuple[str, ...]] = []
+    labels = {
+        "hold": "holds: PENDING holds drained to HELD",
+        "capture": "captures: PENDING captures drained (half partial)",
+    }
+    for figure, label in labels.items():
+        table.append(
+            (
+                label,
+                *(f"{_rate(holds[m][figure]['settled_per_second'])} ({holds[m][figure]['intents']:,})" for m in MODES),
+            )
+        )
+        table.append((f"{figure}s / transfer engine", *(f"{ratios[f'{figure}_{m}']:.0%}" for m in MODES)))
+    table.append(
+        ("voids after partial captures (ledger call)", *(_rate(holds[m]["void"]["per_second"]) for m in MODES))
+    )
+    expiry = holds["expiry"]
+    table.append(
+        (
+            f"expiry: {expiry['holds']:,} holds due at one second, s after it (median / last)",
+            f"{expiry['median_expired_after_seconds']:.1f}",
+            f"{expiry['last_expired_after_seconds']:.1f}",
+        )
+    )
+    return table
+
+
+def _hold_goals(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    ratios, expiry = results["hold_ratios"], results["holds"]["expiry"]
+    found = [
+        (
+            f"{figure}s {m} >= {HOLD_GOAL:.0%} of the transfer engine {m}",
+            f"{ratios[f'{figure}_{m}']:.0%}",
+            ratios[f"{figure}_{m}"] >= HOLD_GOAL,
+        )
+        for figure in ("hold", "capture")
+        for m in MODES
+    ]
+    all_expired = expiry["still_held"] == 0 and expiry["expired"] == expiry["holds"]
+    last = expiry["last_expired_after_seconds"]
+    measured = f"{expiry['expired']:,} of {expiry['holds']:,} expired, the last {last:.1f} s after"
+    found.append(
+        (
+            f"expiry of {expiry['holds']:,} holds due at the same second done within {EXPIRY_GOAL_SECONDS} s",
+            measured,
+            all_expired and last <= EXPIRY_GOAL_SECONDS,
+        )
+    )
+    return found
+
+
 def goals(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
     """(goal, measured, met) per goal. They report; they never fail the run."""
     ratios, e2e, bulk = results["ratios"], results["e2e"], results["bulk"]
@@ -120,6 +177,7 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
             bulk_value,
             sustained and bulk_settled >= 8000,
         ),
+        *_hold_goals(results),
     ]
 
 

@@ -91,6 +91,40 @@ def _engine(dsn: str, data: Any, config: BenchConfig) -> dict[str, Any]:
     return out
 
 
+def _holds(dsn: str, data: Any, config: BenchConfig) -> dict[str, Any]:
+    from bench import holds
+
+    out: dict[str, Any] = {}
+    for mode in MODES:
+        out[mode] = holds.run(
+            dsn, data, config.hold_intents, hot=mode == "hot", timeout_seconds=config.settle_timeout_seconds
+        )
+        print(
+            f"holds {mode}: {out[mode]['hold']['settled_per_second']:,.0f}/s; "
+            f"captures {out[mode]['capture']['settled_per_second']:,.0f}/s",
+            flush=True,
+        )
+    out["expiry"] = holds.expiry(
+        dsn,
+        data,
+        config.expiry_holds,
+        lead_seconds=config.expiry_lead_seconds,
+        timeout_seconds=config.settle_timeout_seconds,
+    )
+    print(f"expiry: last of {out['expiry']['holds']:,} after {out['expiry']['last_expired_after_seconds']:.1f} s")
+    return out
+
+
+def hold_ratios(results: dict[str, Any]) -> dict[str, float]:
+    """Hold and capture settled rates over the transfer engine's, same run, per distribution."""
+    return {
+        f"{figure}_{m}": results["holds"][m][figure]["settled_per_second"]
+        / max(results["engine"][m]["settled_per_second"], 1e-9)
+        for figure in ("hold", "capture")
+        for m in MODES
+    }
+
+
 def _e2e(services: Any, dsn: str, data: Any, config: BenchConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     from bench import e2e
 
@@ -164,12 +198,14 @@ def measure(config: BenchConfig, dsn: str) -> dict[str, Any]:
         services.start_web()
         services.start_sampling()
         results["engine"] = _engine(dsn, data, config)
+        results["holds"] = _holds(dsn, data, config)
         results["e2e"], results["bulk"] = _e2e(services, dsn, data, config)
     finally:
         services.stop()
     results["rss"] = _rss(services)
     results["ratios"] = ratios(results, "pgbench")
     results["ratios_python_clients"] = ratios(results, "python_clients")
+    results["hold_ratios"] = hold_ratios(results)
     results["machine"]["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return results
 

@@ -72,6 +72,18 @@ def outcome_counts(database_url: str, organization_id: str) -> dict[str, int]:
     return {str(status): int(count) for status, count in rows}
 
 
+def hold_outcomes(database_url: str, organization_id: str) -> dict[str, int]:
+    """How the organisation's holds ended (HELD: still open), and their captures' statuses."""
+    rows = _rows(
+        database_url,
+        "SELECT 'hold ' || status, count(*) FROM holds WHERE organization_id = %(org)s GROUP BY status"
+        " UNION ALL SELECT 'capture ' || status, count(*) FROM transactions"
+        " WHERE organization_id = %(org)s AND type = 'CAPTURE' GROUP BY status ORDER BY 1",
+        org=organization_id,
+    )
+    return {str(status): int(count) for status, count in rows}
+
+
 def _examples(rows: list[tuple[Any, ...]]) -> str:
     shown = ", ".join(str(tuple(str(v) for v in row)) for row in rows[:EXAMPLES_MAX])
     return f"{len(rows)} found: {shown}" if rows else "none"
@@ -119,12 +131,12 @@ def scoped_checks(database_url: str, organization_id: str) -> list[Check]:
           FROM transactions t LEFT JOIN ledger_entries e ON e.transaction_id = t.id
          WHERE t.organization_id = %(org)s
          GROUP BY t.id
-        HAVING (t.status = 'COMPLETED' AND NOT (
+        HAVING (t.status = 'COMPLETED' AND t.type <> 'HOLD' AND NOT (
                     count(*) FILTER (WHERE e.direction = 'DEBIT') = 1
                 AND count(*) FILTER (WHERE e.direction = 'CREDIT') = 1
                 AND coalesce(sum(e.amount) FILTER (WHERE e.direction = 'DEBIT'), 0) = t.amount
                 AND coalesce(sum(e.amount) FILTER (WHERE e.direction = 'CREDIT'), 0) = t.amount))
-            OR (t.status <> 'COMPLETED' AND count(e.id) > 0)
+            OR ((t.status <> 'COMPLETED' OR t.type = 'HOLD') AND count(e.id) > 0)
         """,
         **org,
     )
@@ -133,7 +145,7 @@ def scoped_checks(database_url: str, organization_id: str) -> list[Check]:
         _check(
             "completed_one_debit_one_credit",
             entry_shape,
-            "COMPLETED: exactly one DEBIT and one CREDIT of its amount; others: no entries",
+            "COMPLETED: exactly one DEBIT and one CREDIT of its amount; others (and holds): no entries",
         ),
     ]
 
@@ -199,13 +211,16 @@ def reconciliation_check(stack: Stack) -> Check:
     return Check("reconciliation_clean", False, f"exit {finished.returncode}: {output}")
 
 
-def idempotency_checks(database_url: str, organization_id: str, load: LoadResult) -> list[Check]:
+def idempotency_checks(
+    database_url: str, organization_id: str, load: LoadResult, types: tuple[str, ...] = ("TRANSFER",)
+) -> list[Check]:
     """Ledger effects equal unique keys: one intent per key, and every answer to a key named it."""
     by_key = _rows(
         database_url,
         "SELECT idempotency_key, array_agg(id::text) FROM transactions"
-        " WHERE organization_id = %(org)s AND type = 'TRANSFER' GROUP BY idempotency_key",
+        " WHERE organization_id = %(org)s AND type = ANY(%(types)s) GROUP BY idempotency_key",
         org=organization_id,
+        types=list(types),
     )
     duplicated = [(key, ids) for key, ids in by_key if key is None or len(ids) != 1]
     stored = {key: ids[0] for key, ids in by_key if key is not None and len(ids) == 1}
@@ -221,6 +236,89 @@ def idempotency_checks(database_url: str, organization_id: str, load: LoadResult
         ),
         _check("replies_name_the_stored_intent", mismatched, f"all {len(load.accepted)} acknowledged keys agree"),
         _check("no_intent_for_unsent_key", unknown_keys, "every stored key was sent by a client"),
+    ]
+
+
+def due_holds_count(database_url: str, organization_id: str) -> int:
+    """The organisation's holds still HELD past their expires_at: expiry has not caught up yet."""
+    rows = _rows(
+        database_url,
+        "SELECT count(*) FROM holds WHERE organization_id = %(org)s AND status = 'HELD'"
+        " AND expires_at <= clock_timestamp()",
+        org=organization_id,
+    )
+    return int(rows[0][0])
+
+
+def held_amount_check(database_url: str) -> Check:
+    """Every wallet's held_amount is what remains of the HELD holds on it (ledger-wide)."""
+    drift = _rows(
+        database_url,
+        """
+        SELECT w.id, w.held_amount, coalesce(h.total, 0)
+          FROM wallets w
+          LEFT JOIN (SELECT source_wallet_id, sum(amount - captured_amount) AS total FROM holds
+                      WHERE status = 'HELD' GROUP BY source_wallet_id) AS h ON h.source_wallet_id = w.id
+         WHERE w.held_amount <> coalesce(h.total, 0)
+        """,
+    )
+    return _check("held_amount_equals_open_holds", drift, "every held_amount = the remains of its HELD holds")
+
+
+def hold_checks(database_url: str, organization_id: str) -> list[Check]:
+    """The organisation's holds: captures within the hold, and each ended once, by one thing."""
+    org = {"org": organization_id}
+    over_captured = _rows(
+        database_url,
+        """
+        SELECT h.id, h.amount, h.captured_amount, coalesce(sum(t.amount), 0)
+          FROM holds h
+          LEFT JOIN transactions t ON t.hold_id = h.id AND t.type = 'CAPTURE' AND t.status = 'COMPLETED'
+         WHERE h.organization_id = %(org)s
+         GROUP BY h.id
+        HAVING coalesce(sum(t.amount), 0) <> h.captured_amount OR h.captured_amount > h.amount
+            OR (h.status IN ('PENDING', 'FAILED') AND count(t.id) > 0)
+        """,
+        **org,
+    )
+    ended = _rows(
+        database_url,
+        """
+        SELECT h.id, h.status, h.ended_at IS NOT NULL, i.status,
+               count(e.id) FILTER (WHERE e.event_type = 'hold.voided') AS voided,
+               count(e.id) FILTER (WHERE e.event_type = 'hold.expired') AS expired,
+               count(e.id) FILTER (WHERE e.event_type IN ('hold.held', 'hold.failed')) AS settled
+          FROM holds h
+          JOIN transactions i ON i.id = h.id
+          LEFT JOIN outbox_events e ON e.aggregate_type = 'hold' AND e.aggregate_id = h.id::text
+         WHERE h.organization_id = %(org)s
+         GROUP BY h.id, i.status
+        HAVING h.status NOT IN ('HELD', 'CAPTURED', 'VOIDED', 'EXPIRED', 'FAILED')
+            OR (h.status = 'HELD') = (h.ended_at IS NOT NULL)
+            OR i.status <> CASE h.status WHEN 'FAILED' THEN 'FAILED' ELSE 'COMPLETED' END
+            OR count(e.id) FILTER (WHERE e.event_type IN ('hold.held', 'hold.failed')) <> 1
+            OR count(e.id) FILTER (WHERE e.event_type = 'hold.voided') <> (h.status = 'VOIDED')::int
+            OR count(e.id) FILTER (WHERE e.event_type = 'hold.expired') <> (h.status = 'EXPIRED')::int
+        """,
+        **org,
+    )
+    late = _rows(
+        database_url,
+        """
+        SELECT h.id, h.status, t.id FROM holds h
+          JOIN transactions t ON t.hold_id = h.id AND t.status = 'COMPLETED'
+         WHERE h.organization_id = %(org)s AND h.status IN ('VOIDED', 'EXPIRED') AND t.completed_at > h.ended_at
+        """,
+        **org,
+    )
+    return [
+        _check("captures_within_their_hold", over_captured, "captured_amount = its COMPLETED captures, <= the hold"),
+        _check(
+            "every_hold_ended_once",
+            ended,
+            "each hold HELD or final, stamped, settled once, voided or expired at most once, by one of them",
+        ),
+        _check("no_capture_after_the_end", late, "no capture of a VOIDED or EXPIRED hold completed after its end"),
     ]
 
 

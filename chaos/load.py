@@ -134,7 +134,7 @@ def plan_transfers(rng: random.Random, wallets: list[str], count: int, amount_ma
     return plan
 
 
-def _answer_of(response: requests.Response) -> tuple[str, str | None]:
+def answer_of(response: requests.Response) -> tuple[str, str | None]:
     """('202', id) / ('200', id) for an acknowledgement, (status[:code], None) otherwise."""
     if response.status_code in (200, 202):
         return str(response.status_code), str(response.json()["id"])
@@ -179,7 +179,7 @@ def post_transfer(
         except requests.ConnectionError:
             result.record(transfer.key, "connection-error", None, False)
         else:
-            answer, transaction_id = _answer_of(response)
+            answer, transaction_id = answer_of(response)
             result.record(transfer.key, answer, transaction_id, answer == "202")
             if transaction_id is not None:
                 if answer == "202" and on_accepted is not None:

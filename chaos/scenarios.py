@@ -1,4 +1,4 @@
-"""The six chaos scenarios. Each one: a fresh organisation with funded wallets, a bounded load of
+"""The seven chaos scenarios. Each one: a fresh organisation with funded wallets, a bounded load of
 transfers through the API, one kind of fault injected while the load runs, a bounded wait for the
 pipeline to settle by itself, then every invariant of chaos.invariants."""
 
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from chaos import invariants
+from chaos.hold_load import plan_holds, run_hold_load
 from chaos.invariants import Check
 from chaos.load import Api, LoadResult, RetryPolicy, plan_transfers, run_load
 from chaos.stack import MakeRun, Stack, identities, signal_pids
@@ -64,6 +65,10 @@ class Sizes:
     # Once the kills stop, every accepted intent settles by itself within this long.
     storm_settle_seconds: float = 60.0
 
+    hold_lives: int = 600  # holds placed, then captured, voided, expired or kept open
+    hold_seconds: float = 60.0
+    hold_kills: int = 12
+
 
 SMOKE = Sizes(
     clients=4,
@@ -86,6 +91,9 @@ SMOKE = Sizes(
     retry_seconds=6.0,
     storm_transfers=150,
     storm_seconds=12.0,
+    hold_lives=36,
+    hold_seconds=8.0,
+    hold_kills=2,
 )
 
 
@@ -527,12 +535,78 @@ def crash_storm(stack: Stack, sizes: Sizes, seed: int) -> ScenarioResult:
     return result
 
 
+# --- 7. SIGKILL workers during the lives of holds -------------------------------------------------
+
+
+def _wait_holds_settled(stack: Stack, organization_id: str, timeout_seconds: float) -> tuple[bool, float]:
+    """No PENDING intent, and no hold past its expiry still HELD (expiry caught up), within the bound."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_seconds:
+        url = stack.database_url
+        if (
+            invariants.pending_count(url, organization_id) == 0
+            and invariants.due_holds_count(url, organization_id) == 0
+        ):
+            return True, time.monotonic() - started
+        time.sleep(SETTLE_POLL_SECONDS)
+    return False, time.monotonic() - started
+
+
+def hold_lifecycle(stack: Stack, sizes: Sizes, seed: int) -> ScenarioResult:
+    started = time.monotonic()
+    rng = random.Random(seed)
+    api, wallets = _prepare(stack, "holds", sizes)
+    plans = plan_holds(rng, wallets, sizes.hold_lives, sizes.amount_max_minor)
+
+    def kill(stop: threading.Event) -> dict[str, Any]:
+        kinds: Counter[str] = Counter()
+        load_started = time.monotonic()
+        for offset in _spread(sizes.hold_seconds, sizes.hold_kills, rng):
+            _at(load_started, offset, stop)
+            kinds[_kill_one(stack, rng)] += 1
+        return {"kills": dict(kinds)}
+
+    with Injector(kill) as injector:
+        load = run_hold_load(
+            api, plans, clients=sizes.clients, duration_seconds=sizes.hold_seconds, policy=RetryPolicy(), seed=seed
+        )
+    stack.wait_workers_ready()
+    settled, waited = _wait_holds_settled(stack, api.organization_id, sizes.settle_timeout_seconds)
+    url = stack.database_url
+    checks = [
+        Check("settled_by_itself", settled, f"no PENDING intent, no overdue HELD hold {waited:.1f} s after the load"),
+        *invariants.acknowledged_checks(url, load),
+        *invariants.scoped_checks(url, api.organization_id),
+        *invariants.idempotency_checks(url, api.organization_id, load, types=("HOLD", "CAPTURE")),
+        invariants.answers_check(load),
+        invariants.held_amount_check(url),
+        *invariants.hold_checks(url, api.organization_id),
+        *invariants.ledger_checks(url),
+        invariants.reconciliation_check(stack),
+    ]
+    kinds = injector.detail["kills"]
+    return ScenarioResult(
+        number=7,
+        name="hold_lifecycle",
+        title="SIGKILL workers during holds",
+        faults=f"{sum(kinds.values())} SIGKILLs ({kinds.get('child', 0)} pool child, {kinds.get('main', 0)} whole "
+        "worker) while holds are placed, captured, voided and expire",
+        intents=len(load.accepted),
+        load={**load.summary(), "settle_wait_seconds": round(waited, 1)},
+        outcomes=invariants.hold_outcomes(url, api.organization_id),
+        checks=checks,
+        seconds=time.monotonic() - started,
+        fault_detail=injector.detail,
+    )
+
+
 # Run order: duplicate delivery last, since it restarts the workers with a short visibility timeout.
 SCENARIOS: dict[str, Callable[[Stack, Sizes, int], ScenarioResult]] = {
     "kill_workers": kill_workers,
     "redis_outage": redis_outage,
     "postgres_restart": postgres_restart,
     "client_retries": client_retries,
+    "hold_lifecycle": hold_lifecycle,
     "duplicate_delivery": duplicate_delivery,
     "crash_storm": crash_storm,
 }

@@ -17,8 +17,10 @@ An endpoint joins in three lines:
         ...the real call...
 
 `answer` takes the intake as a function of (session, actor) returning the id of the intent it
-wrote or replayed. An intake whose answer is not a transfer-like intent (a hold to be HELD) adds its
-prediction to `ledger.settlement.preview` and keeps this shape.
+wrote or replayed. An intake whose answer is not a transfer-like intent adds its prediction to
+`ledger.settlement.preview` and keeps this shape: a hold's HOLD intent is predicted HELD there by
+the engine's plan, and a void, which ends its hold at once rather than through the engine, passes
+`predict=preview.predict_released` with the hold's id (COMPLETED, the release shown).
 
 The check costs the real call nothing measurable: a request with no query string is not a dry run,
 and nothing else is read.
@@ -87,6 +89,7 @@ def rolled_back() -> Iterator[Session]:
 
 
 Intake = Callable[[Session, Actor], uuid.UUID]
+Predictor = Callable[[Session, Actor, uuid.UUID], preview.Prediction]
 
 
 def respond(body: dict[str, Any], schema: Schema = DRY_RUN_ANSWER) -> Response:
@@ -95,10 +98,10 @@ def respond(body: dict[str, Any], schema: Schema = DRY_RUN_ANSWER) -> Response:
     return current_app.response_class(current_app.json.dumps(schema.dump(body)), mimetype="application/json")
 
 
-def answer(intake: Intake) -> Response:
+def answer(intake: Intake, predict: Predictor = preview.predict_one) -> Response:
     """Run the intake in a rolled-back transaction and answer 200 with its intent's predicted outcome."""
     with rolled_back() as session:
         actor = current_actor(session)
         intent_id = intake(session, actor)
-        prediction = preview.predict_one(session, actor, intent_id)
+        prediction = predict(session, actor, intent_id)
     return respond(prediction.as_dict())

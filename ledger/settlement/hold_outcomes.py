@@ -27,14 +27,13 @@ HOLD_EXPIRY_LAG_KEY = "vaultcraft.hold_expiry_lag"
 
 HELD, CAPTURED, FAILED = "hold.held", "hold.captured", "hold.failed"
 
-_LOCK_HOLDS = text(
-    """
+_HOLD_STATES = """
     SELECT id, status, amount, captured_amount, reserved_amount, final_capture_id FROM holds
      WHERE id = ANY(CAST(:ids AS uuid[]))
      ORDER BY id
-       FOR NO KEY UPDATE
-    """
-)
+"""
+_LOCK_HOLDS = text(_HOLD_STATES + "   FOR NO KEY UPDATE")
+_READ_HOLDS = text(_HOLD_STATES)
 
 
 def hold_ids(intents: Iterable[Intent]) -> set[uuid.UUID]:
@@ -53,6 +52,15 @@ def lock_holds(session: Session, intents: Iterable[Intent]) -> dict[uuid.UUID, H
     if not ids:
         return {}
     rows = session.execute(_LOCK_HOLDS, {"ids": sorted(ids)}).all()
+    return {row.id: HoldState(*row) for row in rows}
+
+
+def read_holds(session: Session, intents: Iterable[Intent]) -> dict[uuid.UUID, HoldState]:
+    """The holds these intents name, as they stand, without a lock (a dry run's prediction)."""
+    ids = hold_ids(intents)
+    if not ids:
+        return {}
+    rows = session.execute(_READ_HOLDS, {"ids": sorted(ids)}).all()
     return {row.id: HoldState(*row) for row in rows}
 
 

@@ -15,6 +15,13 @@ first but for a race. Every earlier PENDING, unparked intent naming one of the p
 wallets is planned before them, oldest first, at most AHEAD_INTENTS_MAX of them; their own sources'
 other traffic is not followed further. A parked intent is out of the order, as for the engine.
 
+Holds. A HOLD intent is planned with its hold as the engine plans it (`plan_postings` moves the
+hold's state): it would be HELD (the source's `held_amount` up, its balance not) or FAILED. A
+CAPTURE takes from its hold's state as it stands (read without a lock): the balances move and the
+source's `held_amount` drops by what it takes (by all that remains for a final one). Every
+`balances_after` shows the held amount the plan leaves, so a PENDING hold ahead reserves before
+a transfer behind it. A void is not planned: it ends its hold at once (`predict_released`).
+
 The prediction is what a worker would decide if it settled the intents now; a transfer accepted or
 settled in between can change it, as it can change the real call's outcome.
 """
@@ -31,18 +38,24 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from ledger.access import Actor, visible_wallets
+from ledger.settlement.hold_outcomes import read_holds
 from ledger.settlement.plan import Intent, OrgCurrency, WalletState
 from ledger.settlement.posting import read_wallets
 from ledger.settlement.risk import load_budget
-from ledger.wallets import held_amounts
-from models import TransactionStatus, Wallet
+from models import Hold, TransactionStatus, TransactionType, Wallet
 
 # Earlier PENDING intents planned ahead of the previewed ones: the oldest this many. A settle batch
 # is 1,000 intents, so a line longer than this is a backlog whose head settles first anyway.
 AHEAD_INTENTS_MAX = 1_000
 
 _PENDING = TransactionStatus.PENDING.value
-_COLUMNS = "id, source_wallet_id, destination_wallet_id, amount, currency, type, created_at, status, failure_reason"
+_HOLD = TransactionType.HOLD.value
+_COMPLETED = TransactionStatus.COMPLETED.value
+# A hold that completes is HELD: funds reserved, nothing posted (the contract's `would_status`).
+_HELD = "HELD"
+_COLUMNS = (
+    "id, source_wallet_id, destination_wallet_id, amount, currency, type, hold_id, created_at, status, failure_reason"
+)
 _TARGETS = text(f"SELECT {_COLUMNS} FROM transactions WHERE id = ANY(CAST(:ids AS uuid[]))")
 # Through the partial index of PENDING intents (the status a literal, so its predicate matches).
 _AHEAD = text(
@@ -100,7 +113,9 @@ class _Row:
 
 
 def _row(row: Any) -> _Row:
-    intent = Intent(row.id, row.source_wallet_id, row.destination_wallet_id, row.amount, row.currency, row.type)
+    intent = Intent(
+        row.id, row.source_wallet_id, row.destination_wallet_id, row.amount, row.currency, row.type, row.hold_id
+    )
     return _Row(intent, row.created_at, row.status, row.failure_reason)
 
 
@@ -154,12 +169,13 @@ def predict(session: Session, actor: Actor, intent_ids: Sequence[uuid.UUID]) -> 
     routes = routing.route_intents(session, intents, owners)
     wallets: dict[uuid.UUID, WalletState] = read_wallets(session, ids | set(routes.wallet_ids))
     budget = load_budget(session, intents, wallets, owners)
+    # HOLD and CAPTURE intents move their holds' states as the engine's would (read, not locked).
+    holds = read_holds(session, intents)
     shown = _visible(session, actor, named)
-    held = held_amounts(session, sorted(shown))
 
     def after(intent: Intent) -> dict[uuid.UUID, WalletAfter]:
         own = (intent.source_wallet_id, intent.destination_wallet_id)
-        return {w: WalletAfter(wallets[w].balance, held[w]) for w in own if w in shown}
+        return {w: WalletAfter(wallets[w].balance, wallets[w].held_amount) for w in own if w in shown}
 
     predictions: dict[uuid.UUID, Prediction] = {}
     wanted = {t.intent.id for t in targets}
@@ -167,16 +183,34 @@ def predict(session: Session, actor: Actor, intent_ids: Sequence[uuid.UUID]) -> 
     # is the plan of the whole line (it applies intents in order): each target's balances are read
     # right after its own turn.
     for intent in intents:
-        plan, _ = routing.plan_with_obligations([intent], wallets, routes, budget)
+        plan, _ = routing.plan_with_obligations([intent], wallets, routes, budget, holds)
         if intent.id in wanted:
             reason = plan.failed.get(intent.id)
-            status = TransactionStatus.FAILED if reason is not None else TransactionStatus.COMPLETED
-            predictions[intent.id] = Prediction(status.value, None if reason is None else reason.value, after(intent))
+            status = TransactionStatus.FAILED.value if reason is not None else _would_complete(intent.type)
+            predictions[intent.id] = Prediction(status, None if reason is None else reason.value, after(intent))
     for target in targets:
         if target.status != _PENDING:
-            predictions[target.intent.id] = Prediction(target.status, target.failure_reason, after(target.intent))
+            status = _would_complete(target.intent.type) if target.status == _COMPLETED else target.status
+            predictions[target.intent.id] = Prediction(status, target.failure_reason, after(target.intent))
     return predictions
+
+
+def _would_complete(intent_type: str) -> str:
+    return _HELD if intent_type == _HOLD else _COMPLETED
 
 
 def predict_one(session: Session, actor: Actor, intent_id: uuid.UUID) -> Prediction:
     return predict(session, actor, [intent_id])[intent_id]
+
+
+def predict_released(session: Session, actor: Actor, hold_id: uuid.UUID) -> Prediction:
+    """A void, which ends its hold at once (not through the engine): run in the rolled-back
+    transaction after the void itself, it reads the outcome rather than planning it. The hold ends
+    VOIDED and what remained of it is released on the source, so the answer is COMPLETED with the
+    two wallets as they stand after the release; a void the real call refuses was refused already."""
+    hold = session.get_one(Hold, hold_id)
+    named = {hold.source_wallet_id, hold.destination_wallet_id}
+    wallets = read_wallets(session, named)
+    shown = _visible(session, actor, named)
+    after = {w: WalletAfter(wallets[w].balance, wallets[w].held_amount) for w in sorted(named) if w in shown}
+    return Prediction(_COMPLETED, None, after)

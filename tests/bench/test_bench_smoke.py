@@ -20,6 +20,9 @@ from settings import PROJECT_ROOT
 TINY = {
     "BENCH_WALLETS": "50",
     "BENCH_ENGINE_INTENTS": "300",
+    "BENCH_HOLD_INTENTS": "200",
+    "BENCH_EXPIRY_HOLDS": "200",
+    "BENCH_EXPIRY_LEAD_SECONDS": "3",
     "BENCH_BASELINE_SECONDS": "0.5",
     "BENCH_BASELINE_CLIENTS": "1,2",
     "BENCH_PGBENCH_CLIENTS_UNIFORM": "2",
@@ -56,6 +59,10 @@ def test_bench_runs_and_reports(tmp_path: Path) -> None:
         "bulk intake: accepted",
         "goals",
         "x pgbench baseline uniform",
+        "holds / transfer engine",
+        "captures / transfer engine",
+        "of the transfer engine hot",
+        "holds due at the same second done within 10 s",
     ):
         assert figure in finished.stdout
 
@@ -74,6 +81,24 @@ def test_bench_runs_and_reports(tmp_path: Path) -> None:
         assert results["engine"][mode]["pending"] == 0
         assert results["e2e"][mode]["max"]["database"]["intents"] > 0
         assert results["bulk"][mode]["database"]["pending"] == 0
+    for mode in ("uniform", "hot"):
+        holds = results["holds"][mode]
+        assert holds["hold"]["intents"] > 0 and holds["hold"]["pending"] == 0
+        assert holds["hold"]["completed"] == holds["hold"]["intents"]  # every HOLD intent settled: HELD
+        assert holds["capture"]["intents"] == holds["hold"]["intents"]  # one capture per hold
+        assert holds["capture"]["completed"] == holds["capture"]["intents"]
+        # Half captured whole, the other half captured in part and then voided: none left open.
+        assert set(holds["capture"]["hold_statuses"]) == {"CAPTURED", "VOIDED"}
+        assert holds["void"]["voided"] == holds["capture"]["hold_statuses"]["VOIDED"]
+        for figure in ("hold", "capture"):
+            assert results["hold_ratios"][f"{figure}_{mode}"] == (
+                holds[figure]["settled_per_second"] / results["engine"][mode]["settled_per_second"]
+            )
+    expiry = results["holds"]["expiry"]
+    assert (expiry["holds"], expiry["expired"], expiry["still_held"]) == (expiry["holds"], expiry["holds"], 0)
+    assert expiry["holds"] > 150  # a few of the 200 may pick the same wallet twice and be left out
+    hold_goals = [goal for goal in results["goals"] if "transfer engine" in goal["goal"] or "expiry" in goal["goal"]]
+    assert len(hold_goals) == 5 and all(isinstance(goal["met"], bool) for goal in hold_goals)
     assert results["rss"]["worker_peak_mib"] > 0 and results["rss"]["web_peak_mib"] > 0
     # One-second bulk phases cannot show the bulk goal met, however fast they are.
     bulk_goal = next(goal for goal in results["goals"] if goal["goal"].startswith("bulk"))

@@ -49,6 +49,15 @@ def test_client_retries_with_one_key_have_one_effect(stack: Stack) -> None:
     assert result.fault_detail["client_timeouts"] > 0 and result.fault_detail["keys_retried"] > 0
 
 
+def test_holds_captured_voided_and_expired_under_sigkills_keep_every_invariant(stack: Stack) -> None:
+    result = run(stack, "hold_lifecycle")
+    assert sum(result.fault_detail["kills"].values()) == SMOKE.hold_kills
+    names = {check.name for check in result.checks}
+    assert {"held_amount_equals_open_holds", "captures_within_their_hold", "every_hold_ended_once"} <= names
+    # Every way a hold ends happened: captured, voided, expired, and some are still open.
+    assert {"hold CAPTURED", "hold VOIDED", "hold EXPIRED", "hold HELD"} <= set(result.outcomes), result.outcomes
+
+
 def test_duplicate_and_redelivered_messages_post_once(stack: Stack) -> None:
     # Last: it restarts the workers with a short visibility timeout.
     result = run(stack, "duplicate_delivery")

@@ -190,6 +190,138 @@ def test_earlier_pending_intents_on_the_source_are_planned_first(api, unpublishe
     assert fits["balances_after"] == {source: _amounts(0), destination: _amounts(1_000)}
 
 
+# --- holds: hold, capture, void -----------------------------------------------------------------------
+
+
+def _hold_body(source: str, destination: str, amount: int) -> dict[str, Any]:
+    return {"source_wallet_id": source, "destination_wallet_id": destination, "amount": amount}
+
+
+def _three(balance: int, held: int) -> dict[str, int]:
+    return {"balance": balance, "held_amount": held, "available_balance": balance - held}
+
+
+def _shown(api: ApiClient, user: User, *wallet_ids: str) -> dict[str, dict[str, int]]:
+    """The wallets' three amounts as GET /wallets/{id} shows them."""
+    shown = {}
+    for wallet_id in wallet_ids:
+        wallet = api.wallet(user, wallet_id)
+        shown[wallet_id] = {k: wallet[k] for k in ("balance", "held_amount", "available_balance")}
+    return shown
+
+
+def _hold_final(api: ApiClient, user: User, response: Any) -> dict[str, Any]:
+    assert response.status_code == 202, response.json
+    found = api.get(f"/holds/{response.json['id']}?wait=10", user).json or {}
+    assert found.get("status") not in (None, "PENDING"), found
+    return dict(found)
+
+
+def test_a_hold_dry_run_predicts_held_or_failed_as_the_real_hold_then_ends(api):
+    owner = api.signup()
+    source, destination = api.funded_wallet(owner, 10_000), api.create_wallet(owner)
+
+    prediction = _predicted(_post(api, "/holds", owner, dry=True, json=_hold_body(source, destination, 2_500)))
+
+    assert (prediction["would_status"], prediction["failure_reason"]) == ("HELD", None)
+    assert prediction["balances_after"] == {source: _three(10_000, 2_500), destination: _three(0, 0)}
+    assert _shown(api, owner, source) == {source: _three(10_000, 0)}
+    assert api.get("/holds", owner).json["items"] == []
+    real = _hold_final(api, owner, _post(api, "/holds", owner, dry=False, json=_hold_body(source, destination, 2_500)))
+    assert real["status"] == "HELD"
+    assert _shown(api, owner, source, destination) == prediction["balances_after"]
+
+    too_much = _predicted(_post(api, "/holds", owner, dry=True, json=_hold_body(source, destination, 7_501)))
+    assert (too_much["would_status"], too_much["failure_reason"]) == ("FAILED", "INSUFFICIENT_FUNDS")
+    assert too_much["balances_after"][source] == _three(10_000, 2_500)
+    failed = _hold_final(
+        api, owner, _post(api, "/holds", owner, dry=False, json=_hold_body(source, destination, 7_501))
+    )
+    assert (failed["status"], failed["failure_reason"]) == ("FAILED", "INSUFFICIENT_FUNDS")
+
+
+def test_a_capture_dry_run_predicts_the_real_capture(api):
+    owner = api.signup()
+    source, destination = api.funded_wallet(owner, 10_000), api.create_wallet(owner)
+    hold = _hold_final(api, owner, _post(api, "/holds", owner, dry=False, json=_hold_body(source, destination, 4_000)))
+    path = f"/holds/{hold['id']}/capture"
+
+    prediction = _predicted(_post(api, path, owner, dry=True, json={"amount": 1_500}))
+
+    assert (prediction["would_status"], prediction["failure_reason"]) == ("COMPLETED", None)
+    assert prediction["balances_after"] == {source: _three(8_500, 2_500), destination: _three(1_500, 0)}
+    assert api.get(f"/holds/{hold['id']}", owner).json["captures"] == []  # nothing reserved on the hold
+    final = _final(api, owner, _post(api, path, owner, dry=False, json={"amount": 1_500}))
+    assert final["status"] == "COMPLETED"
+    assert _shown(api, owner, source, destination) == prediction["balances_after"]
+
+    # A final capture releases the rest too.
+    last = _predicted(_post(api, path, owner, dry=True, json={"amount": 500, "final": True}))
+    assert last["balances_after"] == {source: _three(8_000, 0), destination: _three(2_000, 0)}
+    assert _final(api, owner, _post(api, path, owner, dry=False, json={"amount": 500, "final": True}))["status"] == (
+        "COMPLETED"
+    )
+    assert _shown(api, owner, source, destination) == last["balances_after"]
+
+
+def test_a_capture_into_a_locked_wallet_is_predicted_failed(api):
+    owner = api.signup()
+    source, destination = api.funded_wallet(owner, 1_000), api.create_wallet(owner)
+    hold = _hold_final(api, owner, _post(api, "/holds", owner, dry=False, json=_hold_body(source, destination, 600)))
+    assert api.patch(f"/wallets/{destination}", owner, json={"status": "LOCKED"}).status_code == 200
+    path = f"/holds/{hold['id']}/capture"
+
+    prediction = _predicted(_post(api, path, owner, dry=True, json={}))
+
+    assert (prediction["would_status"], prediction["failure_reason"]) == ("FAILED", "WALLET_NOT_ACTIVE")
+    assert prediction["balances_after"][source] == _three(1_000, 600)
+    real = _final(api, owner, _post(api, path, owner, dry=False, json={}))
+    assert (real["status"], real["failure_reason"]) == ("FAILED", "WALLET_NOT_ACTIVE")
+    assert _shown(api, owner, source)[source] == prediction["balances_after"][source]
+
+
+def test_a_void_dry_run_predicts_the_release_and_refuses_as_the_real_void(api):
+    owner = api.signup()
+    source, destination = api.funded_wallet(owner, 5_000), api.create_wallet(owner)
+    hold = _hold_final(api, owner, _post(api, "/holds", owner, dry=False, json=_hold_body(source, destination, 3_000)))
+    assert _final(api, owner, _post(api, f"/holds/{hold['id']}/capture", owner, dry=False, json={"amount": 1_000}))
+    path = f"/holds/{hold['id']}/void"
+
+    prediction = _predicted(_post(api, path, owner, dry=True))
+
+    # A void ends the hold at once: COMPLETED, with what remained of the hold released.
+    assert (prediction["would_status"], prediction["failure_reason"]) == ("COMPLETED", None)
+    assert prediction["balances_after"] == {source: _three(4_000, 0), destination: _three(1_000, 0)}
+    assert api.get(f"/holds/{hold['id']}", owner).json["status"] == "HELD"
+    assert _shown(api, owner, source)[source] == _three(4_000, 2_000)
+    voided = _post(api, path, owner, dry=False)
+    assert (voided.status_code, voided.json["status"]) == (202, "VOIDED")
+    assert _shown(api, owner, source, destination) == prediction["balances_after"]
+    # Voiding again is answered as it is, for real and dry; a capture now is refused alike.
+    assert _predicted(_post(api, path, owner, dry=True))["balances_after"] == prediction["balances_after"]
+    capture_path = f"/holds/{hold['id']}/capture"
+    dry, real = (_post(api, capture_path, owner, dry=d, json={}) for d in (True, False))
+    assert (dry.status_code, dry.json["error"]["code"]) == (real.status_code, real.json["error"]["code"])
+    assert real.json["error"]["code"] == "HOLD_NOT_ACTIVE"
+
+
+def test_a_pending_hold_ahead_is_planned_before_a_transfer(api, monkeypatch):
+    from web.routes import holds
+
+    owner = api.signup()
+    source, destination = api.funded_wallet(owner, 1_000), api.create_wallet(owner)
+    monkeypatch.setattr(holds, "settle_soon", lambda ids: True)  # the hold waits, PENDING, ahead
+    ahead = _post(api, "/holds", owner, dry=False, json=_hold_body(source, destination, 800))
+    assert (ahead.status_code, ahead.json["status"]) == (202, "PENDING")
+
+    behind = _predicted(
+        _post(api, "/transactions/transfer", owner, dry=True, json=_transfer_body(source, destination, 500))
+    )
+
+    assert (behind["would_status"], behind["failure_reason"]) == ("FAILED", "INSUFFICIENT_FUNDS")
+    assert behind["balances_after"] == {source: _three(1_000, 800), destination: _three(0, 0)}
+
+
 def test_bulk_items_are_predicted_in_order(api):
     owner, stranger = api.signup(), api.signup()
     source, destination = api.funded_wallet(owner, 1_000), api.create_wallet(owner)
@@ -361,6 +493,7 @@ def test_a_dry_run_of_every_endpoint_writes_counts_and_publishes_nothing(api, db
         owner,
         _post(api, "/transactions/transfer", owner, dry=False, json=_transfer_body(source, destination, 200)),
     )
+    hold = _hold_final(api, owner, _post(api, "/holds", owner, dry=False, json=_hold_body(source, destination, 300)))
     key = f"counted-{uuid.uuid4().hex}"
     calls: list[tuple[str, User, dict[str, Any]]] = [
         ("/transactions/transfer", owner, _transfer_body(source, destination, 100)),
@@ -372,6 +505,9 @@ def test_a_dry_run_of_every_endpoint_writes_counts_and_publishes_nothing(api, db
         (f"/p2p/requests/{request['id']}/settle", payer, {"source_wallet_id": payer_wallet}),
         (f"/api/vault-settlements/p2p/settle/{request['id']}", payer, {"source_wallet_id": payer_wallet}),
         (f"/transactions/{paid['id']}/refund", owner, {"amount": 50}),
+        ("/holds", owner, _hold_body(source, destination, 100)),
+        (f"/holds/{hold['id']}/capture", owner, {"amount": 10}),
+        (f"/holds/{hold['id']}/void", owner, {}),
     ]
     woken: list[str] = []
     request_wake: Callable[..., bool] = wake.Wake.request
@@ -391,6 +527,7 @@ def test_a_dry_run_of_every_endpoint_writes_counts_and_publishes_nothing(api, db
     assert woken == []
     assert _accepted_total() == accepted
     assert api.get(f"/p2p/requests/{request['id']}", payer).json["status"] == "REQUESTED"
+    assert api.get(f"/holds/{hold['id']}", owner).json["status"] == "HELD"
     # The key was never claimed: the real call with it is new.
     assert _post(api, "/transactions/transfer", owner, dry=False, key=f"{key}-0", json=calls[0][2]).status_code == 202
     assert "vaultcraft:settle:wake" in woken  # the real call asks for a drain: the watch above sees it

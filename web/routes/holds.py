@@ -10,8 +10,10 @@ from sqlalchemy.orm import Session
 
 from ledger.intents import holds
 from ledger.intents.holds import HoldFilters, HoldRequest
+from ledger.settlement import preview
 from models import Hold, HoldStatus
 from tasks.settlement import settle_soon
+from web import dry_run
 from web.api import Blueprint, link, links
 from web.db import unit_of_work
 from web.request_context import audit, intent_accepted
@@ -73,10 +75,11 @@ IDEMPOTENCY_HEADER = IdempotencyHeaderSchema()
 @blp.arguments(IDEMPOTENCY_HEADER, location="headers", as_kwargs=True)
 @blp.arguments(HoldCreateSchema)
 @blp.response(202, HoldSchema)
-@blp.alt_response(200, schema=HoldSchema, description="Replay of an earlier request with the same key")
+@dry_run.documented(blp, replay=HoldSchema)
 @links(blp, (202, 200), hold_links("$response.body#/id"))
 def create_hold(body: dict[str, Any], idempotency_key: str | None) -> Any:
-    """Accept a hold: a worker reserves the amount on the source wallet (HELD) or fails it."""
+    """Accept a hold: a worker reserves the amount on the source wallet (HELD) or fails it.
+    With `?dry_run=true`: would_status HELD or FAILED, the source's held amount up."""
     request = HoldRequest(
         source_wallet_id=body["source_wallet_id"],
         destination_wallet_id=body["destination_wallet_id"],
@@ -86,6 +89,10 @@ def create_hold(body: dict[str, Any], idempotency_key: str | None) -> Any:
         description=body["description"],
         metadata=body["metadata"],
     )
+    if dry_run.requested():
+        return dry_run.answer(
+            lambda session, actor: holds.submit_hold(session, actor, request, idempotency_key=idempotency_key).hold.id
+        )
     with unit_of_work() as session:
         actor = current_actor(session)
         accepted = holds.submit_hold(session, actor, request, idempotency_key=idempotency_key)
@@ -129,25 +136,32 @@ def get_hold(args: dict[str, Any], hold_id: uuid.UUID) -> dict[str, Any]:
 @blp.arguments(IDEMPOTENCY_HEADER, location="headers", as_kwargs=True)
 @blp.arguments(CaptureSchema)
 @blp.response(202, TransactionSchema)
-@blp.alt_response(200, schema=TransactionSchema, description="Replay of an earlier request with the same key")
+@dry_run.documented(blp, replay=TransactionSchema)
 @transaction_routes.transaction_links(blp, (202, 200))
 def capture_hold(body: dict[str, Any], hold_id: uuid.UUID, idempotency_key: str | None) -> Any:
-    """Capture part (`amount`) or all that remains of a HELD hold: a CAPTURE transaction, settled by a worker."""
+    """Capture part (`amount`) or all that remains of a HELD hold: a CAPTURE transaction, settled by a worker.
+    With `?dry_run=true`: would_status COMPLETED or FAILED, the balances moved and the held amount down."""
 
     def submit(session: Session, actor: Any) -> Any:
         return holds.submit_capture(
             session, actor, hold_id, amount=body["amount"], final=body["final"], idempotency_key=idempotency_key
         )
 
+    if dry_run.requested():
+        return dry_run.answer(lambda session, actor: submit(session, actor).transaction.id)
     return transaction_routes.submit_and_enqueue(submit)
 
 
 @blp.route("/<uuid:hold_id>/void", methods=["POST"])
 @authenticated(blp)
 @blp.response(202, HoldSchema)
+@dry_run.documented(blp)
 @links(blp, (202,), hold_links("$response.body#/id"))
 def void_hold(hold_id: uuid.UUID) -> Any:
-    """Release what is not captured; the hold ends VOIDED. Voiding a VOIDED hold answers it again."""
+    """Release what is not captured; the hold ends VOIDED. Voiding a VOIDED hold answers it again.
+    With `?dry_run=true`: would_status COMPLETED (the void is immediate), the release shown."""
+    if dry_run.requested():
+        return dry_run.answer(lambda session, actor: holds.void(session, actor, hold_id).id, preview.predict_released)
     with unit_of_work() as session:
         actor = current_actor(session)
         hold = holds.void(session, actor, hold_id)
