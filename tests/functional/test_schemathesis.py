@@ -164,9 +164,11 @@ def test_linked_operations_are_reached_without_server_errors(fuzz_api, fuzz_user
             continue
     assert not failures, "\n\n".join(failures)
     # Without links none of them answered anything but 404. Which ones a run reaches is up to the
-    # random scenarios (runs reached 12 to 14 of the 16); half is far above chance and below noise.
+    # random scenarios and to how much of its time bound the machine gives it (a loaded 2-core run
+    # reached 6 of the 16, quiet ones 12 to 14), so reaching every operation is asserted by the
+    # deterministic walk below; here at least one, or the links are not being followed at all.
     reached = [label for label in REACHED_ONLY_THROUGH_LINKS if statuses[label] - {404}]
-    assert len(reached) >= len(REACHED_ONLY_THROUGH_LINKS) // 2, dict(statuses)
+    assert reached, dict(statuses)
 
 
 # --- the link walk ------------------------------------------------------------------------------
