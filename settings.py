@@ -169,6 +169,10 @@ class Settings:
     hold_expiry_eta_seconds_max: int = 240
     hold_sweep_batch_size_max: int = 500
     hold_sweep_batches_max: int = 20
+    # Fraud review: a transfer IN_REVIEW this long undecided fails REVIEW_EXPIRED (beat's sweeper,
+    # up to `review_sweep_batch_size_max` per transaction).
+    review_window_seconds: int = 72 * 3600
+    review_sweep_batch_size_max: int = 500
 
     # Webhooks (notify/). Secrets are encrypted at rest with `webhook_secrets_key`.
     webhook_secrets_key: str = ""

@@ -2,6 +2,7 @@
 
 from models.audit import AuditLog
 from models.base import Base
+from models.fraud import FraudRules
 from models.hold import Hold, HoldStatus
 from models.ledger_entry import Direction, LedgerEntry
 from models.organization import Organization, PlatformRole, Role, User
@@ -23,6 +24,7 @@ from models.transaction import (
     DESCRIPTION_LENGTH_MAX,
     FailureReason,
     IdempotencyKey,
+    ReviewDecision,
     Transaction,
     TransactionStatus,
     TransactionType,
@@ -50,6 +52,7 @@ __all__ = [
     "Direction",
     "EndpointStatus",
     "FailureReason",
+    "FraudRules",
     "Hold",
     "HoldStatus",
     "IdempotencyKey",
@@ -68,6 +71,7 @@ __all__ = [
     "ReconciliationMode",
     "ReconciliationRun",
     "ReconciliationStatus",
+    "ReviewDecision",
     "RevokedToken",
     "RiskLimits",
     "Role",
