@@ -17,7 +17,12 @@ RULES_PATH = "/organizations/fraud-rules"
 def set_rules(api: ApiClient, user: User, **body: Any) -> dict[str, Any]:
     response = api.request("PUT", RULES_PATH, user, json=body)
     assert response.status_code == 200, response.json
-    return dict(response.json)
+    return dict(json_of(response))
+
+
+def json_of(response: Any) -> Any:
+    """A response's JSON, typed as anything (the test client says it may be None)."""
+    return response.json
 
 
 def amounts(api: ApiClient, user: User, wallet_id: str) -> tuple[int, int, int]:
@@ -28,20 +33,20 @@ def amounts(api: ApiClient, user: User, wallet_id: str) -> tuple[int, int, int]:
 def settled(api: ApiClient, user: User, source: str, destination: str, amount: int) -> dict[str, Any]:
     response = api.transfer(user, source, destination, amount)
     assert response.status_code == 202, response.json
-    return wait_settled(api, user, response.json["id"])
+    return wait_settled(api, user, json_of(response)["id"])
 
 
 def wait_settled(api: ApiClient, user: User, transaction_id: str) -> dict[str, Any]:
     """Until the transfer leaves PENDING (IN_REVIEW is where a stopped one rests)."""
     for _ in range(30):
-        found = api.get(f"/transactions/{transaction_id}?wait=2", user).json
+        found = json_of(api.get(f"/transactions/{transaction_id}?wait=2", user))
         if found["status"] != "PENDING":
             return dict(found)
     raise AssertionError(f"transaction {transaction_id} still PENDING")
 
 
 def entries(api: ApiClient, user: User, transaction_id: str) -> list[dict[str, Any]]:
-    return list(api.get(f"/transactions/{transaction_id}/ledger", user).json["items"])
+    return list(json_of(api.get(f"/transactions/{transaction_id}/ledger", user))["items"])
 
 
 def review(api: ApiClient, user: User, transaction_id: str, decision: str, note: str | None = "checked"):
