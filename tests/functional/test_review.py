@@ -95,6 +95,7 @@ def test_amount_over_holds_the_transfer_in_review(api, db):
     assert settled(api, owner, source, destination, 500)["status"] == "COMPLETED"
     listed = api.get("/reviews", owner).json
     assert [t["id"] for t in listed["items"]] == [stopped["id"]] and listed["next_cursor"] is None
+    assert api.get("/reviews", api.signup()).json["items"] == []  # another organisation sees none
     assert event_types(db, stopped["id"]) == ["transaction.review_required"]
     audit = api.get("/audit-logs?action=transaction.review_required", owner).json["items"]
     assert [(r["target_id"], r["actor_label"]) for r in audit] == [(stopped["id"], "system:review")]

@@ -23,6 +23,7 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("patch", "/api/v1/organizations/users/{user_id}"): {"active": False},
     ("patch", "/api/v1/webhooks/{webhook_id}"): {"status": "DISABLED"},
     ("post", "/api/v1/holds/{hold_id}/capture"): {"amount": 1},
+    ("post", "/api/v1/transactions/{transaction_id}/review"): {"decision": "REJECT"},
 }
 
 
