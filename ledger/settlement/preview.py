@@ -31,8 +31,10 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from ledger.access import Actor, visible_wallets
+from ledger.intents.p2p import REQUEST_METADATA_KEY
 from ledger.settlement.plan import Intent, OrgCurrency, WalletState
 from ledger.settlement.posting import read_wallets
+from ledger.settlement.review import load_review
 from ledger.settlement.risk import load_budget
 from ledger.wallets import held_amounts
 from models import TransactionStatus, Wallet
@@ -42,7 +44,11 @@ from models import TransactionStatus, Wallet
 AHEAD_INTENTS_MAX = 1_000
 
 _PENDING = TransactionStatus.PENDING.value
-_COLUMNS = "id, source_wallet_id, destination_wallet_id, amount, currency, type, created_at, status, failure_reason"
+# With whether each pays a P2P request (never reviewed) and was approved in review (never again).
+_COLUMNS = (
+    "id, source_wallet_id, destination_wallet_id, amount, currency, type, created_at, status, failure_reason,"
+    f" coalesce(metadata ? '{REQUEST_METADATA_KEY}', false) AS pays_request, review_decision IS NOT NULL AS approved"
+)
 _TARGETS = text(f"SELECT {_COLUMNS} FROM transactions WHERE id = ANY(CAST(:ids AS uuid[]))")
 # Through the partial index of PENDING intents (the status a literal, so its predicate matches).
 _AHEAD = text(
@@ -97,11 +103,20 @@ class _Row:
     accepted_at: datetime
     status: str
     failure_reason: str | None
+    pays_request: bool = False
 
 
 def _row(row: Any) -> _Row:
-    intent = Intent(row.id, row.source_wallet_id, row.destination_wallet_id, row.amount, row.currency, row.type)
-    return _Row(intent, row.created_at, row.status, row.failure_reason)
+    intent = Intent(
+        row.id,
+        row.source_wallet_id,
+        row.destination_wallet_id,
+        row.amount,
+        row.currency,
+        row.type,
+        approved=row.approved,
+    )
+    return _Row(intent, row.created_at, row.status, row.failure_reason, row.pays_request)
 
 
 def _ahead(session: Session, targets: Sequence[_Row]) -> list[_Row]:
@@ -154,12 +169,15 @@ def predict(session: Session, actor: Actor, intent_ids: Sequence[uuid.UUID]) -> 
     routes = routing.route_intents(session, intents, owners)
     wallets: dict[uuid.UUID, WalletState] = read_wallets(session, ids | set(routes.wallet_ids))
     budget = load_budget(session, intents, wallets, owners)
+    review = load_review(session, intents, wallets, owners, exempt={r.intent.id for r in line if r.pays_request})
     shown = _visible(session, actor, named)
     held = held_amounts(session, sorted(shown))
+    # What transfers predicted IN_REVIEW hold on their sources, on top of what is held now.
+    review_held: dict[uuid.UUID, int] = {}
 
     def after(intent: Intent) -> dict[uuid.UUID, WalletAfter]:
         own = (intent.source_wallet_id, intent.destination_wallet_id)
-        return {w: WalletAfter(wallets[w].balance, held[w]) for w in own if w in shown}
+        return {w: WalletAfter(wallets[w].balance, held[w] + review_held.get(w, 0)) for w in own if w in shown}
 
     predictions: dict[uuid.UUID, Prediction] = {}
     wanted = {t.intent.id for t in targets}
@@ -167,10 +185,14 @@ def predict(session: Session, actor: Actor, intent_ids: Sequence[uuid.UUID]) -> 
     # is the plan of the whole line (it applies intents in order): each target's balances are read
     # right after its own turn.
     for intent in intents:
-        plan, _ = routing.plan_with_obligations([intent], wallets, routes, budget)
+        plan, _ = routing.plan_with_obligations([intent], wallets, routes, budget, review=review)
+        if intent.id in plan.in_review:
+            review_held[intent.source_wallet_id] = review_held.get(intent.source_wallet_id, 0) + intent.amount
         if intent.id in wanted:
             reason = plan.failed.get(intent.id)
             status = TransactionStatus.FAILED if reason is not None else TransactionStatus.COMPLETED
+            if intent.id in plan.in_review:
+                status = TransactionStatus.IN_REVIEW
             predictions[intent.id] = Prediction(status.value, None if reason is None else reason.value, after(intent))
     for target in targets:
         if target.status != _PENDING:

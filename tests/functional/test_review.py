@@ -277,3 +277,23 @@ def test_reconciliation_counts_transfers_in_review_as_held(api):
     in_review(api, owner)
     run = api.post("/reconciliation/run", owner, json={"mode": "FULL"}).json
     assert run["status"] == "CLEAN", run
+
+
+def test_a_dry_run_predicts_the_review_and_writes_nothing(api, db):
+    owner = api.signup()
+    source = api.funded_wallet(owner, 10_000)
+    destination = api.create_wallet(owner)
+    set_rules(api, owner, review_amount_over=500)
+    body = {"source_wallet_id": source, "destination_wallet_id": destination, "amount": 501, "currency": "INR"}
+    before = db.row_counts()
+    predicted = api.post("/transactions/transfer?dry_run=true", owner, json=body)
+    assert predicted.status_code == 200, predicted.json
+    assert (predicted.json["would_status"], predicted.json["failure_reason"]) == ("IN_REVIEW", None)
+    assert predicted.json["balances_after"][source] == {
+        "balance": 10_000,
+        "held_amount": 501,
+        "available_balance": 9_499,
+    }
+    assert db.row_counts() == before
+    small = api.post("/transactions/transfer?dry_run=true", owner, json={**body, "amount": 500}).json
+    assert small["would_status"] == "COMPLETED"
