@@ -216,6 +216,7 @@ def get_settings() -> Settings:
         web_port=int(os.environ.get("WEB_PORT", "8000")),
         flower_port=int(os.environ.get("FLOWER_PORT", "5555")),
         pending_stale_seconds=int(os.environ.get("VAULTCRAFT_PENDING_STALE_SECONDS", Settings.pending_stale_seconds)),
+        review_window_seconds=int(os.environ.get("VAULTCRAFT_REVIEW_WINDOW_SECONDS", Settings.review_window_seconds)),
         settle_drain_batches_max=int(
             os.environ.get("VAULTCRAFT_SETTLE_DRAIN_BATCHES_MAX", Settings.settle_drain_batches_max)
         ),
