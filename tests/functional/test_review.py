@@ -297,3 +297,15 @@ def test_a_dry_run_predicts_the_review_and_writes_nothing(api, db):
     assert db.row_counts() == before
     small = api.post("/transactions/transfer?dry_run=true", owner, json={**body, "amount": 500}).json
     assert small["would_status"] == "COMPLETED"
+
+
+def test_only_transfers_are_reviewed_not_withdrawals_or_p2p_settles(api):
+    payer, payee = api.signup(), api.signup()
+    source = api.funded_wallet(payer, 10_000)
+    set_rules(api, payer, review_amount_over=1)
+    request = api.p2p_request(payee, payer, api.create_wallet(payee), 500)
+    paid = json_of(api.p2p_settle(payer, request["id"], source))["transaction"]["id"]
+    assert api.wait_final(payer, paid)["status"] == "COMPLETED"
+    withdrawal = json_of(api.post(f"/wallets/{source}/withdraw", payer, json={"amount": 100}))
+    assert api.wait_final(payer, withdrawal["id"])["status"] == "COMPLETED"
+    assert amounts(api, payer, source) == (10_000 - 600, 0, 10_000 - 600)
