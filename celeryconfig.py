@@ -122,6 +122,7 @@ imports = (
     "tasks.idempotency",
     "tasks.webhooks",
     "tasks.holds",
+    "tasks.review",
 )
 
 beat_schedule = {
@@ -129,6 +130,11 @@ beat_schedule = {
     "sweep-expired-holds": {
         "task": "tasks.sweep_expired_holds",
         "schedule": 5.0,
+    },
+    # Transfers left IN_REVIEW past settings.review_window_seconds fail REVIEW_EXPIRED.
+    "sweep-expired-reviews": {
+        "task": "tasks.sweep_expired_reviews",
+        "schedule": 60.0,
     },
     # Cross-organisation net settlement: one batch every few minutes (seconds; tunable for demos).
     "run-settlement-batch": {

@@ -169,6 +169,10 @@ class Settings:
     hold_expiry_eta_seconds_max: int = 240
     hold_sweep_batch_size_max: int = 500
     hold_sweep_batches_max: int = 20
+    # Fraud review: a transfer IN_REVIEW this long undecided fails REVIEW_EXPIRED (beat's sweeper,
+    # up to `review_sweep_batch_size_max` per transaction).
+    review_window_seconds: int = 72 * 3600
+    review_sweep_batch_size_max: int = 500
 
     # Webhooks (notify/). Secrets are encrypted at rest with `webhook_secrets_key`.
     webhook_secrets_key: str = ""
@@ -212,6 +216,7 @@ def get_settings() -> Settings:
         web_port=int(os.environ.get("WEB_PORT", "8000")),
         flower_port=int(os.environ.get("FLOWER_PORT", "5555")),
         pending_stale_seconds=int(os.environ.get("VAULTCRAFT_PENDING_STALE_SECONDS", Settings.pending_stale_seconds)),
+        review_window_seconds=int(os.environ.get("VAULTCRAFT_REVIEW_WINDOW_SECONDS", Settings.review_window_seconds)),
         settle_drain_batches_max=int(
             os.environ.get("VAULTCRAFT_SETTLE_DRAIN_BATCHES_MAX", Settings.settle_drain_batches_max)
         ),

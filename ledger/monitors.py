@@ -130,12 +130,20 @@ def announce(session: Session, watches: Mapping[uuid.UUID, Sequence[Watch]], poi
         _record(session, crossing)
 
 
-def released(session: Session, wallet_id: uuid.UUID, balance: int, held: int, hold_id: uuid.UUID) -> None:
-    """A hold released funds on this (locked) wallet outside the engine: evaluate its monitors."""
+def released(
+    session: Session,
+    wallet_id: uuid.UUID,
+    balance: int,
+    held: int,
+    hold_id: uuid.UUID | None = None,
+    transaction_id: uuid.UUID | None = None,
+) -> None:
+    """A hold, or a transfer leaving review, released funds on this (locked) wallet outside the
+    engine: evaluate its monitors."""
     watches = watching(session, [wallet_id])
     if not watches:
         return
-    for crossing in crossings(watches, [(wallet_id, None, balance, held)]):
+    for crossing in crossings(watches, [(wallet_id, transaction_id, balance, held)]):
         session.execute(
             update(BalanceMonitor).where(BalanceMonitor.id == crossing.watch.id).values(in_condition=crossing.into)
         )

@@ -2,6 +2,7 @@
 
 from models.audit import AuditLog
 from models.base import Base
+from models.fraud import FraudRules
 from models.hold import Hold, HoldStatus
 from models.ledger_entry import Direction, LedgerEntry
 from models.monitor import BalanceMonitor, MonitorCondition
@@ -24,6 +25,7 @@ from models.transaction import (
     DESCRIPTION_LENGTH_MAX,
     FailureReason,
     IdempotencyKey,
+    ReviewDecision,
     Transaction,
     TransactionStatus,
     TransactionType,
@@ -52,6 +54,7 @@ __all__ = [
     "Direction",
     "EndpointStatus",
     "FailureReason",
+    "FraudRules",
     "Hold",
     "HoldStatus",
     "IdempotencyKey",
@@ -71,6 +74,7 @@ __all__ = [
     "ReconciliationMode",
     "ReconciliationRun",
     "ReconciliationStatus",
+    "ReviewDecision",
     "RevokedToken",
     "RiskLimits",
     "Role",

@@ -34,13 +34,22 @@ class TransactionType(enum.StrEnum):
 
 class TransactionStatus(enum.StrEnum):
     PENDING = "PENDING"
+    # A fraud rule stopped it (ledger/settlement/review.py): its amount is held on the source until an
+    # OWNER/ADMIN other than its creator approves or rejects it, or the review window ends.
+    IN_REVIEW = "IN_REVIEW"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
 
     @property
     def is_final(self) -> bool:
-        return self is not TransactionStatus.PENDING
+        return self not in (TransactionStatus.PENDING, TransactionStatus.IN_REVIEW)
+
+
+class ReviewDecision(enum.StrEnum):
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
 
 
 class FailureReason(enum.StrEnum):
@@ -55,6 +64,9 @@ class FailureReason(enum.StrEnum):
     # A capture settled after its hold ended (voided, captured to the end) or expired.
     HOLD_NOT_ACTIVE = "HOLD_NOT_ACTIVE"
     HOLD_EXPIRED = "HOLD_EXPIRED"
+    # A transfer in review (ledger/intents/review.py): rejected by a reviewer, or not decided in time.
+    REJECTED_IN_REVIEW = "REJECTED_IN_REVIEW"
+    REVIEW_EXPIRED = "REVIEW_EXPIRED"
 
 
 DESCRIPTION_LENGTH_MAX = 500
@@ -62,6 +74,7 @@ PARK_REASON_LENGTH_MAX = 2000
 IDEMPOTENCY_KEY_LENGTH_MAX = 255
 # How many refunds one transaction may have, failed ones included: its `refunds` list stays small.
 REFUNDS_PER_TRANSACTION_MAX = 100
+REVIEW_NOTE_LENGTH_MAX = 1000
 
 
 class Transaction(Base):
@@ -70,8 +83,11 @@ class Transaction(Base):
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("source_wallet_id <> destination_wallet_id", name="distinct_wallets"),
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso4217"),
-        # A final status always has its completion time, a pending one never.
-        CheckConstraint("(status = 'PENDING') = (completed_at IS NULL)", name="completed_at_when_final"),
+        # A final status always has its completion time, a pending (or in review) one never.
+        CheckConstraint(
+            "(status IN ('PENDING', 'IN_REVIEW')) = (completed_at IS NULL)", name="completed_at_when_final"
+        ),
+        CheckConstraint("status <> 'IN_REVIEW' OR review_started_at IS NOT NULL", name="in_review_has_start"),
         CheckConstraint("(status = 'FAILED') = (failure_reason IS NOT NULL)", name="failure_reason_when_failed"),
         # Refunds together never exceed the original (ledger/intents/refunds.py reserves under its row lock).
         CheckConstraint("refunded_amount >= 0 AND refunded_amount <= amount", name="refunded_within_amount"),
@@ -106,6 +122,15 @@ class Transaction(Base):
             "settlement_batch_id",
             postgresql_where=text("settlement_batch_id IS NOT NULL"),
         ),
+        # The review queue, per organisation, newest first, and the expiry sweeper's oldest first.
+        Index(
+            "ix_transactions_in_review",
+            "organization_id",
+            "created_at",
+            "id",
+            postgresql_where=text("status = 'IN_REVIEW'"),
+        ),
+        Index("ix_transactions_review_started", "review_started_at", postgresql_where=text("status = 'IN_REVIEW'")),
         Index("ix_transactions_hold_id", "hold_id", postgresql_where=text("hold_id IS NOT NULL")),
         Index(
             "uq_transactions_parent_transaction_id",
@@ -160,6 +185,15 @@ class Transaction(Base):
     )
     # A CAPTURE's hold (models/hold.py).
     hold_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("holds.id"), nullable=True)
+    # Fraud review (ledger/settlement/review.py, ledger/intents/review.py): the rules it tripped, when
+    # it entered review, and the decision. An APPROVED transfer goes back in line and is never
+    # sent to review again.
+    review_reasons: Mapped[list[str] | None] = mapped_column(ARRAY(String(64)), nullable=True)
+    review_started_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    review_decision: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    reviewed_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    reviewed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    review_note: Mapped[str | None] = mapped_column(String(REVIEW_NOTE_LENGTH_MAX), nullable=True)
 
 
 class IdempotencyKey(Base):

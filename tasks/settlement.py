@@ -145,10 +145,10 @@ def drain_backlog(batches_max: int) -> Drained:
             logger.warning("a batch failed; settling it in halves to find the culprit", exc_info=True)
             settled += _bisect_oldest(settings.settle_batch_size_max)
             continue  # the culprit counts one failure per round, until it is parked
-        settled += outcome.completed + outcome.failed
-        if outcome.deferred and not outcome.completed + outcome.failed:
+        settled += outcome.decided
+        if outcome.deferred and not outcome.decided:
             return Drained(settled, backlog_left=False, waiting=True)  # not a spin until the other commits
-        if not outcome.deferred and outcome.completed + outcome.failed < settings.settle_batch_size_max:
+        if not outcome.deferred and outcome.decided < settings.settle_batch_size_max:
             break  # the backlog is gone; intents left for a later batch are taken in the next round
     else:
         return Drained(settled, backlog_left=True)
@@ -163,7 +163,7 @@ def _bisect_oldest(limit: int) -> int:
         outcome, _ = _bisect(ids)
     except OperationalError:
         return 0
-    return outcome.completed + outcome.failed
+    return outcome.decided
 
 
 @app.task(name="tasks.settle_transfers", bind=True, acks_late=True, reject_on_worker_lost=True)

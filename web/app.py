@@ -18,6 +18,7 @@ from web.routes import (
     auth,
     bulk,
     compat,
+    fraud,
     health,
     holds,
     monitors,
@@ -46,6 +47,8 @@ API_BLUEPRINTS = (
     reconciliation.blp,
     audit.blp,
     risk.blp,
+    fraud.rules_blp,
+    fraud.reviews_blp,
     webhooks.blp,
     monitors.blp,
 )

@@ -30,7 +30,16 @@ from datetime import datetime
 from sqlalchemy import insert, select, tuple_
 from sqlalchemy.orm import Session
 
-from ledger.settlement.plan import HoldState, Intent, OrgCurrency, Plan, PlannedEntry, WalletState, plan_postings
+from ledger.settlement.plan import (
+    HoldState,
+    Intent,
+    OrgCurrency,
+    Plan,
+    PlannedEntry,
+    Review,
+    WalletState,
+    plan_postings,
+)
 from ledger.settlement.risk import RiskBudget
 from ledger.wallets import get_or_create_system_wallet
 from models import (
@@ -152,6 +161,7 @@ def plan_with_obligations(
     routes: Routes,
     budget: RiskBudget | None = None,
     holds: dict[uuid.UUID, HoldState] | None = None,
+    review: Review | None = None,
     watched: frozenset[uuid.UUID] = frozenset(),
 ) -> tuple[Plan, list[PlannedObligation]]:
     """`plan_postings`, plus one obligation per completed cross-organisation intent. Pure.
@@ -164,7 +174,7 @@ def plan_with_obligations(
         for i in intents
         if i.id in routes.by_intent and not _clearing_active(routes.by_intent[i.id], wallets)
     }
-    plan = plan_postings([i for i in intents if i.id not in refused], wallets, budget, holds, watched)
+    plan = plan_postings([i for i in intents if i.id not in refused], wallets, budget, holds, review, watched)
     plan.failed.update(refused)
     _release_refused_captures([i for i in intents if i.id in refused], holds)
     by_id = {i.id: i for i in intents}

@@ -217,14 +217,20 @@ _CLEARING = text(
     """
 )
 
-# A wallet's held_amount against what remains of its open holds. Both sides are small: wallets with
-# something held, and HELD holds, each through a partial index. Every such wallet in the run's scope
-# is compared, incremental runs too, not only wallets with new entries: holds change without entries.
+# A wallet's held_amount against what remains of its open holds and its transfers in review (their
+# whole amount is held: ledger/settlement/review.py). Every side is small: wallets with something
+# held, HELD holds and IN_REVIEW transfers, each through a partial index. Every such wallet in the
+# run's scope is compared, incremental runs too, not only wallets with new entries: holds change
+# without entries.
 _HELD = text(
     """
     WITH open_holds AS (
-        SELECT source_wallet_id AS wallet_id, SUM(amount - captured_amount) AS total
-          FROM holds WHERE status = 'HELD' GROUP BY source_wallet_id
+        SELECT wallet_id, SUM(total) AS total FROM (
+            SELECT source_wallet_id AS wallet_id, amount - captured_amount AS total
+              FROM holds WHERE status = 'HELD'
+            UNION ALL
+            SELECT source_wallet_id, amount FROM transactions WHERE status = 'IN_REVIEW'
+        ) AS held GROUP BY wallet_id
     )
     , candidates AS (
         SELECT id FROM wallets WHERE held_amount <> 0

@@ -38,6 +38,8 @@ class Intent:
     type: str = TransactionType.TRANSFER.value
     # A CAPTURE's hold (a HOLD intent's hold has the intent's own id).
     hold_id: uuid.UUID | None = None
+    # Approved in review (ledger/intents/review.py): never sent to review again.
+    approved: bool = False
 
 
 @dataclass(slots=True)
@@ -118,6 +120,8 @@ class Plan:
     # For the watched wallets only (those with balance monitors): (wallet id, intent id, balance,
     # held amount) after each intent that moved them, in intent order (ledger/monitors.py).
     trace: list[tuple[uuid.UUID, uuid.UUID, int, int]] = field(default_factory=list)
+    # Intents a fraud rule stopped, with the rules tripped: IN_REVIEW, their amount held on the source.
+    in_review: dict[uuid.UUID, tuple[str, ...]] = field(default_factory=dict)
 
 
 # The only intents that may name a SYSTEM wallet, and on which side: a deposit comes out of the
@@ -162,16 +166,25 @@ class Budget(Protocol):
     def admit(self, intent: Intent) -> bool: ...
 
 
+class Review(Protocol):
+    """What the plan asks of the fraud rules (`ledger.settlement.review.Review`)."""
+
+    def reasons(self, intent: Intent) -> tuple[str, ...]: ...
+
+
 def plan_postings(
     intents: Iterable[Intent],
     wallets: dict[uuid.UUID, WalletState],
     budget: Budget | None = None,
     holds: dict[uuid.UUID, HoldState] | None = None,
+    review: Review | None = None,
     watched: frozenset[uuid.UUID] = frozenset(),
 ) -> Plan:
     """Apply intents in order against in-memory wallet states. Pure: no database.
 
     With a risk budget, an intent that would otherwise complete is charged to it, or fails RISK_LIMIT.
+    With fraud rules, one that would still complete but trips a rule is held on its source instead
+    and goes to review (`plan.in_review`): no entry.
     HOLD and CAPTURE intents also move their hold's state in `holds` (keyed by hold id).
     Each completed intent that moves a `watched` wallet leaves that wallet's state in `plan.trace`.
     """
@@ -200,6 +213,14 @@ def plan_postings(
                 hold.reserved_amount -= intent.amount  # the capture's reservation goes back to the hold
                 hold.touched = True
             continue
+        if review is not None:
+            tripped = review.reasons(intent)
+            if tripped:
+                source.hold(intent.amount)
+                plan.in_review[intent.id] = tripped
+                if watched:
+                    _trace(plan.trace, intent.id, (source,), watched)
+                continue
         if hold is not None:
             _take_from_hold(intent, source, hold)
         amount = intent.amount

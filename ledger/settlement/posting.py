@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from ledger import monitors
 from ledger.integrity import events
 from ledger.intents import p2p, refunds
-from ledger.settlement import hold_outcomes, order, risk
+from ledger.settlement import hold_outcomes, order, review, risk
 from ledger.settlement.plan import Intent, OrgCurrency, Plan, PlannedEntry, WalletState
 from models import Direction, TransactionStatus, TransactionType, WalletType
 
@@ -53,6 +53,13 @@ class SettleOutcome:
     # Claimed but left PENDING for a later batch: another batch held their wallets (`lock_for`), or
     # an older intent on their source wallet is not settled yet (`ledger.settlement.order`).
     deferred: int = 0
+    # Stopped by a fraud rule (ledger/settlement/review.py): IN_REVIEW, neither completed nor failed.
+    in_review: int = 0
+
+    @property
+    def decided(self) -> int:
+        """The claimed intents that left PENDING."""
+        return self.completed + self.failed + self.in_review
 
 
 @dataclass
@@ -81,7 +88,8 @@ def execute(session: Session, statement: str, parameters: Mapping[str, Any]) -> 
 _CLAIM = """
     WITH t AS MATERIALIZED ({locked})
     SELECT id, source_wallet_id, destination_wallet_id, amount, currency,
-           coalesce(metadata ? '{request_key}', false), status, created_at, parked_at IS NOT NULL, type, hold_id
+           coalesce(metadata ? '{request_key}', false), status, created_at, parked_at IS NOT NULL, type, hold_id,
+           review_decision IS NOT NULL
       FROM t
      ORDER BY created_at, id
 """
@@ -95,7 +103,8 @@ _OWNERS = """
      WHERE id = ANY(%(ids)b)
 """
 _PENDING_COLUMNS = (
-    "id, source_wallet_id, destination_wallet_id, amount, currency, metadata, created_at, parked_at, type, hold_id"
+    "id, source_wallet_id, destination_wallet_id, amount, currency, metadata, created_at, parked_at, type, hold_id,"
+    " review_decision"
 )
 # The named intents are found by primary key alone. Only those still PENDING are locked: a final
 # intent locked here (a duplicate message's, a sweep's that settled meanwhile) would be held to the
@@ -130,7 +139,8 @@ def _claim(session: Session, statement: str, parameters: Mapping[str, Any]) -> C
     for row in execute(session, statement, parameters).all():
         if row[6] != TransactionStatus.PENDING or row[8]:
             continue  # final already (settled by an earlier delivery, or cancelled), or parked
-        intent = Intent(row[0], row[1], row[2], row[3], row[4], row[9], row[10])
+        # A PENDING intent with a review decision was approved (ledger/intents/review.py).
+        intent = Intent(row[0], row[1], row[2], row[3], row[4], row[9], row[10], row[11])
         claim.intents.append(intent)
         claim.accepted_at[intent.id] = row[7]
         wallet_ids.add(intent.source_wallet_id)
@@ -352,7 +362,11 @@ def settle_claim(session: Session, claim: Claim, *, skipped: int) -> SettleOutco
     budget = risk.load_budget(session, intents, wallets, claim.owners)
     # Balance monitors on these wallets (one indexed query): only their wallets are traced.
     watches = monitors.watching(session, [w.id for w in wallets.values() if w.type != _SYSTEM])
-    plan, obligations = routing.plan_with_obligations(intents, wallets, routes, budget, holds, frozenset(watches))
+    # P2P settles are not reviewed: their request follows only the engine's outcomes.
+    rules = review.load_review(session, intents, wallets, claim.owners, exempt=set(claim.paying_requests))
+    plan, obligations = routing.plan_with_obligations(
+        intents, wallets, routes, budget, holds, rules, frozenset(watches)
+    )
     # Taken after the locks: entry times then never run backwards along a wallet's versions.
     posted_at: datetime = session.execute(select(func.clock_timestamp())).scalar_one()
     routing.write_obligations(session, obligations, posted_at)
@@ -374,8 +388,15 @@ def settle_claim(session: Session, claim: Claim, *, skipped: int) -> SettleOutco
     monitors.announce(session, watches, trace)
     _follow_refunds(session, plan, refund_ids)
     hold_outcomes.write_holds(session, intents, plan, holds, posted_at)
+    review.write_reviews(session, plan, posted_at)
     risk.record_breaches(session, budget)
-    return SettleOutcome(completed=len(plan.completed), failed=len(plan.failed), skipped=skipped, deferred=deferred)
+    return SettleOutcome(
+        completed=len(plan.completed),
+        failed=len(plan.failed),
+        skipped=skipped,
+        deferred=deferred,
+        in_review=len(plan.in_review),
+    )
 
 
 def _check_late_monitors(

@@ -38,9 +38,11 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from ledger.access import Actor, visible_wallets
+from ledger.intents.p2p import REQUEST_METADATA_KEY
 from ledger.settlement.hold_outcomes import read_holds
 from ledger.settlement.plan import Intent, OrgCurrency, WalletState
 from ledger.settlement.posting import read_wallets
+from ledger.settlement.review import load_review
 from ledger.settlement.risk import load_budget
 from models import Hold, TransactionStatus, TransactionType, Wallet
 
@@ -53,8 +55,10 @@ _HOLD = TransactionType.HOLD.value
 _COMPLETED = TransactionStatus.COMPLETED.value
 # A hold that completes is HELD: funds reserved, nothing posted (the contract's `would_status`).
 _HELD = "HELD"
+# With whether each pays a P2P request (never reviewed) and was approved in review (never again).
 _COLUMNS = (
-    "id, source_wallet_id, destination_wallet_id, amount, currency, type, hold_id, created_at, status, failure_reason"
+    "id, source_wallet_id, destination_wallet_id, amount, currency, type, hold_id, created_at, status, failure_reason,"
+    f" coalesce(metadata ? '{REQUEST_METADATA_KEY}', false) AS pays_request, review_decision IS NOT NULL AS approved"
 )
 _TARGETS = text(f"SELECT {_COLUMNS} FROM transactions WHERE id = ANY(CAST(:ids AS uuid[]))")
 # Through the partial index of PENDING intents (the status a literal, so its predicate matches).
@@ -110,13 +114,21 @@ class _Row:
     accepted_at: datetime
     status: str
     failure_reason: str | None
+    pays_request: bool
 
 
 def _row(row: Any) -> _Row:
     intent = Intent(
-        row.id, row.source_wallet_id, row.destination_wallet_id, row.amount, row.currency, row.type, row.hold_id
+        row.id,
+        row.source_wallet_id,
+        row.destination_wallet_id,
+        row.amount,
+        row.currency,
+        row.type,
+        row.hold_id,
+        approved=row.approved,
     )
-    return _Row(intent, row.created_at, row.status, row.failure_reason)
+    return _Row(intent, row.created_at, row.status, row.failure_reason, row.pays_request)
 
 
 def _ahead(session: Session, targets: Sequence[_Row]) -> list[_Row]:
@@ -171,6 +183,8 @@ def predict(session: Session, actor: Actor, intent_ids: Sequence[uuid.UUID]) -> 
     budget = load_budget(session, intents, wallets, owners)
     # HOLD and CAPTURE intents move their holds' states as the engine's would (read, not locked).
     holds = read_holds(session, intents)
+    # P2P settles are not reviewed: their request follows only the engine's outcomes.
+    review = load_review(session, intents, wallets, owners, exempt={r.intent.id for r in line if r.pays_request})
     shown = _visible(session, actor, named)
 
     def after(intent: Intent) -> dict[uuid.UUID, WalletAfter]:
@@ -183,10 +197,12 @@ def predict(session: Session, actor: Actor, intent_ids: Sequence[uuid.UUID]) -> 
     # is the plan of the whole line (it applies intents in order): each target's balances are read
     # right after its own turn.
     for intent in intents:
-        plan, _ = routing.plan_with_obligations([intent], wallets, routes, budget, holds)
+        plan, _ = routing.plan_with_obligations([intent], wallets, routes, budget, holds, review)
         if intent.id in wanted:
             reason = plan.failed.get(intent.id)
             status = TransactionStatus.FAILED.value if reason is not None else _would_complete(intent.type)
+            if intent.id in plan.in_review:  # held on its source (in the shared wallet state), not posted
+                status = TransactionStatus.IN_REVIEW.value
             predictions[intent.id] = Prediction(status, None if reason is None else reason.value, after(intent))
     for target in targets:
         if target.status != _PENDING:

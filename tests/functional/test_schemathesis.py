@@ -299,6 +299,10 @@ WALK = {
     "POST /api/v1/transactions/{transaction_id}/refund": Step(seed=TRANSFER),
     "GET /api/v1/organizations/risk-limits/": Step(),
     "PUT /api/v1/organizations/risk-limits/": Step(),
+    "GET /api/v1/organizations/fraud-rules/": Step(),
+    "PUT /api/v1/organizations/fraud-rules/": Step(),
+    "GET /api/v1/reviews/": Step(),
+    "POST /api/v1/transactions/{transaction_id}/review": Step(seed=TRANSFER),
 }
 # Known-good calls that create what a link points at, by the party who creates it.
 SEED_CALLS: dict[str, tuple[str, Callable[[World], dict[str, Any]]]] = {

@@ -24,6 +24,7 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("patch", "/api/v1/webhooks/{webhook_id}"): {"status": "DISABLED"},
     ("post", "/api/v1/holds/{hold_id}/capture"): {"amount": 1},
     ("post", "/api/v1/wallets/{wallet_id}/monitors"): {"condition": "available_balance_below", "threshold": 5},
+    ("post", "/api/v1/transactions/{transaction_id}/review"): {"decision": "REJECT"},
 }
 
 

@@ -7,15 +7,16 @@ from typing import Any
 
 from flask import url_for
 
-from ledger.intents import cancelling, refunds, transfers
+from ledger.intents import cancelling, refunds, review, transfers
 from ledger.intents.transfers import PendingTransfer, Submitted, TransactionFilters, TransferRequest
 from models import Transaction, TransactionStatus, TransactionType
 from tasks.settlement import settle_soon
 from web import dry_run
 from web.api import Blueprint, link, links
 from web.db import unit_of_work
-from web.request_context import intent_accepted, origin, transaction_cancelled
+from web.request_context import audit, intent_accepted, origin, transaction_cancelled
 from web.schemas.common import IdempotencyHeaderSchema, page_schema
+from web.schemas.fraud import ReviewDecisionSchema
 from web.schemas.transactions import (
     RefundSchema,
     TransactionFilterSchema,
@@ -45,6 +46,7 @@ def transaction_links(blp: Blueprint, statuses: tuple[int, ...], id_expression: 
             "GetTransactionLedger": link("get", TRANSACTION_PATH + "/ledger", "its entries", parameters=named),
             "CancelTransaction": link("post", TRANSACTION_PATH + "/cancel", "cancel it", parameters=named),
             "RefundTransaction": link("post", TRANSACTION_PATH + "/refund", "refund it", parameters=named),
+            "ReviewTransaction": link("post", TRANSACTION_PATH + "/review", "decide its review", parameters=named),
         },
     )
 
@@ -199,3 +201,22 @@ def refund_transaction(body: dict[str, Any], transaction_id: uuid.UUID, idempote
     if dry_run.requested():
         return dry_run.answer(lambda session, actor: submit(session, actor).transaction.id)
     return submit_and_enqueue(submit)
+
+
+@blp.route("/<uuid:transaction_id>/review", methods=["POST"])
+@authenticated(blp)
+@blp.arguments(ReviewDecisionSchema)
+@blp.response(200, TransactionSchema)
+def review_transaction(body: dict[str, Any], transaction_id: uuid.UUID) -> Transaction:
+    """OWNER/ADMIN of the sending organisation, not its creator (403 `FOUR_EYES`), decide a transfer
+    IN_REVIEW (409 otherwise): APPROVE releases the hold and sends it to be settled under the normal
+    checks (PENDING until a worker settles it); REJECT releases the hold and fails it REJECTED_IN_REVIEW."""
+    decision = review.Decision(body["decision"])
+    with unit_of_work() as session:
+        actor = current_actor(session)
+        transaction = review.decide(session, actor, transaction_id, decision, body["note"])
+        after = {"decision": decision.value, "note": body["note"], "status": str(transaction.status)}
+        audit(session, actor, review.REVIEWED, target=transaction, before={"status": "IN_REVIEW"}, after=after)
+    if decision is review.Decision.APPROVE:
+        settle_soon([transaction.id])
+    return transaction

@@ -62,6 +62,14 @@ class TransactionSchema(Schema):
     refund_of = fields.UUID(allow_none=True, dump_only=True)
     refunded_amount = fields.Integer(dump_only=True)
     refunds = fields.List(fields.UUID(), dump_only=True)
+    # Fraud review (IN_REVIEW): the rules it tripped, when it entered review, and the decision
+    # (APPROVED, REJECTED or EXPIRED) with who made it, when and why.
+    review_reasons = fields.List(fields.String(), allow_none=True, dump_only=True)
+    review_started_at = fields.DateTime(allow_none=True, dump_only=True)
+    review_decision = fields.String(allow_none=True, dump_only=True)
+    reviewed_by = fields.UUID(allow_none=True, dump_only=True)
+    reviewed_at = fields.DateTime(allow_none=True, dump_only=True)
+    review_note = fields.String(allow_none=True, dump_only=True)
 
 
 class WaitQuerySchema(Schema):
