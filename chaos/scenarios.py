@@ -436,10 +436,10 @@ def client_retries(stack: Stack, sizes: Sizes, seed: int) -> ScenarioResult:
 
 def _kill_worker_process(run: MakeRun, rng: random.Random) -> str | None:
     """SIGKILL the worker's main process or one of its pool children, whichever is up right now."""
-    mains = run.main_of("worker@")
+    mains = run.main_of("worker@%h")
     if not mains:
         return None  # its supervisor is waiting out a backoff
-    children = [pid for pid in run.find("worker@") if pid not in mains]
+    children = [pid for pid in run.find("worker@%h") if pid not in mains]
     if children and rng.random() < 0.5:
         signal_pids(identities([rng.choice(children)]), signal.SIGKILL)
         return "child"
@@ -449,7 +449,7 @@ def _kill_worker_process(run: MakeRun, rng: random.Random) -> str | None:
 
 def _kill_once(run: MakeRun, what: str) -> str | None:
     """SIGKILL the worker's supervisor (ops.respawn) or beat's main process, once."""
-    pids = run.find("worker@", supervisor=True) if what == "supervisor" else run.main_of("beat")
+    pids = run.find("worker@%h", supervisor=True) if what == "supervisor" else run.main_of("beat")
     signal_pids(identities(pids), signal.SIGKILL)
     return what if pids else None
 

@@ -183,6 +183,12 @@ class PendingTransfer:
     refunded_amount: int = 0
     refunds: tuple[uuid.UUID, ...] = ()
     hold_id: uuid.UUID | None = None
+    review_reasons: tuple[str, ...] | None = None
+    review_started_at: datetime | None = None
+    review_decision: str | None = None
+    reviewed_by: uuid.UUID | None = None
+    reviewed_at: datetime | None = None
+    review_note: str | None = None
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,7 @@ def make_run(tmp_path: Path) -> Iterator[MakeRun]:
     started: list[int] = []
     try:
         _eventually(run.healthy, "the web answering", run, READY_SECONDS_MAX)
-        _eventually(lambda: run.find("worker@") and run.find("beat") and run.find("flower"), "every process", run)
+        _eventually(lambda: run.find("worker@%h") and run.find("beat") and run.find("flower"), "every process", run)
         yield run
     finally:
         started = process_tree(process.pid)[1:]
@@ -123,10 +123,10 @@ def test_a_killed_process_or_supervisor_is_restarted_and_stops_nothing_else(make
     _eventually(lambda: _main(run, "web.serve") not in ([], [web]) and run.healthy(), "the web back", run)
 
     # The worker's supervisor is SIGKILLed: before, nothing started it again and its worker was orphaned.
-    [worker_supervisor] = run.find("worker@", supervisor=True)
+    [worker_supervisor] = run.find("worker@%h", supervisor=True)
     old_worker = _main(run, "worker")
     os.kill(worker_supervisor, signal.SIGKILL)
-    _eventually(lambda: run.find("worker@", supervisor=True) not in ([], [worker_supervisor]), "a new supervisor", run)
+    _eventually(lambda: run.find("worker@%h", supervisor=True) not in ([], [worker_supervisor]), "a new supervisor", run)
     _eventually(lambda: _main(run, "worker") and _main(run, "worker") != old_worker, "a new worker", run)
     assert not any(map(_alive, old_worker)), "the orphaned worker still runs"
 
