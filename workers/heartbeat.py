@@ -16,6 +16,7 @@ from typing import Any
 import redis
 from celery import bootsteps
 
+from celeryconfig import SETTLEMENT_QUEUE
 from settings import get_settings
 
 HEARTBEAT_KEY = "vaultcraft:worker-heartbeats"
@@ -62,6 +63,13 @@ def read(client: redis.Redis, now: float) -> WorkerState:
     return WorkerState(alive=int(alive), last_seen_seconds_ago=last)
 
 
+def _settles(worker: Any) -> bool:
+    """Whether this worker consumes the settlement queue (every worker does unless `--queues` says
+    otherwise)."""
+    consuming = getattr(worker.app.amqp.queues, "consume_from", None)
+    return not consuming or SETTLEMENT_QUEUE in consuming
+
+
 class Heartbeat(bootsteps.StartStopStep):
     """Runs on the worker's timer in its main process; a failed write is retried at the next beat."""
 
@@ -73,6 +81,8 @@ class Heartbeat(bootsteps.StartStopStep):
         self.client: redis.Redis | None = None
 
     def start(self, parent: Any) -> None:
+        if not _settles(parent):
+            return  # /health speaks of settlement: a webhooks-only worker alive says nothing about it
         self.client = _client()
         self.beat(parent.hostname)
         self.timer_ref = parent.timer.call_repeatedly(INTERVAL_SECONDS, self.beat, (parent.hostname,), priority=10)
