@@ -126,7 +126,9 @@ def test_a_killed_process_or_supervisor_is_restarted_and_stops_nothing_else(make
     [worker_supervisor] = run.find("worker@%h", supervisor=True)
     old_worker = _main(run, "worker@%h")
     os.kill(worker_supervisor, signal.SIGKILL)
-    _eventually(lambda: run.find("worker@%h", supervisor=True) not in ([], [worker_supervisor]), "a new supervisor", run)
+    _eventually(
+        lambda: run.find("worker@%h", supervisor=True) not in ([], [worker_supervisor]), "a new supervisor", run
+    )
     _eventually(lambda: _main(run, "worker@%h") and _main(run, "worker@%h") != old_worker, "a new worker", run)
     assert not any(map(_alive, old_worker)), "the orphaned worker still runs"
 
