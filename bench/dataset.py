@@ -91,7 +91,18 @@ def create(dsn: str, wallet_count: int) -> Dataset:
             "SELECT id FROM wallets WHERE organization_id = %s AND name = 'bench-hot'", (organization_id,)
         ).fetchone()
     assert hot is not None
+    # In the order they were accepted: all in one statement, so by id. Intents that debit one wallet
+    # (here the treasury) settle first accepted first; a chunk in any other order waits behind the
+    # older deposits outside it (ledger/settlement/order.py) and settles nothing.
+    deposits.sort()
     for start in range(0, len(deposits), SETTLE_CHUNK):
         with session_factory().begin() as session:
             settle_transfers(session, deposits[start : start + SETTLE_CHUNK])
+    with psycopg.connect(dsn) as connection:
+        unfunded = connection.execute(
+            "SELECT count(*) FROM transactions WHERE id = ANY(%s) AND status <> 'COMPLETED'", (deposits,)
+        ).fetchone()
+    assert unfunded is not None and unfunded[0] == 0, (
+        f"{unfunded[0] if unfunded else '?'} funding deposits did not complete"
+    )
     return Dataset(organization_id, user_id, email, wallets, hot[0])
