@@ -120,12 +120,15 @@ _LOCK_BY_ID = f"""
        FOR NO KEY UPDATE SKIP LOCKED
 """
 # As `ledger.settlement.sweep` finds them: the oldest by created_at, through ix_transactions_pending (the
-# status a literal: a partial index only matches a constant).
+# status a literal: a partial index only matches a constant). Ties by id, as the per-wallet order
+# ranks intents (ledger/settlement/order.py): one statement accepts a whole bulk request at one
+# created_at, and a claim that cut through such a tie in any other order deferred each intent with an
+# older sibling left outside, then claimed the same rows again. Postgres sorts only within the tie.
 _LOCK_OLDEST = f"""
     SELECT {_PENDING_COLUMNS}, status FROM transactions
      WHERE status = '{TransactionStatus.PENDING}' AND created_at < now() - %(min_age)b
        AND parked_at IS NULL
-     ORDER BY created_at
+     ORDER BY created_at, id
      LIMIT %(limit)b
        FOR NO KEY UPDATE SKIP LOCKED
 """

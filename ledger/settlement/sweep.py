@@ -23,7 +23,7 @@ def _oldest_pending(older_than: timedelta, limit: int) -> Select[tuple[uuid.UUID
             Transaction.created_at < func.now() - older_than,
             Transaction.parked_at.is_(None),  # parked: it waits for an operator (ledger/settlement/parking.py)
         )
-        .order_by(Transaction.created_at)
+        .order_by(Transaction.created_at, Transaction.id)  # ties as the per-wallet order ranks them
         .limit(limit)
     )
 

@@ -231,3 +231,33 @@ def test_several_drainers_at_once_settle_each_wallet_in_accepted_order(api, db):
         mine = [statuses[n * len(sources) + k] for n in range(len(amounts))]
         assert mine == _expected(100, amounts), source
     assert db.broken_chains([*sources, *payees]) == []
+
+
+def test_intents_accepted_in_one_statement_all_settle_whatever_order_their_ids_have(api, db):
+    """Intents that share their `created_at` (a bulk request, or any one-statement insert) and have
+    ids in no particular order: the drain takes them first accepted first, ties by id, as the order
+    rule ranks them. Taken by created_at alone, a claim cut through the tie arbitrarily, deferred
+    every intent with an older sibling outside it, and claimed the same rows again: nothing settled."""
+    owner = api.signup()
+    sources = [api.funded_wallet(owner, 1_000) for _ in range(3)]
+    destination = api.create_wallet(owner)
+    ids = [uuid.uuid4() for _ in range(30)]  # random, not time-ordered: insertion order is not id order
+    db.execute(
+        """
+        INSERT INTO transactions (id, organization_id, created_by, type, status, amount, currency,
+                                  source_wallet_id, destination_wallet_id, created_at)
+        SELECT id, :org, :user, 'TRANSFER', 'PENDING', 1, 'INR', source, :destination,
+               now() + interval '1 hour'
+          FROM unnest(CAST(:ids AS uuid[]), CAST(:sources AS uuid[])) AS t(id, source)
+        """,
+        org=owner.organization_id,
+        user=owner.id,
+        destination=destination,
+        ids=[str(i) for i in ids],
+        sources=[sources[n % 3] for n in range(len(ids))],
+    )
+
+    for _ in range(10):  # 30 intents in batches of 8: four batches when nothing stalls
+        _drain_batch(8)
+
+    assert _outcomes(db, ids) == [("COMPLETED", None)] * len(ids)
