@@ -22,7 +22,7 @@ from settings import get_settings
 HEARTBEAT_KEY = "vaultcraft:worker-heartbeats"
 INTERVAL_SECONDS = 2.0
 # No heartbeat for this long: the worker counts as down (a few missed beats, not one slow one).
-SILENT_SECONDS_MAX = 10.0
+SILENT_SECONDS_MAX = 3 * INTERVAL_SECONDS
 # Entries of workers gone for a day are dropped (hostnames change with every container).
 FORGET_SECONDS = 86_400.0
 
