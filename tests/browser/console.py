@@ -1,0 +1,75 @@
+"""What a person does in the console, in the words the browser tests read: sign in, read a chart, wait for
+a page to say something. Only the hooks the contract fixes for outside tests are relied on: the login
+form's `email` and `password` inputs and its one submit button, `data-id` on every list row,
+`data-chart` (and `data-drawn-points` once drawn) on every chart, `approve`/`reject` buttons on review rows.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from settings import PROJECT_ROOT
+from tests.client import User
+
+DOCS_DIR = PROJECT_ROOT / "docs"
+
+# Pixels of a chart's canvases that differ from the canvas's most common colour (its background). The
+# browser reads them back from the canvas itself, so this is what was painted, not what the DOM claims.
+PAINTED_PIXELS_JS = """
+(chart) => {
+  const canvases = chart.tagName === 'CANVAS' ? [chart] : [...chart.querySelectorAll('canvas')];
+  let painted = 0;
+  for (const canvas of canvases) {
+    if (!canvas.width || !canvas.height) continue;
+    const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    const counts = new Map();
+    for (let i = 0; i < data.length; i += 4) {
+      const colour = ((data[i] << 24) | (data[i + 1] << 16) | (data[i + 2] << 8) | data[i + 3]) >>> 0;
+      counts.set(colour, (counts.get(colour) || 0) + 1);
+    }
+    painted += canvas.width * canvas.height - Math.max(...counts.values());
+  }
+  return painted;
+}
+"""
+
+
+def sign_in(page: Any, user: User) -> None:
+    """The login form, filled and sent as a person would; done when the console leaves the login page."""
+    page.goto("/console/login")
+    form = page.locator("form").filter(has=page.locator("input[name=email]"))
+    form.locator("input[name=email]").fill(user.email)
+    form.locator("input[name=password]").fill(user.password)
+    # Exactly one submit button (the contract): a second one makes this locator ambiguous and fails.
+    form.locator("button, input[type=submit]").click()
+    page.wait_for_url(lambda url: "/console/login" not in url)
+
+
+def drawn_points(chart: Any) -> int:
+    return int(chart.get_attribute("data-drawn-points") or 0)
+
+
+def painted_pixels(chart: Any) -> int:
+    return int(chart.evaluate(PAINTED_PIXELS_JS))
+
+
+def text_after_reloads(page: Any, wanted: str, seconds: float = 30) -> str:
+    """The page's text once it contains `wanted`, reloading it as a person would; the last text otherwise."""
+    deadline = time.monotonic() + seconds
+    while True:
+        text = str(page.locator("body").inner_text())
+        if wanted in text or time.monotonic() > deadline:
+            return text
+        time.sleep(0.5)
+        page.reload()
+
+
+def docs_screenshot(page: Any, name: str) -> None:
+    """The README's picture of a page, docs/<name>.png, when VAULTCRAFT_SCREENSHOTS=docs; otherwise
+    nothing, so an ordinary run changes no tracked file."""
+    if os.environ.get("VAULTCRAFT_SCREENSHOTS") != "docs":
+        return
+    DOCS_DIR.mkdir(exist_ok=True)
+    page.screenshot(path=str(DOCS_DIR / f"{name}.png"), animations="disabled")

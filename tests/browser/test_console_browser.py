@@ -1,0 +1,223 @@
+"""The console as people use it, in a real headless Chromium against the real app, database and worker.
+
+Each test sets its organisations up through the API (quicker than clicking, and not what is under
+test), then does in the browser what a person would: sign in, read the overview's charts, find a
+transfer, approve one in review, read a drift finding, sign out; and what the console must refuse:
+another organisation's pages and a form without its CSRF token.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.browser.console import docs_screenshot, drawn_points, painted_pixels, sign_in, text_after_reloads
+from tests.client import ApiClient, User
+
+# A transfer above this waits IN_REVIEW for a second OWNER/ADMIN (the organisation's fraud rule).
+REVIEW_OVER = 500
+
+
+def completed_transfer(api: ApiClient, owner: User, source: str, destination: str, amount: int) -> str:
+    response = api.transfer(owner, source, destination, amount)
+    assert response.status_code == 202, response.json
+    transaction_id = str(response.json["id"])  # type: ignore[index]
+    assert api.wait_final(owner, transaction_id)["status"] == "COMPLETED"
+    return transaction_id
+
+
+def transfer_in_review(api: ApiClient, owner: User) -> str:
+    """A transfer of REVIEW_OVER + 1 from a funded wallet, stopped by the review_amount_over rule."""
+    source = api.funded_wallet(owner, 10_000)
+    destination = api.create_wallet(owner)
+    rules = api.request("PUT", "/organizations/fraud-rules", owner, json={"review_amount_over": REVIEW_OVER})
+    assert rules.status_code == 200, rules.json
+    response = api.transfer(owner, source, destination, REVIEW_OVER + 1)
+    assert response.status_code == 202, response.json
+    transaction_id = str(response.json["id"])  # type: ignore[index]
+    for _ in range(30):
+        status = api.get(f"/transactions/{transaction_id}?wait=2", owner).json["status"]  # type: ignore[index]
+        if status != "PENDING":
+            break
+    assert status == "IN_REVIEW", status
+    return transaction_id
+
+
+def status_of(api: ApiClient, user: User, transaction_id: str) -> str:
+    return str(api.get(f"/transactions/{transaction_id}", user).json["status"])  # type: ignore[index]
+
+
+@pytest.fixture
+def history(api: ApiClient) -> tuple[User, str, str, str]:
+    """An OWNER whose organisation has moved money: two deposits and two settled transfers."""
+    owner = api.signup("Northwind Payments")
+    source = api.funded_wallet(owner, 250_000)
+    destination = api.funded_wallet(owner, 40_000)
+    completed_transfer(api, owner, source, destination, 12_500)
+    transfer_id = completed_transfer(api, owner, source, destination, 3_725)
+    return owner, source, destination, transfer_id
+
+
+def test_an_owner_signs_in_reads_the_charts_and_opens_a_transfer_found_by_id(page, history):
+    owner, source, destination, transfer_id = history
+    sign_in(page, owner)
+    assert re.search(r"/console/?$", page.url), page.url
+
+    # The overview's charts have drawn their data: the console says how many points each drew, and the
+    # canvas holds what was painted.
+    charts = page.locator("[data-chart]")
+    assert charts.count() > 0, "the overview has no chart"
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-chart]')].some(c => Number(c.dataset.drawnPoints) > 0)"
+    )
+    drawn = [charts.nth(i) for i in range(charts.count()) if drawn_points(charts.nth(i)) > 0]
+    for chart in drawn:
+        assert painted_pixels(chart) > 0, f"chart {chart.get_attribute('data-chart')} claims points, painted none"
+    docs_screenshot(page, "console-overview")
+
+    # The transfer, found by its id in the transactions page's search box, then opened.
+    page.goto("/console/transactions")
+    search = page.locator("input[type=search], input[name=q], input[name=search]").first
+    search.fill(transfer_id)
+    search.press("Enter")
+    page.wait_for_load_state()
+    if not page.url.rstrip("/").endswith(transfer_id):  # a search may list the match or open it at once
+        rows = page.locator("[data-id]")
+        rows.first.wait_for()
+        assert rows.evaluate_all("rows => rows.map(r => r.dataset.id)") == [transfer_id]
+        row = page.locator(f"[data-id='{transfer_id}']")
+        links = row.locator("a")
+        (links.first if links.count() else row).click()
+        page.wait_for_url(re.compile(rf"/console/transactions/{transfer_id}/?$"))
+    detail = page.locator("body").inner_text()
+    assert transfer_id in detail and "COMPLETED" in detail
+    # Its entries: one debit on the source, one credit on the destination.
+    for wallet_id in (source, destination):
+        assert page.locator(f"a[href*='{wallet_id}']").count() > 0, f"no link to wallet {wallet_id}"
+    docs_screenshot(page, "console-transaction")
+
+
+def test_signing_out_ends_the_session(page, api):
+    owner = api.signup()
+    sign_in(page, owner)
+    page.locator("button, a, input[type=submit]").filter(has_text=re.compile(r"(log|sign) ?out", re.I)).first.click()
+    page.wait_for_url(re.compile(r"/console/login"))
+    for path in ("/console/", "/console/transactions"):
+        page.goto(path)
+        assert "/console/login" in page.url, f"{path} answered signed out at {page.url}"
+
+
+def test_a_second_admin_approves_a_transfer_in_review_and_watches_it_complete(page, api):
+    owner = api.signup("Harbour Logistics")
+    admin = api.add_user(owner, "ADMIN")
+    transaction_id = transfer_in_review(api, owner)
+
+    sign_in(page, admin)
+    page.goto("/console/reviews")
+    row = page.locator(f"[data-id='{transaction_id}']")
+    row.wait_for()
+    docs_screenshot(page, "console-reviews")
+    with page.expect_navigation():
+        row.locator("button[name=approve]").click()
+
+    page.goto(f"/console/transactions/{transaction_id}")
+    assert "COMPLETED" in text_after_reloads(page, "COMPLETED")
+    settled = api.wait_final(owner, transaction_id)
+    assert (settled["status"], settled["review_decision"], settled["reviewed_by"]) == ("COMPLETED", "APPROVE", admin.id)
+
+
+def test_a_form_sent_without_its_csrf_token_is_refused(page, context, api, console_url):
+    owner = api.signup()
+    admin = api.add_user(owner, "ADMIN")
+    transaction_id = transfer_in_review(api, owner)
+    sign_in(page, admin)
+    page.goto("/console/reviews")
+    row = page.locator(f"[data-id='{transaction_id}']")
+    row.wait_for()
+    removed = page.evaluate(
+        "() => { const tokens = document.querySelectorAll('input[name=csrf_token]');"
+        " tokens.forEach(t => t.remove()); return tokens.length; }"
+    )
+    assert removed > 0, "the review queue's forms carry no csrf_token"
+    with page.expect_response(lambda r: r.request.method == "POST") as posted:
+        row.locator("button[name=approve]").click()
+    assert posted.value.status == 400, posted.value.status
+    assert status_of(api, owner, transaction_id) == "IN_REVIEW"
+
+    # The login form too: a sign-in posted without a token signs nobody in.
+    signed_out = context.browser.new_context(base_url=console_url)
+    try:
+        refused = signed_out.request.post(
+            "/console/login", form={"email": admin.email, "password": admin.password}, max_redirects=0
+        )
+        assert refused.status == 400, refused.status
+        after = signed_out.request.get("/console/", max_redirects=0)
+        assert after.status in (302, 303) and "/console/login" in after.headers["location"]
+    finally:
+        signed_out.close()
+
+
+@pytest.fixture
+def tampered(api: ApiClient, db) -> Iterator[tuple[User, str]]:
+    """A wallet whose cached balance was raised by 7 behind the application's back, put right afterwards
+    so that platform-wide reconciliation elsewhere in the run stays clean."""
+    owner = api.signup("Tamper Test Ltd")
+    wallet_id = api.funded_wallet(owner, 10_000)
+    db.execute("UPDATE wallets SET balance = balance + 7 WHERE id = :id", id=wallet_id)
+    yield owner, wallet_id
+    db.execute("UPDATE wallets SET balance = balance - 7 WHERE id = :id", id=wallet_id)
+
+
+def test_a_tampered_balance_shows_as_a_drift_finding(page, api, tampered):
+    owner, wallet_id = tampered
+    response = api.post("/reconciliation/run", owner, json={"mode": "FULL"})
+    assert response.status_code == 201, response.json
+    run: dict[str, Any] = dict(response.json)
+    assert run["status"] == "DRIFT"
+
+    sign_in(page, owner)
+    page.goto("/console/reconciliation")
+    row = page.locator(f"[data-id='{run['id']}']")
+    row.wait_for()
+    assert "DRIFT" in row.inner_text().upper()
+    if wallet_id not in page.locator("body").inner_text():  # findings inline, or on the run's own page
+        links = row.locator("a")
+        (links.first if links.count() else row).click()
+        page.wait_for_load_state()
+    text = page.locator("body").inner_text()
+    assert wallet_id in text, "the finding does not name the wallet"
+    assert re.search(r"balance.?mismatch", text, re.I), "the finding does not say what drifted"
+    docs_screenshot(page, "console-reconciliation")
+
+
+def test_a_member_of_another_organisation_gets_404_for_its_pages(page, api, history):
+    _owner, source, _destination, transfer_id = history
+    outsider = api.add_user(api.signup(), "MEMBER")
+    sign_in(page, outsider)
+    own = page.goto("/console/wallets")
+    assert own is not None and own.status == 200
+    for path in (f"/console/wallets/{source}", f"/console/transactions/{transfer_id}"):
+        answered = page.goto(path)
+        assert answered is not None and answered.status == 404, (path, answered and answered.status)
+        text = page.locator("body").inner_text()
+        assert source not in text and transfer_id not in text
+    # The same answer as for an id that exists nowhere: a 404 tells nothing about the other organisation.
+    nowhere = page.goto(f"/console/wallets/{uuid.uuid4()}")
+    assert nowhere is not None and nowhere.status == 404
+
+
+def test_an_operator_sees_every_organisation_on_the_platform_page(page, api, history):
+    owner = history[0]
+    sign_in(page, owner)
+    refused = page.goto("/console/platform")
+    assert refused is not None and refused.status in (403, 404), "the platform page is for operators"
+
+    page.context.clear_cookies()
+    sign_in(page, api.operator())
+    page.goto("/console/platform")
+    page.locator(f"[data-id='{owner.organization_id}']").wait_for()
+    docs_screenshot(page, "console-platform")
