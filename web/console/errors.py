@@ -60,8 +60,11 @@ def page(status: int, message: str | None = None, hint: str | None = None) -> Re
 
 @bp.errorhandler(CSRFError)
 def _csrf(error: CSRFError) -> ResponseReturnValue:
-    return page(400, "This form was not sent from a current console page (its security token is missing or stale).",
-                "Reload the page and submit it again.")
+    return page(
+        400,
+        "This form was not sent from a current console page (its security token is missing or stale).",
+        "Reload the page and submit it again.",
+    )
 
 
 @bp.errorhandler(DomainError)
