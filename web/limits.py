@@ -117,6 +117,8 @@ def _login_email() -> str | None:
     except (RequestEntityTooLarge, RequestRefused):
         body = None  # the view refuses it in the contract's shape
     email = body.get("email") if isinstance(body, dict) else None
+    if email is None and request.mimetype == "application/x-www-form-urlencoded":
+        email = request.form.get("email")  # the console's login form: the same account, the same counters
     return str(email).strip().lower() if email else None
 
 
