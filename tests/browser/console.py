@@ -15,23 +15,26 @@ from tests.client import User
 
 DOCS_DIR = PROJECT_ROOT / "docs"
 
-# Pixels of a chart's canvases that differ from the canvas's most common colour (its background). The
-# browser reads them back from the canvas itself, so this is what was painted, not what the DOM claims.
-PAINTED_PIXELS_JS = """
+# What a chart's canvases hold, read back from the canvases themselves (so what was painted, not what the
+# DOM claims): pixels that differ from the most common colour (the background), and of those the coloured
+# ones (one channel well apart from another: a series' stroke, not grey axes, grid lines or labels).
+CANVAS_PIXELS_JS = """
 (chart) => {
   const canvases = chart.tagName === 'CANVAS' ? [chart] : [...chart.querySelectorAll('canvas')];
-  let painted = 0;
+  let painted = 0, coloured = 0;
   for (const canvas of canvases) {
     if (!canvas.width || !canvas.height) continue;
     const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
     const counts = new Map();
     for (let i = 0; i < data.length; i += 4) {
-      const colour = ((data[i] << 24) | (data[i + 1] << 16) | (data[i + 2] << 8) | data[i + 3]) >>> 0;
+      const [r, g, b, a] = [data[i], data[i + 1], data[i + 2], data[i + 3]];
+      const colour = ((r << 24) | (g << 16) | (b << 8) | a) >>> 0;
       counts.set(colour, (counts.get(colour) || 0) + 1);
+      if (a > 128 && Math.max(r, g, b) - Math.min(r, g, b) > 60) coloured += 1;
     }
     painted += canvas.width * canvas.height - Math.max(...counts.values());
   }
-  return painted;
+  return {painted, coloured};
 }
 """
 
@@ -51,8 +54,9 @@ def drawn_points(chart: Any) -> int:
     return int(chart.get_attribute("data-drawn-points") or 0)
 
 
-def painted_pixels(chart: Any) -> int:
-    return int(chart.evaluate(PAINTED_PIXELS_JS))
+def canvas_pixels(chart: Any) -> dict[str, int]:
+    """{"painted": n, "coloured": m} for the chart's canvases (CANVAS_PIXELS_JS)."""
+    return dict(chart.evaluate(CANVAS_PIXELS_JS))
 
 
 def text_after_reloads(page: Any, wanted: str, seconds: float = 30) -> str:

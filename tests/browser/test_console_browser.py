@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.console import docs_screenshot, drawn_points, painted_pixels, sign_in, text_after_reloads
+from tests.browser.console import canvas_pixels, docs_screenshot, drawn_points, sign_in, text_after_reloads
 from tests.client import ApiClient, User
 
 # A transfer above this waits IN_REVIEW for a second OWNER/ADMIN (the organisation's fraud rule).
@@ -67,16 +67,16 @@ def test_an_owner_signs_in_reads_the_charts_and_opens_a_transfer_found_by_id(pag
     sign_in(page, owner)
     assert re.search(r"/console/?$", page.url), page.url
 
-    # The overview's charts have drawn their data: the console says how many points each drew, and the
-    # canvas holds what was painted.
+    # Every chart of the overview (volume, success rate, settle latency) has drawn this organisation's
+    # data: the console says how many points each drew, and its canvas holds the series' colours.
     charts = page.locator("[data-chart]")
     assert charts.count() > 0, "the overview has no chart"
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('[data-chart]')].some(c => Number(c.dataset.drawnPoints) > 0)"
-    )
-    drawn = [charts.nth(i) for i in range(charts.count()) if drawn_points(charts.nth(i)) > 0]
-    for chart in drawn:
-        assert painted_pixels(chart) > 0, f"chart {chart.get_attribute('data-chart')} claims points, painted none"
+    page.wait_for_function("() => [...document.querySelectorAll('[data-chart]')].every(c => c.dataset.drawnPoints)")
+    for chart in (charts.nth(i) for i in range(charts.count())):
+        name = chart.get_attribute("data-chart")
+        assert drawn_points(chart) > 0, f"chart {name} drew no point"
+        pixels = canvas_pixels(chart)
+        assert pixels["painted"] > 0 and pixels["coloured"] > 0, (name, pixels)
     docs_screenshot(page, "console-overview")
 
     # The transfer, found by its id in the transactions page's search box, then opened.
@@ -127,7 +127,11 @@ def test_a_second_admin_approves_a_transfer_in_review_and_watches_it_complete(pa
     page.goto(f"/console/transactions/{transaction_id}")
     assert "COMPLETED" in text_after_reloads(page, "COMPLETED")
     settled = api.wait_final(owner, transaction_id)
-    assert (settled["status"], settled["review_decision"], settled["reviewed_by"]) == ("COMPLETED", "APPROVE", admin.id)
+    assert (settled["status"], settled["review_decision"], settled["reviewed_by"]) == (
+        "COMPLETED",
+        "APPROVED",
+        admin.id,
+    )
 
 
 def test_a_form_sent_without_its_csrf_token_is_refused(page, context, api, console_url):
@@ -184,13 +188,16 @@ def test_a_tampered_balance_shows_as_a_drift_finding(page, api, tampered):
     row = page.locator(f"[data-id='{run['id']}']")
     row.wait_for()
     assert "DRIFT" in row.inner_text().upper()
-    if wallet_id not in page.locator("body").inner_text():  # findings inline, or on the run's own page
+    # The finding is on the run's own page (or inline): a row linking to the wallet, naming the check
+    # and the difference of 7 minor units.
+    finding = page.locator("[data-id]").filter(has=page.locator(f"a[href$='/wallets/{wallet_id}']"))
+    if not finding.count():
         links = row.locator("a")
         (links.first if links.count() else row).click()
         page.wait_for_load_state()
-    text = page.locator("body").inner_text()
-    assert wallet_id in text, "the finding does not name the wallet"
-    assert re.search(r"balance.?mismatch", text, re.I), "the finding does not say what drifted"
+    text = finding.first.inner_text()
+    assert re.search(r"balance.?mismatch", text, re.I), f"the finding does not say what drifted: {text}"
+    assert "0.07" in text, f"the finding does not give the difference: {text}"
     docs_screenshot(page, "console-reconciliation")
 
 
