@@ -102,7 +102,7 @@ def test_an_owner_signs_in_reads_the_charts_and_opens_a_transfer_found_by_id(pag
 
 
 def test_signing_out_ends_the_session(page, api):
-    owner = api.signup()
+    owner = api.signup("Initech Treasury")
     sign_in(page, owner)
     page.locator("button, a, input[type=submit]").filter(has_text=re.compile(r"(log|sign) ?out", re.I)).first.click()
     page.wait_for_url(re.compile(r"/console/login"))
@@ -116,6 +116,15 @@ def test_a_second_admin_approves_a_transfer_in_review_and_watches_it_complete(pa
     admin = api.add_user(owner, "ADMIN")
     transaction_id = transfer_in_review(api, owner)
 
+    # Four eyes: the transfer's creator has the buttons too, but their approval is refused.
+    sign_in(page, owner)
+    page.goto("/console/reviews")
+    with page.expect_response(lambda r: r.request.method == "POST") as posted:
+        page.locator(f"[data-id='{transaction_id}'] button[name=approve]").click()
+    assert posted.value.status == 403, posted.value.status
+    assert status_of(api, owner, transaction_id) == "IN_REVIEW"
+
+    page.context.clear_cookies()
     sign_in(page, admin)
     page.goto("/console/reviews")
     row = page.locator(f"[data-id='{transaction_id}']")
@@ -135,7 +144,7 @@ def test_a_second_admin_approves_a_transfer_in_review_and_watches_it_complete(pa
 
 
 def test_a_form_sent_without_its_csrf_token_is_refused(page, context, api, console_url):
-    owner = api.signup()
+    owner = api.signup("Umbrella Freight")
     admin = api.add_user(owner, "ADMIN")
     transaction_id = transfer_in_review(api, owner)
     sign_in(page, admin)
@@ -203,7 +212,7 @@ def test_a_tampered_balance_shows_as_a_drift_finding(page, api, tampered):
 
 def test_a_member_of_another_organisation_gets_404_for_its_pages(page, api, history):
     _owner, source, _destination, transfer_id = history
-    outsider = api.add_user(api.signup(), "MEMBER")
+    outsider = api.add_user(api.signup("Globex Trading"), "MEMBER")
     sign_in(page, outsider)
     own = page.goto("/console/wallets")
     assert own is not None and own.status == 200
@@ -227,4 +236,6 @@ def test_an_operator_sees_every_organisation_on_the_platform_page(page, api, his
     sign_in(page, api.operator())
     page.goto("/console/platform")
     page.locator(f"[data-id='{owner.organization_id}']").wait_for()
+    # The workers, asked with Celery's inspect as Flower does: the run's settlement worker answers.
+    page.get_by_text(re.compile(r"settler@")).first.wait_for()
     docs_screenshot(page, "console-platform")
