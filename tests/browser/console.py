@@ -59,11 +59,12 @@ def canvas_pixels(chart: Any) -> dict[str, int]:
     return dict(chart.evaluate(CANVAS_PIXELS_JS))
 
 
-def text_after_reloads(page: Any, wanted: str, seconds: float = 30) -> str:
-    """The page's text once it contains `wanted`, reloading it as a person would; the last text otherwise."""
+def text_after_reloads(page: Any, selector: str, wanted: str, seconds: float = 30) -> str:
+    """The text of `selector` once it contains `wanted`, reloading the page as a person would; the last
+    text read otherwise."""
     deadline = time.monotonic() + seconds
     while True:
-        text = str(page.locator("body").inner_text())
+        text = str(page.locator(selector).inner_text())
         if wanted in text or time.monotonic() > deadline:
             return text
         time.sleep(0.5)

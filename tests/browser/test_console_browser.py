@@ -83,8 +83,8 @@ def test_an_owner_signs_in_reads_the_charts_and_opens_a_transfer_found_by_id(pag
     page.goto("/console/transactions")
     search = page.locator("input[type=search], input[name=q], input[name=search]").first
     search.fill(transfer_id)
-    search.press("Enter")
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        search.press("Enter")
     if not page.url.rstrip("/").endswith(transfer_id):  # a search may list the match or open it at once
         rows = page.locator("[data-id]")
         rows.first.wait_for()
@@ -93,8 +93,8 @@ def test_an_owner_signs_in_reads_the_charts_and_opens_a_transfer_found_by_id(pag
         links = row.locator("a")
         (links.first if links.count() else row).click()
         page.wait_for_url(re.compile(rf"/console/transactions/{transfer_id}/?$"))
-    detail = page.locator("body").inner_text()
-    assert transfer_id in detail and "COMPLETED" in detail
+    assert transfer_id in page.locator("body").inner_text()
+    assert "COMPLETED" in page.locator("h1").inner_text()  # the page's title carries its status
     # Its entries: one debit on the source, one credit on the destination.
     for wallet_id in (source, destination):
         assert page.locator(f"a[href*='{wallet_id}']").count() > 0, f"no link to wallet {wallet_id}"
@@ -134,7 +134,7 @@ def test_a_second_admin_approves_a_transfer_in_review_and_watches_it_complete(pa
         row.locator("button[name=approve]").click()
 
     page.goto(f"/console/transactions/{transaction_id}")
-    assert "COMPLETED" in text_after_reloads(page, "COMPLETED")
+    assert "COMPLETED" in text_after_reloads(page, "h1", "COMPLETED")
     settled = api.wait_final(owner, transaction_id)
     assert (settled["status"], settled["review_decision"], settled["reviewed_by"]) == (
         "COMPLETED",
@@ -202,8 +202,8 @@ def test_a_tampered_balance_shows_as_a_drift_finding(page, api, tampered):
     finding = page.locator("[data-id]").filter(has=page.locator(f"a[href$='/wallets/{wallet_id}']"))
     if not finding.count():
         links = row.locator("a")
-        (links.first if links.count() else row).click()
-        page.wait_for_load_state()
+        with page.expect_navigation():
+            (links.first if links.count() else row).click()
     text = finding.first.inner_text()
     assert re.search(r"balance.?mismatch", text, re.I), f"the finding does not say what drifted: {text}"
     assert "0.07" in text, f"the finding does not give the difference: {text}"
