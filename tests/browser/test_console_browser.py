@@ -170,6 +170,16 @@ def test_a_form_sent_without_its_csrf_token_is_refused(page, context, api, conso
         assert refused.status == 400, refused.status
         after = signed_out.request.get("/console/", max_redirects=0)
         assert after.status in (302, 303) and "/console/login" in after.headers["location"]
+        # The same post with the token its login page carries signs in: the token was what was missing.
+        form_page = signed_out.request.get("/console/login").text()
+        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', form_page)
+        assert token, "the login form carries no csrf_token"
+        accepted = signed_out.request.post(
+            "/console/login",
+            form={"email": admin.email, "password": admin.password, "csrf_token": token.group(1)},
+            max_redirects=0,
+        )
+        assert accepted.status in (302, 303) and "/console/login" not in accepted.headers["location"]
     finally:
         signed_out.close()
 
