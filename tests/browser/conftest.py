@@ -63,6 +63,8 @@ def browser() -> Iterator[Any]:
         from playwright.sync_api import sync_playwright
     except ImportError:
         _unavailable("the playwright package is not installed (pip install -e '.[dev]')")
+    for stale in ARTIFACTS_DIR.glob("tests_browser_*.png"):  # an earlier run's failures, not this one's
+        stale.unlink()
     with sync_playwright() as playwright:
         executable = _executable(playwright.chromium)
         launched = playwright.chromium.launch(executable_path=executable, headless=True, args=LAUNCH_ARGS)
