@@ -110,6 +110,7 @@ task_routes = {
         "tasks.purge_idempotency_keys",
         "tasks.sweep_webhook_deliveries",
         "tasks.sweep_expired_holds",
+        "tasks.fold_activity",
     )
 }
 task_routes["tasks.deliver_webhook"] = {"queue": WEBHOOKS_QUEUE}
@@ -123,9 +124,16 @@ imports = (
     "tasks.webhooks",
     "tasks.holds",
     "tasks.review",
+    "tasks.analytics",
 )
 
 beat_schedule = {
+    # The activity deltas settling appends, folded into the console's rollup (ledger/analytics.py):
+    # charts are exact without it, but read every delta not folded yet.
+    "fold-activity": {
+        "task": "tasks.fold_activity",
+        "schedule": float(os.environ.get("VAULTCRAFT_ACTIVITY_FOLD_SECONDS", "10")),
+    },
     # Holds past their expires_at whose ETA task (tasks.expire_hold) was lost or never scheduled.
     "sweep-expired-holds": {
         "task": "tasks.sweep_expired_holds",

@@ -39,6 +39,9 @@ class BenchConfig:
     bulk_size: int  # transfers per bulk request
     worker_concurrency: int  # Celery prefork processes; 0: as celeryconfig.py says
     settle_timeout_seconds: float  # longest wait for a phase's intents to become final
+    console_organizations: int  # console phase: organisations generated (0: no console phase)
+    console_transactions: int  # and settled transactions over them, spread over 30 days
+    console_requests: int  # requests timed per console page
     output_dir: Path
 
     @classmethod
@@ -60,5 +63,8 @@ class BenchConfig:
             bulk_size=_int("BENCH_BULK_SIZE", 1000),
             worker_concurrency=_int("BENCH_WORKER_CONCURRENCY", 0),
             settle_timeout_seconds=_float("BENCH_SETTLE_TIMEOUT_SECONDS", 300.0),
+            console_organizations=_int("BENCH_CONSOLE_ORGANIZATIONS", 100),
+            console_transactions=_int("BENCH_CONSOLE_TRANSACTIONS", 1_000_000),
+            console_requests=_int("BENCH_CONSOLE_REQUESTS", 40),
             output_dir=Path(os.environ.get("BENCH_OUTPUT_DIR", BENCH_DIR)),
         )

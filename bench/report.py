@@ -178,7 +178,18 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
             sustained and bulk_settled >= 8000,
         ),
         *_hold_goals(results),
+        *_console_goals(results),
     ]
+
+
+def _console_goals(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """Issue 22: every console page <= 300 ms p95 over the bench's generated organisations."""
+    console = results.get("console")
+    if not console:
+        return []
+    goal = console["goal"]
+    scale = f" ({console['organizations']} organisations, {console['transactions']:,} transactions)"
+    return [(goal["goal"] + scale, goal["measured"], goal["met"])]
 
 
 def render(results: dict[str, Any]) -> str:
@@ -189,6 +200,22 @@ def render(results: dict[str, Any]) -> str:
     lines += [f"{a:<{width}}  {b:>{cells}}  {c:>{cells}}" for a, b, c in table]
     lines += ["", "goals (2 cores):"]
     lines += [f"  [{'met' if ok else 'NOT met'}] {name}: {value}" for name, value, ok in goals(results)]
+    if results.get("console"):
+        lines += ["", "console pages (p50 / p95 ms):"]
+        lines += [
+            f"  {path}: {page['p50_ms']:.0f} / {page['p95_ms']:.0f}  {page['statuses']}"
+            for path, page in results["console"]["pages"].items()
+        ]
+        lines += ["console queries at that size (EXPLAIN ANALYZE):"]
+        lines += [
+            f"  {q['query']}: {q['ms']:.1f} ms"
+            + (
+                ""
+                if not q["sequential_scans_of_large_tables"]
+                else f"  SEQ SCAN {q['sequential_scans_of_large_tables']}"
+            )
+            for q in results["console"]["queries"]
+        ]
     machine = results["machine"]
     lines += ["", f"machine: {machine['cpus']} cores, {machine['cpu_model']}; load before {machine['load_before']}"]
     return "\n".join(lines)

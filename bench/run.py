@@ -159,6 +159,22 @@ def _e2e(services: Any, dsn: str, data: Any, config: BenchConfig) -> tuple[dict[
     return singles, bulk
 
 
+def _console(services: Any, dsn: str, config: BenchConfig) -> dict[str, Any]:
+    """Last: its million transactions would slow every phase after it (issue 22)."""
+    from bench import console
+
+    vacuum(dsn)
+    out = console.run(
+        dsn,
+        services.web_port,
+        organizations=config.console_organizations,
+        transactions=config.console_transactions,
+        requests_per_page=config.console_requests,
+    )
+    print(f"console: {out['goal']['measured']}", flush=True)
+    return out
+
+
 def _rss(services: Any) -> dict[str, float]:
     worker_series = services.memory.total_rss_kib.get("worker", [(0, 0)])
     return {
@@ -200,6 +216,8 @@ def measure(config: BenchConfig, dsn: str) -> dict[str, Any]:
         results["engine"] = _engine(dsn, data, config)
         results["holds"] = _holds(dsn, data, config)
         results["e2e"], results["bulk"] = _e2e(services, dsn, data, config)
+        if config.console_organizations:
+            results["console"] = _console(services, dsn, config)
     finally:
         services.stop()
     results["rss"] = _rss(services)

@@ -1,5 +1,6 @@
 """SQLAlchemy models, one module per aggregate. Importing this package registers every table."""
 
+from models.activity import activity_deltas, activity_rollup
 from models.audit import AuditLog
 from models.base import Base
 from models.fraud import FraudRules
@@ -91,4 +92,6 @@ __all__ = [
     "WalletType",
     "WebhookDelivery",
     "WebhookEndpoint",
+    "activity_deltas",
+    "activity_rollup",
 ]

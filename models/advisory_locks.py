@@ -22,3 +22,5 @@ class AdvisoryLock(enum.IntEnum):
     SETTLEMENT_BATCH = 7261004
     # One outbox relay at a time, so events go out in outbox order (tasks/outbox.py).
     OUTBOX_RELAY = 7261005
+    # One fold of the activity deltas into the rollup at a time (ledger/analytics.py).
+    ACTIVITY_FOLD = 7261020

@@ -48,6 +48,13 @@ INTENTS_ACCEPTED = Counter("vaultcraft_intents_accepted_total", "Intents accepte
 TRANSACTIONS_SETTLED = Counter(
     "vaultcraft_transactions_settled_total", "Transactions that reached a final status", ["type", "status"]
 )
+# Money, not counts: what COMPLETED transactions moved, in minor units of their currency (a handful
+# of ISO 4217 codes, so the label stays small). Per minute by currency is the dashboard's headline.
+SETTLED_AMOUNT = Counter(
+    "vaultcraft_settled_amount_minor_units_total",
+    "Amount moved by transactions that COMPLETED, in minor units of their currency",
+    ["type", "currency"],
+)
 SETTLE_LATENCY = Histogram(
     "vaultcraft_transaction_accepted_to_final_seconds",
     "From an intent's acceptance (created_at) to its final status (completed_at)",
@@ -127,7 +134,7 @@ def _observe(info: dict[str, Any]) -> None:
             RECONCILIATION_DRIFT.labels(mode).inc(findings)
 
 
-def _observe_settled(settled: Sequence[tuple[str, str, float, str | None, Any]]) -> None:
+def _observe_settled(settled: Sequence[tuple[str, str, float, str | None, Any, int, str]]) -> None:
     """Transactions that reached a final status in one commit (a settlement batch: up to 1,000).
 
     Counters move once per (type, status); the latency histogram takes every observation. Logging
@@ -135,11 +142,14 @@ def _observe_settled(settled: Sequence[tuple[str, str, float, str | None, Any]])
     (so that request can be followed into its settlement); the others log at DEBUG only.
     """
     counts: Counter_[tuple[str, str]] = Counter_()
+    moved: Counter_[tuple[str, str]] = Counter_()
     latency_max: dict[str, float] = {}
     debug = logger.isEnabledFor(logging.DEBUG)
     histograms: dict[str, Any] = {}
-    for status, transaction_type, latency_seconds, request_id, transaction_id in settled:
+    for status, transaction_type, latency_seconds, request_id, transaction_id, amount, currency in settled:
         counts[(transaction_type, status)] += 1
+        if status == "COMPLETED":
+            moved[(transaction_type, currency)] += amount
         histogram = histograms.get(status) or histograms.setdefault(status, SETTLE_LATENCY.labels(status))
         histogram.observe(latency_seconds)
         latency_max[status] = max(latency_max.get(status, 0.0), latency_seconds)
@@ -155,6 +165,8 @@ def _observe_settled(settled: Sequence[tuple[str, str, float, str | None, Any]])
                     "latency_ms": round(latency_seconds * 1000, 1),
                 },
             )
+    for (transaction_type, currency), amount in moved.items():
+        SETTLED_AMOUNT.labels(transaction_type, currency).inc(amount)
     by_status: Counter_[str] = Counter_()
     for (transaction_type, status), count in counts.items():
         TRANSACTIONS_SETTLED.labels(transaction_type, status).inc(count)

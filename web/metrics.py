@@ -26,6 +26,8 @@ from sqlalchemy import text
 from models.db import get_engine
 from ops.metrics import HTTP_LATENCY, HTTP_REQUESTS, multiprocess_enabled
 from settings import get_settings, is_amqp
+from web.tokens import redis_client
+from workers import heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,16 @@ _WEBHOOKS = text(
     SELECT (SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'PENDING'),
            (SELECT COUNT(*) FROM webhook_endpoints WHERE status = 'ENABLED' AND failing_since IS NOT NULL),
            (SELECT COUNT(*) FROM webhook_endpoints WHERE status = 'DISABLED')
+    """
+)
+# Both through ix_transactions_pending (created_at, partial on PENDING): a count over the index, and its
+# first entry that is not parked. Parked intents wait for an operator and have their own gauge; left in,
+# one of them would hold the oldest-PENDING age up for as long as it is parked.
+_PENDING = text(
+    """
+    SELECT (SELECT COUNT(*) FROM transactions WHERE status = 'PENDING'),
+           (SELECT EXTRACT(EPOCH FROM clock_timestamp() - created_at) FROM transactions
+             WHERE status = 'PENDING' AND parked_at IS NULL ORDER BY created_at LIMIT 1)
     """
 )
 _LAST_RUN = text(
@@ -87,7 +99,29 @@ class SystemCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         yield from self._queue_depth()
+        yield from self._workers()
         yield from self._database_gauges()
+
+    @staticmethod
+    def _workers() -> Iterator[GaugeMetricFamily]:
+        """The settlement workers' heartbeats, as /health reads them."""
+        try:
+            state = heartbeat.read(redis_client(), time.time())
+        except Exception:  # a scrape must answer even when Redis does not
+            logger.warning("worker heartbeats unavailable", exc_info=True)
+            return
+        yield GaugeMetricFamily(
+            "vaultcraft_settlement_workers_up",
+            f"Settlement workers that sent a heartbeat in the last {heartbeat.SILENT_SECONDS_MAX:g} s",
+            value=state.alive,
+        )
+        last_seen = GaugeMetricFamily(
+            "vaultcraft_settlement_worker_last_seen_seconds",
+            "Seconds since any settlement worker last sent a heartbeat (absent: none ever did)",
+        )
+        if state.last_seen_seconds_ago is not None:
+            last_seen.add_metric([], max(state.last_seen_seconds_ago, 0.0))
+        yield last_seen
 
     def _queue_depth(self) -> Iterator[GaugeMetricFamily]:
         from workers.app import app as celery_app
@@ -114,6 +148,7 @@ class SystemCollector(Collector):
                 connection.execute(text(f"SET LOCAL statement_timeout = {SCRAPE_STATEMENT_TIMEOUT_MS}"))
                 backlog, oldest_seconds = connection.execute(_OUTBOX_LAG).one()
                 parked = connection.execute(_PARKED).scalar_one()
+                pending, oldest_pending_seconds = connection.execute(_PENDING).one()
                 webhooks_pending, endpoints_failing, endpoints_disabled = connection.execute(_WEBHOOKS).one()
                 last_run = connection.execute(_LAST_RUN).one_or_none()
         except Exception:  # a scrape must answer even when Postgres does not
@@ -125,6 +160,16 @@ class SystemCollector(Collector):
         )
         yield GaugeMetricFamily(
             "vaultcraft_parked_intents", "Intents parked PENDING because settling them kept failing", value=parked
+        )
+        yield GaugeMetricFamily(
+            "vaultcraft_pending_intents",
+            "Intents accepted and not yet settled (PENDING, parked ones too)",
+            value=pending,
+        )
+        yield GaugeMetricFamily(
+            "vaultcraft_oldest_pending_intent_seconds",
+            "Age of the oldest PENDING intent that is not parked (0 when there is none)",
+            value=float(oldest_pending_seconds or 0),
         )
         yield GaugeMetricFamily(
             "vaultcraft_webhook_deliveries_pending", "Webhook deliveries waiting for an attempt", value=webhooks_pending

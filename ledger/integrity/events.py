@@ -193,7 +193,8 @@ def with_transaction_events(transactions: str) -> str:
                {_sorted_pair("f.source_organization_id", "f.destination_organization_id")}
           FROM (SELECT * FROM final WHERE event_type IS NOT NULL ORDER BY created_at, id) AS f
     )
-    SELECT status, type, greatest(extract(epoch FROM completed_at - created_at), 0)::float8, request_id, id
+    SELECT status, type, greatest(extract(epoch FROM completed_at - created_at), 0)::float8, request_id, id,
+           amount, currency
       FROM final
      WHERE event_type IS NOT NULL
      ORDER BY created_at, id
@@ -216,7 +217,8 @@ def record_transaction_events(session: Session, transaction_ids: Sequence[uuid.U
 
 def note_transaction_events(session: Session, settled: Sequence[Sequence[Any]]) -> None:
     """Leave the after-commit notes for events a `with_transaction_events` statement wrote: that the
-    outbox has new rows, and each transaction's (status, type, seconds, request id, id) for metrics."""
+    outbox has new rows, and each transaction's (status, type, seconds, request id, id, amount, currency)
+    for metrics."""
     if not settled:
         return
     session.info[OUTBOX_WRITTEN_KEY] = True

@@ -29,10 +29,11 @@ from ledger import monitors
 from ledger.access import Actor, can_debit, not_found, require_transfer_access, visible_wallets
 from ledger.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from ledger.idempotency import claim_key, request_hash
+from ledger.intents.pending import add_pending_intent
 from ledger.intents.transfers import Submitted, replayed_transaction
 from ledger.pagination import Page, paginate
 from ledger.settlement.hold_outcomes import HOLD_EXPIRY_LAG_KEY, record_hold_event
-from models import Hold, HoldStatus, Transaction, TransactionStatus, TransactionType, Wallet, ids
+from models import Hold, HoldStatus, Transaction, TransactionType, Wallet, ids
 from models.hold import HOLD_EXPIRES_IN_SECONDS_DEFAULT
 
 VOIDED, EXPIRED = "hold.voided", "hold.expired"
@@ -100,28 +101,43 @@ def submit_hold(
     )
     session.add(hold)
     session.flush()
-    intent = _intent(actor, new_id, TransactionType.HOLD, hold, request.amount, idempotency_key)
-    intent.description, intent.metadata_ = request.description, request.metadata
-    session.add(intent)
-    session.flush()
+    intent = _add_intent(
+        session,
+        actor,
+        new_id,
+        TransactionType.HOLD,
+        hold,
+        request.amount,
+        idempotency_key,
+        description=request.description,
+        metadata_=request.metadata,
+    )
     return AcceptedHold(hold, Submitted(intent, created=True))
 
 
-def _intent(
-    actor: Actor, intent_id: uuid.UUID, kind: TransactionType, hold: Hold, amount: int, key: str | None
+def _add_intent(
+    session: Session,
+    actor: Actor,
+    intent_id: uuid.UUID,
+    kind: TransactionType,
+    hold: Hold,
+    amount: int,
+    key: str | None,
+    **details: Any,
 ) -> Transaction:
-    return Transaction(
-        id=intent_id,
-        organization_id=actor.organization_id,
-        created_by=actor.user_id,
-        type=kind,
-        status=TransactionStatus.PENDING,
+    """The hold's own intent (HOLD) or one of its captures, along the hold's wallets."""
+    return add_pending_intent(
+        session,
+        actor,
+        intent_id,
+        kind,
         amount=amount,
         currency=hold.currency,
         source_wallet_id=hold.source_wallet_id,
         destination_wallet_id=hold.destination_wallet_id,
         idempotency_key=key,
         hold_id=None if kind is TransactionType.HOLD else hold.id,
+        **details,
     )
 
 
@@ -170,9 +186,7 @@ def submit_capture(
     hold.reserved_amount += amount
     if final:
         hold.final_capture_id = new_id
-    intent = _intent(actor, new_id, TransactionType.CAPTURE, hold, amount, idempotency_key)
-    session.add(intent)
-    session.flush()
+    intent = _add_intent(session, actor, new_id, TransactionType.CAPTURE, hold, amount, idempotency_key)
     return Submitted(intent, created=True)
 
 

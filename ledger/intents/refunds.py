@@ -28,6 +28,7 @@ from ledger.access import Actor, can_debit, system_wallet_refused
 from ledger.errors import Conflict, Forbidden, InvalidRequest
 from ledger.idempotency import claim_key, request_hash
 from ledger.integrity import events
+from ledger.intents.pending import add_pending_intent
 from ledger.intents.transfers import Submitted, get_visible_transaction, replayed_transaction
 from models import Transaction, TransactionStatus, TransactionType, Wallet, WalletType, ids
 from models.transaction import REFUNDS_PER_TRANSACTION_MAX
@@ -123,22 +124,19 @@ def submit_refund(
     if amount <= 0 or amount > left:
         raise _exceeds(original, amount)
     _reserve(session, original, amount, new_id)
-    refund = Transaction(
-        id=new_id,
-        organization_id=actor.organization_id,
-        created_by=actor.user_id,
-        type=TransactionType.REFUND,
-        status=TransactionStatus.PENDING,
+    refund = add_pending_intent(
+        session,
+        actor,
+        new_id,
+        TransactionType.REFUND,
         amount=amount,
         currency=original.currency,
         source_wallet_id=original.destination_wallet_id,
         destination_wallet_id=original.source_wallet_id,
-        description=request.reason,
         idempotency_key=idempotency_key,
+        description=request.reason,
         refund_of=original.id,
     )
-    session.add(refund)
-    session.flush()
     return Submitted(refund, created=True)
 
 

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from ledger import monitors
+from ledger import analytics, monitors
 from ledger.access import Actor, require_org_admin
 from ledger.errors import Conflict, Forbidden
 from ledger.integrity import audit, events
@@ -81,6 +81,7 @@ def decide(
     )
     if decision is Decision.REJECT:
         events.record_transaction_events(session, [transaction.id])
+        analytics.record_settled(session, [transaction.id])
     return transaction
 
 
@@ -149,4 +150,5 @@ def expire_due(session: Session, *, window: timedelta, limit: int) -> int:
         )
     session.flush()
     events.record_transaction_events(session, [t.id for t in due])
+    analytics.record_settled(session, [t.id for t in due])
     return len(due)

@@ -31,6 +31,7 @@ from ledger.idempotency import claim_key, earlier_claim, key_reused, request_has
 from ledger.identity import load_actor, user_gone
 from ledger.integrity.audit import Origin
 from ledger.integrity.events import transaction_json_sql
+from ledger.intents.pending import add_pending_intent
 from ledger.notes import note_accepted
 from ledger.pagination import Page, paginate
 from ledger.wallets import get_or_create_system_wallet
@@ -106,23 +107,19 @@ def _insert_intent(
     request: TransferRequest,
     idempotency_key: str | None,
 ) -> Transaction:
-    intent = Transaction(
-        id=transaction_id,
-        organization_id=actor.organization_id,
-        created_by=actor.user_id,
-        type=transaction_type,
-        status=TransactionStatus.PENDING,
+    return add_pending_intent(
+        session,
+        actor,
+        transaction_id,
+        transaction_type,
         amount=request.amount,
         currency=request.currency,
         source_wallet_id=request.source_wallet_id,
         destination_wallet_id=request.destination_wallet_id,
+        idempotency_key=idempotency_key,
         description=request.description,
         metadata_=request.metadata,
-        idempotency_key=idempotency_key,
     )
-    session.add(intent)
-    session.flush()
-    return intent
 
 
 def _same_wallet() -> InvalidRequest:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import CursorResult, func, select
 from sqlalchemy.orm import Session
 
-from ledger import monitors
+from ledger import analytics, monitors
 from ledger.integrity import events
 from ledger.intents import p2p, refunds
 from ledger.settlement import hold_outcomes, order, review, risk
@@ -387,6 +387,9 @@ def settle_claim(session: Session, claim: Claim, *, skipped: int) -> SettleOutco
         # Events after every lock, so each wallet's events are in the order of its versions.
         _follow_requests(session, plan, claim.paying_requests, posted_at)
         events.record_transaction_events(session, [*plan.completed, *plan.failed])
+    # The console's activity charts: one grouped insert of this batch's outcomes, appended to a table
+    # no one updates, so batches never wait on each other for it (ledger/analytics.py).
+    analytics.record_settled(session, [*plan.completed, *plan.failed])
     # Each crossing of a monitor's threshold along the batch, in intent order (ledger/monitors.py).
     monitors.announce(session, watches, trace)
     _follow_refunds(session, plan, refund_ids)

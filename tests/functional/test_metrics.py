@@ -170,6 +170,12 @@ def test_metrics_aggregate_every_process_and_the_request_id_follows_the_intent(s
     assert sample(text, "vaultcraft_transactions_settled_total", type="TRANSFER", status="COMPLETED") == 1
     assert sample(text, "vaultcraft_transaction_accepted_to_final_seconds_count", status="COMPLETED") == 2
     assert sample(text, "vaultcraft_queue_depth", queue="settlement") >= 0
+    # Money moved, in minor units by currency, counted where it settled (the worker's processes).
+    assert sample(text, "vaultcraft_settled_amount_minor_units_total", type="TRANSFER", currency="INR") == 10
+    assert sample(text, "vaultcraft_settled_amount_minor_units_total", type="DEPOSIT", currency="INR") == 1_000
+    # The stack's one worker heartbeats into the stack's own Redis database, which the web reads.
+    assert sample(text, "vaultcraft_settlement_workers_up") == 1
+    assert 0 <= sample(text, "vaultcraft_settlement_worker_last_seen_seconds") < 6
 
     # The worker's JSON log line for the settled transfer carries the API request's id.
     lines = [json.loads(line) for line in worker_log.read_bytes().splitlines() if line.startswith(b"{")]
@@ -195,3 +201,46 @@ def test_invented_http_methods_share_one_label(api):
     assert sample(after, "vaultcraft_http_requests_total", method="PATCH", **labels) == (
         sample(before, "vaultcraft_http_requests_total", method="PATCH", **labels) + 1
     )
+
+
+def test_oldest_pending_intent_age_leaves_parked_ones_out(api, unpublished, db):
+    """The age behind the "oldest PENDING" alert: an intent left waiting shows, a parked one does not
+    (it has an alert of its own and would otherwise hold the age up for as long as it is parked)."""
+    from tasks.settlement import settle_soon
+
+    owner = api.signup()
+    source = api.funded_wallet(owner, 1_000)
+    destination = api.create_wallet(owner)
+    client = api.app.test_client()
+    unpublished.start()
+    response = api.transfer(owner, source, destination, 10)
+    assert response.status_code == 202
+    transaction_id = response.json["id"]
+    hour = 3_600
+    try:
+        db.execute(
+            "UPDATE transactions SET created_at = now() - make_interval(secs => :age) WHERE id = :id",
+            age=hour + 60,
+            id=transaction_id,
+        )
+        text = client.get("/metrics").get_data(as_text=True)
+        assert sample(text, "vaultcraft_oldest_pending_intent_seconds") >= hour + 60
+        assert sample(text, "vaultcraft_pending_intents") >= 1
+
+        db.execute("UPDATE transactions SET parked_at = now() WHERE id = :id", id=transaction_id)
+        text = client.get("/metrics").get_data(as_text=True)
+        assert sample(text, "vaultcraft_oldest_pending_intent_seconds") < hour
+        assert sample(text, "vaultcraft_parked_intents") >= 1
+        assert sample(text, "vaultcraft_pending_intents") >= 1  # parked intents are still PENDING
+    finally:  # settle it, so no other test meets a parked or hour-old intent
+        db.execute("UPDATE transactions SET parked_at = NULL, created_at = now() WHERE id = :id", id=transaction_id)
+        settle_soon([uuid.UUID(transaction_id)])
+    assert api.wait_final(owner, transaction_id)["status"] == "COMPLETED"
+
+
+def test_settlement_workers_up_follows_the_heartbeats(api):
+    """With the suite's worker running, /metrics says at least one settlement worker is up, and when one
+    was last heard from."""
+    text = api.app.test_client().get("/metrics").get_data(as_text=True)
+    assert sample(text, "vaultcraft_settlement_workers_up") >= 1
+    assert 0 <= sample(text, "vaultcraft_settlement_worker_last_seen_seconds") < 6

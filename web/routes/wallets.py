@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -212,6 +213,24 @@ def grant_member(body: dict[str, Any], wallet_id: uuid.UUID) -> Any:
         return member
 
 
+def _treasury_move(
+    submitter: Callable[..., transfers.Submitted],
+    wallet_id: uuid.UUID,
+    body: dict[str, Any],
+    idempotency_key: str | None,
+) -> Any:
+    """A deposit or a withdrawal: the same intake, dry run and enqueue; only the ledger function differs."""
+
+    def submit(session: Session, actor: Actor) -> transfers.Submitted:
+        return submitter(
+            session, actor, wallet_id, body["amount"], idempotency_key=idempotency_key, description=body["description"]
+        )
+
+    if dry_run.requested():
+        return dry_run.answer(lambda session, actor: submit(session, actor).transaction.id)
+    return submit_and_enqueue(submit)
+
+
 @blp.route("/<uuid:wallet_id>/deposit", methods=["POST"])
 @authenticated(blp)
 @blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
@@ -221,15 +240,7 @@ def grant_member(body: dict[str, Any], wallet_id: uuid.UUID) -> Any:
 @transaction_links(blp, (202, 200))
 def deposit(body: dict[str, Any], wallet_id: uuid.UUID, idempotency_key: str | None) -> Any:
     """OWNER/ADMIN: money in, from the organisation's treasury for the wallet's currency."""
-
-    def submit(session: Session, actor: Actor) -> transfers.Submitted:
-        return transfers.submit_deposit(
-            session, actor, wallet_id, body["amount"], idempotency_key=idempotency_key, description=body["description"]
-        )
-
-    if dry_run.requested():
-        return dry_run.answer(lambda session, actor: submit(session, actor).transaction.id)
-    return submit_and_enqueue(submit)
+    return _treasury_move(transfers.submit_deposit, wallet_id, body, idempotency_key)
 
 
 @blp.route("/<uuid:wallet_id>/withdraw", methods=["POST"])
@@ -241,15 +252,7 @@ def deposit(body: dict[str, Any], wallet_id: uuid.UUID, idempotency_key: str | N
 @transaction_links(blp, (202, 200))
 def withdraw(body: dict[str, Any], wallet_id: uuid.UUID, idempotency_key: str | None) -> Any:
     """Money out, to the organisation's treasury. The wallet's owner or a CONTRIBUTOR."""
-
-    def submit(session: Session, actor: Actor) -> transfers.Submitted:
-        return transfers.submit_withdrawal(
-            session, actor, wallet_id, body["amount"], idempotency_key=idempotency_key, description=body["description"]
-        )
-
-    if dry_run.requested():
-        return dry_run.answer(lambda session, actor: submit(session, actor).transaction.id)
-    return submit_and_enqueue(submit)
+    return _treasury_move(transfers.submit_withdrawal, wallet_id, body, idempotency_key)
 
 
 @blp.route("/<uuid:wallet_id>/ledger", methods=["GET"])
