@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from settings import VAR_DIR
+from tests.browser.console import TIMEZONE
 
 DEBIAN_CHROMIUM = Path("/usr/bin/chromium")
 # Headless, no sandbox (CI runs as root, where Chromium's sandbox refuses to start), no GPU, and none of
@@ -90,7 +91,7 @@ def console_url(worker) -> Iterator[str]:
 
 @pytest.fixture
 def context(browser, console_url) -> Iterator[Any]:
-    created = browser.new_context(base_url=console_url, viewport=VIEWPORT, timezone_id="UTC", locale="en-GB")
+    created = browser.new_context(base_url=console_url, viewport=VIEWPORT, timezone_id=TIMEZONE, locale="en-GB")
     created.set_default_timeout(ACTION_TIMEOUT_MS)
     yield created
     created.close()

@@ -14,6 +14,8 @@ from settings import PROJECT_ROOT
 from tests.client import User
 
 DOCS_DIR = PROJECT_ROOT / "docs"
+# The browser's zone: not UTC, so a page that printed the server's UTC times would show it.
+TIMEZONE = "Asia/Kolkata"
 
 # What a chart's canvases hold, read back from the canvases themselves (so what was painted, not what the
 # DOM claims): pixels that differ from the most common colour (the background), and of those the coloured

@@ -11,11 +11,13 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.browser.console import canvas_pixels, docs_screenshot, drawn_points, sign_in, text_after_reloads
+from tests.browser.console import TIMEZONE, canvas_pixels, docs_screenshot, drawn_points, sign_in, text_after_reloads
 from tests.client import ApiClient, User
 
 # A transfer above this waits IN_REVIEW for a second OWNER/ADMIN (the organisation's fraud rule).
@@ -99,6 +101,20 @@ def test_an_owner_signs_in_reads_the_charts_and_opens_a_transfer_found_by_id(pag
     for wallet_id in (source, destination):
         assert page.locator(f"a[href*='{wallet_id}']").count() > 0, f"no link to wallet {wallet_id}"
     docs_screenshot(page, "console-transaction")
+
+    # Times in the viewer's zone: each <time> shows its UTC instant as a clock in Asia/Kolkata reads it.
+    stamp = page.locator("time[datetime]").first
+    instant = datetime.fromisoformat(str(stamp.get_attribute("datetime")))
+    local = instant.astimezone(ZoneInfo(TIMEZONE)).strftime("%H:%M:%S")
+    assert local in stamp.inner_text(), (instant, stamp.inner_text())
+
+    # From the transfer to its source wallet: the wallet's balance chart has drawn its three entries.
+    with page.expect_navigation():
+        page.locator(f"a[href$='/wallets/{source}']").first.click()
+    chart = page.locator("[data-chart]").first
+    page.wait_for_function("() => document.querySelector('[data-chart]').dataset.drawnPoints")
+    assert drawn_points(chart) >= 3, drawn_points(chart)
+    assert canvas_pixels(chart)["coloured"] > 0
 
 
 def test_signing_out_ends_the_session(page, api):
