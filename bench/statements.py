@@ -180,6 +180,7 @@ def main(argv: list[str]) -> int:
 
         dispose_engine()
         environment.tear_down(env)
+    config.output_dir.mkdir(parents=True, exist_ok=True)
     path = config.output_dir / "statements.json"
     path.write_text(json.dumps(found, indent=2, default=str) + "\n")
     print(f"\nwrote {path}")
