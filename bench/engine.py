@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 
 from bench.dataset import Dataset
-from bench.measure import database_now, settled, vacuum, wait_until_quiet
+from bench.measure import database_now, published_by, settled, vacuum, wait_until_quiet
 from settings import get_settings
 
 INSERT_PENDING = """
@@ -58,4 +58,9 @@ def run(dsn: str, data: Dataset, n: int, *, hot: bool, timeout_seconds: float) -
         assert enqueue_settlement(ids[start : start + batch]), "the broker refused a publish"
     finished = wait_until_quiet(dsn, timeout_seconds)
     result = settled(dsn, tag, since=started)
-    return {**result, "finished": finished}
+    # The rate the limit row is compared with counts until the relay published the last event too.
+    last_published = published_by(dsn, started)
+    span = (last_published - started).total_seconds() if last_published is not None else result["span_seconds"]
+    span = max(span, result["span_seconds"])
+    to_published = result["intents"] / span if span > 0 else 0.0
+    return {**result, "finished": finished, "published_span_seconds": span, "per_second_to_published": to_published}

@@ -45,6 +45,15 @@ def database_now(dsn: str) -> Any:
     return row[0]
 
 
+def published_by(dsn: str, since: Any) -> Any:
+    """When the last outbox event written since `since` was published (None if none was)."""
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT max(published_at) FROM outbox_events WHERE created_at >= %(since)s", {"since": since}
+        ).fetchone()
+    return row[0] if row else None
+
+
 def settled(dsn: str, tag: str, since: Any | None = None) -> dict[str, Any]:
     """Intents tagged `tag`: count, final statuses, settled per second and latency percentiles (ms).
 

@@ -79,6 +79,17 @@ def _baseline(dsn: str, data: Any, config: BenchConfig) -> dict[str, Any]:
     return measured
 
 
+def _limit(dsn: str, data: Any, config: BenchConfig) -> dict[str, Any]:
+    """The set-based probe on the same server and wallets: the row the engine is held to."""
+    from bench import limit
+
+    out = {}
+    for mode in MODES:
+        out[mode] = limit.run(dsn, data, config.engine_intents, hot=mode == "hot")
+        print(f"limit (set-based SQL) {mode}: {out[mode]['settled_per_second']:,.0f}/s", flush=True)
+    return out
+
+
 def _engine(dsn: str, data: Any, config: BenchConfig) -> dict[str, Any]:
     from bench import engine
 
@@ -187,6 +198,16 @@ def _rss(services: Any) -> dict[str, float]:
     }
 
 
+def limit_ratios(results: dict[str, Any]) -> dict[str, float]:
+    """The limit over pgbench, and the engine (counted until its last event was published) over the limit."""
+    out = {}
+    for m in MODES:
+        probe = max(results["limit"][m]["settled_per_second"], 1e-9)
+        out[f"limit_{m}"] = probe / max(results["baseline"]["pgbench"][m]["per_second"], 1e-9)
+        out[f"engine_{m}"] = results["engine"][m]["per_second_to_published"] / probe
+    return out
+
+
 def ratios(results: dict[str, Any], baseline: str) -> dict[str, float]:
     """Engine, end-to-end and bulk settled rates over one baseline's rate, per distribution."""
     settled = {
@@ -208,6 +229,7 @@ def measure(config: BenchConfig, dsn: str) -> dict[str, Any]:
     results: dict[str, Any] = {"machine": _machine(), "config": {**config.__dict__, "output_dir": None}}
     data = dataset.create(dsn, config.wallets)
     results["baseline"] = _baseline(dsn, data, config)
+    results["limit"] = _limit(dsn, data, config)
     services = Services(dict(os.environ))
     try:
         services.start_worker(config.worker_concurrency)
@@ -224,6 +246,7 @@ def measure(config: BenchConfig, dsn: str) -> dict[str, Any]:
     results["ratios"] = ratios(results, "pgbench")
     results["ratios_python_clients"] = ratios(results, "python_clients")
     results["hold_ratios"] = hold_ratios(results)
+    results["limit_ratios"] = limit_ratios(results)
     results["machine"]["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return results
 

@@ -25,6 +25,7 @@ class OutboxEvent(Base):
     __table_args__ = (
         # The relay's work list stays as small as the backlog, not the history.
         Index("ix_outbox_events_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+        Index("ix_outbox_events_aggregate", "aggregate_id", "id"),
     )
 
     # Publication order. Events about one wallet are written under that wallet's row lock, so

@@ -94,7 +94,7 @@ class Transaction(Base):
         CheckConstraint("(type = 'REFUND') = (refund_of IS NOT NULL)", name="refund_has_original"),
         CheckConstraint(f"cardinality(refunds) <= {REFUNDS_PER_TRANSACTION_MAX}", name="refunds_bounded"),
         # The sweep and the batch engine look for old PENDING intents; keep that index small.
-        Index("ix_transactions_pending", "created_at", postgresql_where=text("status = 'PENDING'")),
+        Index("ix_transactions_pending", "created_at", "id", postgresql_where=text("status = 'PENDING'")),
         # The PENDING intents that debit a wallet, oldest first: the per-wallet settle order
         # (ledger/settlement/order.py).
         Index(

@@ -57,7 +57,7 @@ _WEBHOOKS = text(
            (SELECT COUNT(*) FROM webhook_endpoints WHERE status = 'DISABLED')
     """
 )
-# Both through ix_transactions_pending (created_at, partial on PENDING): a count over the index, and its
+# Both through ix_transactions_pending ((created_at, id), partial on PENDING): a count over the index, and its
 # first entry that is not parked. Parked intents wait for an operator and have their own gauge; left in,
 # one of them would hold the oldest-PENDING age up for as long as it is parked.
 _PENDING = text(

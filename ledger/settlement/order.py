@@ -40,9 +40,26 @@ if TYPE_CHECKING:
 
 AcceptedKey = tuple[datetime, uuid.UUID]
 
-# For each debited wallet: the oldest PENDING intents that debit it, older than the batch's last
-# intent on it, as many as the batch has on it. If one of them is outside the batch, it is among
-# those rows (at most that many minus one of the batch's own precede it). Through the partial index
+# First, one read of every PENDING intent older than the batch's newest that is not the batch's own,
+# in accepted order, through ix_transactions_pending ((created_at, id), the index the claim reads):
+# for a batch the claim took from the head of the queue, that is a few rows (intents other batches
+# hold right now, or committed late), whatever the backlog or the number of wallets. Found all
+# (fewer rows than the limit), they answer for every wallet at once. The status a literal, so the
+# partial index's predicate matches.
+_OLDER_OUTSIDE = f"""
+    SELECT source_wallet_id, created_at, id FROM transactions
+     WHERE status = '{TransactionStatus.PENDING}' AND parked_at IS NULL
+       AND (created_at, id) < (%(until_at)b, %(until_id)b)
+       AND id <> ALL(%(own)b)
+     ORDER BY created_at, id
+     LIMIT %(limit)b
+"""
+OLDER_OUTSIDE_MAX = 2_000
+
+# Otherwise (a batch of named intents far behind the head of the queue, such as the sweep's), for each
+# debited wallet: the oldest PENDING intents that debit it, older than the batch's last intent on it,
+# as many as the batch has on it. If one of them is outside the batch, it is among those rows (at most
+# that many minus one of the batch's own precede it). Through the partial index
 # ix_transactions_pending_source (the status a literal, so the index's predicate matches).
 _OLDER_DEBITS = f"""
     SELECT b.wallet_id, o.created_at, o.id
@@ -63,6 +80,7 @@ def waiting_behind_others(
     session: Session, intents: Iterable[Intent], accepted_at: Mapping[uuid.UUID, datetime]
 ) -> set[uuid.UUID]:
     """The intents with an older PENDING intent, outside these, that debits the same wallet."""
+    intents = list(intents)
     last: dict[uuid.UUID, AcceptedKey] = {}
     counts: Counter[uuid.UUID] = Counter()
     own = set()
@@ -75,6 +93,35 @@ def waiting_behind_others(
             last[wallet] = key
     if not last:
         return set()
+    oldest_outside = _oldest_outside_at_once(session, own, max(last.values()))
+    if oldest_outside is None:
+        oldest_outside = _oldest_outside_per_wallet(session, own, last, counts)
+    return {
+        intent.id
+        for intent in intents
+        if intent.source_wallet_id in oldest_outside
+        and oldest_outside[intent.source_wallet_id] < (accepted_at[intent.id], intent.id)
+    }
+
+
+def _oldest_outside_at_once(
+    session: Session, own: Set[uuid.UUID], newest: AcceptedKey
+) -> dict[uuid.UUID, AcceptedKey] | None:
+    """Per debited wallet, the oldest PENDING intent outside the batch that is older than its newest
+    intent; None when there are too many such intents to read at once."""
+    parameters = {"until_at": newest[0], "until_id": newest[1], "own": list(own), "limit": OLDER_OUTSIDE_MAX}
+    rows = session.connection().exec_driver_sql(_OLDER_OUTSIDE, parameters).all()
+    if len(rows) >= OLDER_OUTSIDE_MAX:
+        return None
+    oldest: dict[uuid.UUID, AcceptedKey] = {}
+    for wallet_id, created_at, other_id in rows:  # oldest first
+        oldest.setdefault(wallet_id, (created_at, other_id))
+    return oldest
+
+
+def _oldest_outside_per_wallet(
+    session: Session, own: Set[uuid.UUID], last: Mapping[uuid.UUID, AcceptedKey], counts: Counter[uuid.UUID]
+) -> dict[uuid.UUID, AcceptedKey]:
     wallets = list(last)
     parameters = {
         "wallets": wallets,
@@ -82,16 +129,11 @@ def waiting_behind_others(
         "until_id": [last[w][1] for w in wallets],
         "counts": [counts[w] for w in wallets],
     }
-    oldest_outside: dict[uuid.UUID, AcceptedKey] = {}
+    oldest: dict[uuid.UUID, AcceptedKey] = {}
     for wallet_id, created_at, other_id in session.connection().exec_driver_sql(_OLDER_DEBITS, parameters):
-        if other_id not in own and wallet_id not in oldest_outside:
-            oldest_outside[wallet_id] = (created_at, other_id)
-    return {
-        intent.id
-        for intent in intents
-        if intent.source_wallet_id in oldest_outside
-        and oldest_outside[intent.source_wallet_id] < (accepted_at[intent.id], intent.id)
-    }
+        if other_id not in own and wallet_id not in oldest:
+            oldest[wallet_id] = (created_at, other_id)
+    return oldest
 
 
 def in_order(intents: Iterable[Intent], held_back: Set[uuid.UUID], may_go_negative: Set[uuid.UUID]) -> list[Intent]:

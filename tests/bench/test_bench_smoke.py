@@ -53,6 +53,10 @@ def test_bench_runs_and_reports(tmp_path: Path) -> None:
         "baseline: pgbench",
         "baseline: Python client processes",
         "engine / pgbench baseline",
+        "limit: set-based SQL",
+        "limit / pgbench baseline",
+        "engine (to last event published) / limit",
+        "of the set-based limit uniform",
         "e2e settled / pgbench baseline",
         "bulk settled / pgbench baseline",
         "e2e single transfers: settled",
@@ -78,6 +82,12 @@ def test_bench_runs_and_reports(tmp_path: Path) -> None:
             results["engine"][mode]["settled_per_second"] / pgbench["per_second"]
         )
         assert results["engine"][mode]["intents"] > 0
+        # The probe settled every intent it was given, as the engine does.
+        probe = results["limit"][mode]
+        assert probe["intents"] > 250 and probe["completed"] == probe["intents"] and probe["pending"] == 0
+        assert results["limit_ratios"][f"engine_{mode}"] == (
+            results["engine"][mode]["per_second_to_published"] / probe["settled_per_second"]
+        )
         assert results["engine"][mode]["pending"] == 0
         assert results["e2e"][mode]["max"]["database"]["intents"] > 0
         assert results["bulk"][mode]["database"]["pending"] == 0

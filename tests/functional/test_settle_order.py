@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from ledger.settlement import risk
+from ledger.settlement import order, risk
 from ledger.settlement.posting import settle_oldest_pending
 from models.db import session_factory
 from models.ids import new_id
@@ -157,7 +157,16 @@ def _drain_batch(limit: int) -> Any:
         return settle_oldest_pending(session, limit=limit, min_age=EVERYONE)
 
 
-def test_a_drainer_does_not_settle_past_an_older_intent_another_drainer_holds(api, db, monkeypatch):
+# The order check reads what is older than a batch and outside it in one go, or, when that is more
+# than it reads at once, wallet by wallet (ledger/settlement/order.py): both ways are tried.
+OLDER_OUTSIDE_READS = pytest.mark.parametrize(
+    "older_outside_max", [order.OLDER_OUTSIDE_MAX, 1], ids=["at-once", "per-wallet"]
+)
+
+
+@OLDER_OUTSIDE_READS
+def test_a_drainer_does_not_settle_past_an_older_intent_another_drainer_holds(api, db, monkeypatch, older_outside_max):
+    monkeypatch.setattr(order, "OLDER_OUTSIDE_MAX", older_outside_max)
     owner = api.signup()
     sources = [api.funded_wallet(owner, 100) for _ in range(4)]
     first_payee, second_payee = api.create_wallet(owner), api.create_wallet(owner)
@@ -198,7 +207,9 @@ def _expected(balance: int, amounts: list[int]) -> list[str]:
     return statuses
 
 
-def test_several_drainers_at_once_settle_each_wallet_in_accepted_order(api, db):
+@OLDER_OUTSIDE_READS
+def test_several_drainers_at_once_settle_each_wallet_in_accepted_order(api, db, monkeypatch, older_outside_max):
+    monkeypatch.setattr(order, "OLDER_OUTSIDE_MAX", older_outside_max)
     owner = api.signup()
     sources = [api.funded_wallet(owner, 100) for _ in range(8)]
     payees = [api.create_wallet(owner) for _ in range(3)]
