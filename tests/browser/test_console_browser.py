@@ -245,6 +245,7 @@ def test_a_member_of_another_organisation_gets_404_for_its_pages(page, api, hist
     for path in (f"/console/wallets/{source}", f"/console/transactions/{transfer_id}"):
         answered = page.goto(path)
         assert answered is not None and answered.status == 404, (path, answered and answered.status)
+        assert answered.headers["content-type"].startswith("text/html")  # a page, not the API's JSON
         text = page.locator("body").inner_text()
         assert source not in text and transfer_id not in text
     # The same answer as for an id that exists nowhere: a 404 tells nothing about the other organisation.
