@@ -78,7 +78,7 @@ CREATE TEMP TABLE bench_tx ON COMMIT DROP AS
             CASE WHEN s < %(deposits)s THEN a.id ELSE b.id END AS destination,
             CASE WHEN s >= %(deposits)s AND s %% %(failed_every)s = 0 THEN 'FAILED' ELSE 'COMPLETED' END AS status,
             %(start)s::timestamptz + s * %(step)s::interval AS created_at
-       FROM generate_series(0, %(transactions)s - 1) AS s
+       FROM generate_series(0::bigint, %(transactions)s - 1) AS s
        JOIN bench_orgs AS o ON o.n = s %% %(organizations)s
        JOIN bench_wallets AS a ON a.org = o.n AND a.n = (s / %(organizations)s) %% %(wallets)s
        JOIN bench_wallets AS b ON b.org = o.n AND b.n = (s / %(organizations)s + 1) %% %(wallets)s;
@@ -146,8 +146,8 @@ def generate(dsn: str, *, organizations: int, transactions: int) -> ConsoleData:
     began = time.perf_counter()
     from models.db import session_factory
 
-    with session_factory().begin() as session:
-        analytics.record_all_settled(session)
+    with psycopg.connect(dsn) as connection:
+        connection.execute(analytics.RECORD_ALL_SQL)
     while True:
         with session_factory().begin() as session:
             if (analytics.fold_deltas(session) or 0) < analytics.FOLD_ROWS_MAX:

@@ -43,19 +43,23 @@ def _counters() -> list[sa.Column]:
 # The final transactions as delta rows, as ledger/analytics.py writes them when they settle (as of 0020).
 _LATENCY_US = "greatest(0, (extract(epoch FROM completed_at - created_at) * 1000000)::bigint)"
 _BUCKET = f"least({LATENCY_BUCKETS - 1}, greatest(0, floor(2 * ln(greatest(lat_us / 1000.0, 0.5)) / ln(2))::int + 1))"
-_HISTOGRAM = ", ".join(f"count(*) FILTER (WHERE status = 'COMPLETED' AND b = {k})::int" for k in range(LATENCY_BUCKETS))
+_HISTOGRAM = ", ".join(
+    f"coalesce(sum(n) FILTER (WHERE status = 'COMPLETED' AND b = {k}), 0)::int" for k in range(LATENCY_BUCKETS)
+)
 BACKFILL = f"""
     INSERT INTO activity_deltas (organization_id, currency, hour, {", ".join(COUNTERS)})
     SELECT organization_id, currency, hour,
-           count(*) FILTER (WHERE status = 'COMPLETED')::int,
-           count(*) FILTER (WHERE status = 'FAILED')::int,
+           coalesce(sum(n) FILTER (WHERE status = 'COMPLETED'), 0)::int,
+           coalesce(sum(n) FILTER (WHERE status = 'FAILED'), 0)::int,
            coalesce(sum(amount) FILTER (WHERE status = 'COMPLETED'), 0)::bigint,
            coalesce(sum(lat_us) FILTER (WHERE status = 'COMPLETED'), 0)::bigint,
            {_HISTOGRAM}
-      FROM (SELECT organization_id, currency, status, amount, lat_us, {_BUCKET} AS b,
-                   date_trunc('hour', completed_at, 'UTC') AS hour
-              FROM (SELECT *, {_LATENCY_US} AS lat_us FROM transactions
-                     WHERE status IN ('COMPLETED', 'FAILED') AND type IN ({COUNTED_TYPES})) AS t) AS s
+      FROM (SELECT organization_id, currency, date_trunc('hour', completed_at, 'UTC') AS hour, status,
+                   {_BUCKET} AS b, count(*) AS n, sum(amount) AS amount, sum(lat_us) AS lat_us
+              FROM (SELECT organization_id, currency, status, amount, completed_at, {_LATENCY_US} AS lat_us
+                      FROM transactions
+                     WHERE status IN ('COMPLETED', 'FAILED') AND type IN ({COUNTED_TYPES})) AS t
+             GROUP BY 1, 2, 3, 4, 5) AS s
      GROUP BY organization_id, currency, hour
 """
 
