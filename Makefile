@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint migrate services stop-services clean bench recon-bench chaos
+.PHONY: help install run test lint migrate services stop-services clean bench recon-bench chaos vendor
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -33,6 +33,13 @@ recon-bench: $(STAMP) ## Time FULL vs INCREMENTAL reconciliation on a generated 
 
 chaos: $(STAMP) ## Fault-inject a private stack (kill workers, Redis/Postgres down, duplicates, retries); writes chaos/results.json and README's Chaos table
 	$(BIN)/python -m chaos.run
+
+CONSOLE := web/console
+vendor: ## Reinstall the console's chart library (uPlot, pinned in web/console/package-lock.json) into its static/vendor/ (needs npm; the copies are committed)
+	cd $(CONSOLE) && npm ci --no-audit --no-fund
+	cp $(CONSOLE)/node_modules/uplot/dist/uPlot.iife.min.js $(CONSOLE)/node_modules/uplot/dist/uPlot.min.css $(CONSOLE)/static/vendor/
+	cp $(CONSOLE)/node_modules/uplot/LICENSE $(CONSOLE)/static/vendor/uPlot.LICENSE
+	rm -rf $(CONSOLE)/node_modules
 
 lint: $(STAMP) ## ruff + mypy
 	$(BIN)/ruff check .

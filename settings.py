@@ -52,6 +52,14 @@ def _jwt_secret_key() -> str:
     return os.environ.get("JWT_SECRET_KEY") or _key_kept_in_var("jwt_secret_key", lambda: secrets.token_urlsafe(48))
 
 
+def _console_secret_key() -> str:
+    """VAULTCRAFT_SECRET_KEY from the environment, else a random key kept in var/: it signs the console's
+    session cookie and its CSRF tokens, so restarts keep people signed in."""
+    return os.environ.get("VAULTCRAFT_SECRET_KEY") or _key_kept_in_var(
+        "console_secret_key", lambda: secrets.token_urlsafe(48)
+    )
+
+
 def _webhook_secrets_key() -> str:
     """VAULTCRAFT_WEBHOOK_SECRETS_KEY from the environment (Fernet keys, comma-separated, the first one
     encrypts), else a key kept in var/: webhook signing secrets are stored encrypted with it, so a
@@ -200,6 +208,17 @@ class Settings:
     # Endpoints per organisation, and event types per endpoint.
     webhook_endpoints_per_organization_max: int = 20
 
+    # The console (web/console/): its cookie's signing key, and how long a login lasts there. A login
+    # ends after `console_idle_minutes` without a request, and `console_session_hours` after it
+    # started, whichever comes first; logging out ends it at once, on the server.
+    console_secret_key: str = ""
+    console_idle_minutes: int = 30
+    console_session_hours: int = 12
+    # Rows per console list page, and where the console links into Flower (empty: the request's host
+    # on `flower_port`).
+    console_page_size: int = 50
+    flower_url: str = ""
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
@@ -225,6 +244,10 @@ def get_settings() -> Settings:
             os.environ.get("VAULTCRAFT_IDEMPOTENCY_KEY_TTL_HOURS", Settings.idempotency_key_ttl_hours)
         ),
         webhook_secrets_key=_webhook_secrets_key(),
+        console_secret_key=_console_secret_key(),
+        console_idle_minutes=int(os.environ.get("VAULTCRAFT_CONSOLE_IDLE_MINUTES", Settings.console_idle_minutes)),
+        console_session_hours=int(os.environ.get("VAULTCRAFT_CONSOLE_SESSION_HOURS", Settings.console_session_hours)),
+        flower_url=os.environ.get("VAULTCRAFT_FLOWER_URL", ""),
         webhook_allow_private=os.environ.get("VAULTCRAFT_WEBHOOK_ALLOW_PRIVATE", "").lower() in ("1", "true", "yes"),
         **_webhook_windows(),  # type: ignore[arg-type]
     )

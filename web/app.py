@@ -11,6 +11,7 @@ from settings import Settings, get_settings
 from tasks.outbox import install_wake_hook
 from web import denials, headers, metrics, request_context
 from web.api import api
+from web.console import install as install_console
 from web.errors import register_error_handlers
 from web.limits import init_limits
 from web.routes import (
@@ -96,6 +97,7 @@ def create_app() -> Flask:
     app.register_blueprint(health.blp)
     register_error_handlers(app)
     denials.install(app)
+    install_console(app, settings)
     configure_logging("web")
     install_commit_hooks()
     install_wake_hook()

@@ -46,7 +46,10 @@ _RULE_PARAMETER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 
 def _caller_id() -> uuid.UUID | None:
-    """The verified token's user, when this request verified one (an anonymous refusal is not audited)."""
+    """The verified token's user, or the console's signed-in user, when this request has one (an
+    anonymous refusal is not audited)."""
+    if g.get("console_user_id"):
+        return uuid.UUID(str(g.console_user_id))
     claims = g.get("_jwt_extended_jwt")
     subject = claims.get("sub") if claims else None
     try:

@@ -117,6 +117,8 @@ def _login_email() -> str | None:
     except (RequestEntityTooLarge, RequestRefused):
         body = None  # the view refuses it in the contract's shape
     email = body.get("email") if isinstance(body, dict) else None
+    if email is None and request.mimetype == "application/x-www-form-urlencoded":
+        email = request.form.get("email")  # the console's login form: the same account, the same counters
     return str(email).strip().lower() if email else None
 
 
@@ -178,10 +180,12 @@ def init_limits(app: Flask, settings: Settings) -> None:
     limiter.init_app(app)
 
 
+# Shared: the API's login and the console's sign-in form spend one allowance, so a guesser gains
+# nothing by taking turns between them.
 login_limits = (
-    limiter.limit(login_limit_per_address, key_func=get_remote_address, scope="login-address"),
-    limiter.limit(login_limit_per_account_address, key_func=login_account_address_key, scope="login-account-address"),
-    limiter.limit(login_limit_per_account, key_func=login_account_key, scope="login-account"),
+    limiter.shared_limit(login_limit_per_address, "login-address", key_func=get_remote_address),
+    limiter.shared_limit(login_limit_per_account_address, "login-account-address", key_func=login_account_address_key),
+    limiter.shared_limit(login_limit_per_account, "login-account", key_func=login_account_key),
 )
 signup_limit = limiter.limit(signup_limit_per_address, key_func=get_remote_address, scope="signup-address")
 password_change_limit = limiter.limit(password_change_limit_per_user, key_func=caller_key, scope="password-change")
