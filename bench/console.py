@@ -39,6 +39,9 @@ LARGE_TABLES = ("transactions", "ledger_entries", "activity_rollup")
 
 ORGANIZATION_PAGES = (
     "/console/",
+    # The overview's charts over their longer ranges (hourly over 7 days, daily over 90).
+    "/console/?range=7d",
+    "/console/?range=90d",
     "/console/wallets",
     "/console/wallets/{wallet_id}",
     "/console/transactions",
@@ -255,8 +258,30 @@ def explain_queries(dsn: str, data: ConsoleData) -> list[dict[str, Any]]:
         "SELECT * FROM transactions WHERE source_wallet_id = %(wallet)s ORDER BY created_at DESC LIMIT 50",
         {"wallet": data.wallet_id},
     )
+    # The console's own list (and GET /api/v1/transactions'): what an organisation's owner may see.
+    from ledger.access import Actor
+    from ledger.intents.transfers import visible_transactions
+    from models import Role, Transaction
+
+    with psycopg.connect(dsn) as connection:
+        owner = connection.execute(
+            "SELECT id FROM users WHERE organization_id = %s AND role = 'OWNER' LIMIT 1", (org,)
+        ).fetchone()
+    assert owner is not None
+    actor = Actor(user_id=owner[0], organization_id=uuid.UUID(org), role=Role.OWNER)
+    listing = visible_transactions(actor).order_by(Transaction.created_at.desc(), Transaction.id.desc()).limit(51)
+    queries["transactions an owner may see, newest 50 (the console's and the API's list)"] = (
+        str(listing.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})),
+        {},
+    )
     results = []
     with psycopg.connect(dsn) as connection:
+        batch = [row[0] for row in connection.execute("SELECT id FROM transactions ORDER BY id DESC LIMIT 1000")]
+        # What settling adds to each batch (ledger.analytics.record_settled), without the insert.
+        queries["activity deltas of a 1,000-intent batch (the settle hook's select)"] = (
+            analytics._deltas_of("id = ANY(%(ids)s)"),
+            {"ids": batch},
+        )
         for name, (sql, parameters) in queries.items():
             # SQLAlchemy's pyformat placeholders are psycopg's own.
             plan = connection.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", parameters).fetchone()
