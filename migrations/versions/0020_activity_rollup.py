@@ -42,8 +42,10 @@ def _counters() -> list[sa.Column]:
 
 
 # The final transactions as delta rows, as ledger/analytics.py writes them when they settle (as of 0020).
-_LATENCY_US = "greatest(0, (extract(epoch FROM completed_at - created_at) * 1000000)::bigint)"
-_BUCKET = f"least({LATENCY_BUCKETS - 1}, greatest(0, floor(2 * ln(greatest(lat_us / 1000.0, 0.5)) / ln(2))::int + 1))"
+_LATENCY_US = "greatest(0, round(date_part('epoch', completed_at - created_at) * 1000000)::bigint)"
+_BUCKET = (
+    f"least({LATENCY_BUCKETS - 1}, greatest(0, floor(2 * ln(greatest(lat_us::float8 / 1000, 0.5)) / ln(2))::int + 1))"
+)
 _HISTOGRAM = ", ".join(
     f"coalesce(sum(n) FILTER (WHERE status = 'COMPLETED' AND b = {k}), 0)::int" for k in range(LATENCY_BUCKETS)
 )
