@@ -107,7 +107,9 @@ def test_bench_runs_and_reports(tmp_path: Path) -> None:
     console = results["console"]
     assert set(console["pages"]) == {"/console/platform", *(p for p in _console_pages())}
     assert all(page["statuses"] == [200] for page in console["pages"].values()), console["pages"]
-    assert all(not q["sequential_scans_of_large_tables"] or q["ms"] < 50 for q in console["queries"])
+    # Plans are read at toy size too (sequential scans are right there: they are reported, not judged).
+    assert len(console["queries"]) >= 10 and all(q["scans"] and q["ms"] >= 0 for q in console["queries"])
+    assert console["goal"]["goal"] == "every console page <= 300 ms p95"
     assert results["rss"]["worker_peak_mib"] > 0 and results["rss"]["web_peak_mib"] > 0
     # One-second bulk phases cannot show the bulk goal met, however fast they are.
     bulk_goal = next(goal for goal in results["goals"] if goal["goal"].startswith("bulk"))
