@@ -18,6 +18,7 @@ whether each uses an index rather than a sequential scan of a large table.
 from __future__ import annotations
 
 import html.parser
+import re
 import json
 import statistics
 import time
@@ -151,7 +152,8 @@ def generate(dsn: str, *, organizations: int, transactions: int) -> ConsoleData:
                 lasted = time.perf_counter() - started
                 if lasted > 1:
                     # What the longest statements write, for where generation time goes.
-                    table = next((w for w in statement.split() if w.islower() and w.isidentifier()), "sql")
+                    named = re.search(r"(?:INTO|TABLE|UPDATE)\s+(\w+)", statement)
+                    table = named.group(1) if named else "sql"
                     seconds[table] = seconds.get(table, 0) + lasted
     seconds["ledger"] = time.perf_counter() - began
     began = time.perf_counter()
