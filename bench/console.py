@@ -18,8 +18,8 @@ whether each uses an index rather than a sequential scan of a large table.
 from __future__ import annotations
 
 import html.parser
-import re
 import json
+import re
 import statistics
 import time
 import uuid
