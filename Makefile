@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint migrate services stop-services clean bench recon-bench chaos vendor
+.PHONY: help install run test lint migrate services stop-services clean bench console-bench recon-bench chaos vendor
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ test: $(STAMP) ## Run the whole suite against real Postgres, Redis and Celery wo
 bench: $(STAMP) ## Benchmark engine vs per-transfer SQL (pgbench), end to end and bulk; writes bench/results.json and .png (BENCH_* to resize)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench.run
+
+console-bench: $(STAMP) ## Time every console page over 100 organisations and 1,000,000 transactions (make bench's last phase, alone; BENCH_CONSOLE_*)
+	$(BIN)/python -m bench.console
 
 recon-bench: $(STAMP) ## Time FULL vs INCREMENTAL reconciliation on a generated 1,000,000-entry ledger (own database)
 	$(BIN)/python -m bench.recon_bench

@@ -108,6 +108,9 @@ class Transaction(Base):
             "ix_transactions_parked", "parked_at", postgresql_where=text("parked_at IS NOT NULL AND status = 'PENDING'")
         ),
         Index("ix_transactions_org_created", "organization_id", "created_at", "id"),
+        # What a user may see includes what they created (ledger/intents/transfers.py visible_transactions):
+        # without it, that OR of four conditions read the whole table (make bench console phase, migration 0020).
+        Index("ix_transactions_created_by", "created_by", "created_at"),
         Index("ix_transactions_source_created", "source_wallet_id", "created_at"),
         Index("ix_transactions_destination_created", "destination_wallet_id", "created_at"),
         # Cross-organisation settlement: obligations not yet in a batch, and a batch's transactions.

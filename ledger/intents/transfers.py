@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, any_, func, or_, select
 from sqlalchemy.orm import Session
 
 from ledger.access import (
@@ -421,11 +421,15 @@ def submit_withdrawal(
 
 def visible_transactions(actor: Actor) -> Select[tuple[Transaction]]:
     """Transactions the caller created or that touch a wallet they may see; all of their org's for admins."""
-    wallet_ids = visible_wallets(actor).with_only_columns(Wallet.id)
+    # `= ANY(ARRAY(subquery))`, not `IN (subquery)`: the array is computed once and each of the four
+    # conditions is then an index scan, OR-ed as bitmaps. An IN (subquery) inside an OR can only be
+    # tested row by row, so the whole table was read (make bench console phase, 1,000,000
+    # transactions: 175 ms for an owner's newest 50, with an index for every condition).
+    wallet_ids = func.array(visible_wallets(actor).with_only_columns(Wallet.id).scalar_subquery())
     condition = or_(
         Transaction.created_by == actor.user_id,
-        Transaction.source_wallet_id.in_(wallet_ids),
-        Transaction.destination_wallet_id.in_(wallet_ids),
+        Transaction.source_wallet_id == any_(wallet_ids),
+        Transaction.destination_wallet_id == any_(wallet_ids),
     )
     if actor.is_org_admin:
         condition = or_(condition, Transaction.organization_id == actor.organization_id)

@@ -33,6 +33,9 @@ TINY = {
     "BENCH_BULK_CLIENTS": "1",
     "BENCH_BULK_SIZE": "50",
     "BENCH_SETTLE_TIMEOUT_SECONDS": "60",
+    "BENCH_CONSOLE_ORGANIZATIONS": "3",
+    "BENCH_CONSOLE_TRANSACTIONS": "600",
+    "BENCH_CONSOLE_REQUESTS": "2",
 }
 BENCH_SECONDS_MAX = 240
 
@@ -67,6 +70,8 @@ def test_bench_runs_and_reports(tmp_path: Path) -> None:
         "captures / transfer engine",
         "of the transfer engine hot",
         "holds due at the same second done within 10 s",
+        "every console page <= 300 ms p95",
+        "console pages (p50 / p95 ms):",
     ):
         assert figure in finished.stdout
 
@@ -109,10 +114,22 @@ def test_bench_runs_and_reports(tmp_path: Path) -> None:
     assert expiry["holds"] > 150  # a few of the 200 may pick the same wallet twice and be left out
     hold_goals = [goal for goal in results["goals"] if "transfer engine" in goal["goal"] or "expiry" in goal["goal"]]
     assert len(hold_goals) == 5 and all(isinstance(goal["met"], bool) for goal in hold_goals)
+    console = results["console"]
+    assert set(console["pages"]) == {"/console/platform", *(p for p in _console_pages())}
+    assert all(page["statuses"] == [200] for page in console["pages"].values()), console["pages"]
+    # Plans are read at toy size too (sequential scans are right there: they are reported, not judged).
+    assert len(console["queries"]) >= 10 and all(q["scans"] and q["ms"] >= 0 for q in console["queries"])
+    assert console["goal"]["goal"] == "every console page <= 300 ms p95"
     assert results["rss"]["worker_peak_mib"] > 0 and results["rss"]["web_peak_mib"] > 0
     # One-second bulk phases cannot show the bulk goal met, however fast they are.
     bulk_goal = next(goal for goal in results["goals"] if goal["goal"].startswith("bulk"))
     assert bulk_goal["met"] is False and "not the goal's measure" in bulk_goal["measured"]
+
+
+def _console_pages() -> tuple[str, ...]:
+    from bench.console import ORGANIZATION_PAGES
+
+    return ORGANIZATION_PAGES
 
 
 PGBENCH_SECONDS = 1

@@ -240,3 +240,25 @@ def test_percentiles_are_within_their_bucket_of_the_scan(api):
             true = latencies[max(1, math.ceil(q * len(latencies))) - 1]
             lower, upper = analytics.bucket_bounds_ms(_bucket(round(true * 1000)))
             assert estimate is not None and lower <= estimate <= upper, (q, true, estimate)
+
+
+def test_transfers_failed_in_review_count_as_failed(api, db):
+    """A rejection and an expiry are the other two places an intent becomes FAILED."""
+    from tasks.review import sweep_expired_reviews
+    from tests.functional.test_review import in_review, review, settled
+
+    owner = api.signup("Rollup review")
+    orgs = [owner.organization_id]
+    source, destination, rejected = in_review(api, owner)
+    _, _, expiring = in_review(api, owner)
+    approver = api.add_user(owner, "ADMIN")
+    assert review(api, approver, rejected["id"], "REJECT").status_code == 200
+    db.execute(
+        "UPDATE transactions SET review_started_at = now() - interval '73 hours' WHERE id = :id", id=expiring["id"]
+    )
+    assert sweep_expired_reviews() >= 1
+    assert settled(api, owner, source, destination, 10)["status"] == "COMPLETED"
+    expected = assert_exact(orgs)
+    assert sum(v[1] for v in expected.values()) == 2
+    fold()
+    assert assert_exact(orgs) == expected
