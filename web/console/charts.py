@@ -41,8 +41,18 @@ class Activity:
     failed: int
 
 
-def _chart(unit: str, x: Sequence[float], series: list[tuple[str, list[float | None]]]) -> dict[str, Any]:
-    return {"unit": unit, "x": list(x), "series": [{"label": label, "values": values} for label, values in series]}
+def _chart(
+    unit: str,
+    x: Sequence[float],
+    series: list[tuple[str, list[float | None]]],
+    x_range: tuple[float, float] | None = None,
+) -> dict[str, Any]:
+    """`x_range`: the span the x axis shows whatever the data (left to itself, uPlot stretches one
+    bucket over years)."""
+    chart = {"unit": unit, "x": list(x), "series": [{"label": label, "values": values} for label, values in series]}
+    if x_range is not None:
+        chart["x_range"] = list(x_range)
+    return chart
 
 
 def _per_currency(
@@ -71,6 +81,7 @@ def activity(session: Session, organization_id: uuid.UUID | None, range_name: st
         session, organization_id=organization_id, since=until - span, until=until, granularity=granularity
     )
     xs = sorted({int(p.bucket_start.timestamp()) for p in points})
+    shown = ((until - span).timestamp(), until.timestamp())
     latency = [
         (f"{currency} {label}", values)
         for label, pick in (("p50", lambda p: p.latency_p50_ms), ("p95", lambda p: p.latency_p95_ms))
@@ -78,9 +89,9 @@ def activity(session: Session, organization_id: uuid.UUID | None, range_name: st
     ]
     return Activity(
         range=name,
-        volume=_chart("money", xs, _per_currency(points, xs, lambda p: major_units(p.volume, p.currency))),
-        success=_chart("percent", xs, _per_currency(points, xs, _success_rate)),
-        latency=_chart("ms", xs, latency),
+        volume=_chart("money", xs, _per_currency(points, xs, lambda p: major_units(p.volume, p.currency)), shown),
+        success=_chart("percent", xs, _per_currency(points, xs, _success_rate), shown),
+        latency=_chart("ms", xs, latency, shown),
         completed=sum(p.completed for p in points),
         failed=sum(p.failed for p in points),
     )
@@ -97,4 +108,6 @@ def wallet_balance(entries: Sequence[LedgerEntry], currency: str) -> dict[str, A
             x = xs[-1] + 0.001  # uPlot needs x strictly increasing; entries of one instant stay in order
         xs.append(x)
         values.append(major_units(entry.balance_after, currency))
-    return _chart("money", xs, [(currency, values)])
+    # An hour either side of a lone entry, so its point sits at its own time.
+    lone = (xs[0] - 3600, xs[0] + 3600) if len(xs) == 1 else None
+    return _chart("money", xs, [(currency, values)], lone)

@@ -33,6 +33,8 @@
       axes: [{}, { values: function (u, ticks) { return ticks.map(function (v) { return v.toLocaleString() + unit; }); }, size: 70 }],
       scales: data.unit === "percent" ? { y: { range: [0, 100] } } : {},
     };
+    // The range asked for, not the data's own span (one bucket alone would stretch over years).
+    if (data.x_range) { opts.scales.x = { time: true, auto: false, range: data.x_range }; }
     el.innerHTML = "";
     new uPlot(opts, [xs].concat(series.map(function (s) { return s.values; })), el);
     // A browser test reads this to know the chart drew its data, not just that the element exists.
