@@ -148,8 +148,10 @@ def drain_backlog(batches_max: int) -> Drained:
         settled += outcome.decided
         if outcome.deferred and not outcome.decided:
             return Drained(settled, backlog_left=False, waiting=True)  # not a spin until the other commits
-        if not outcome.deferred and outcome.decided < settings.settle_batch_size_max:
+        if not outcome.deferred and not outcome.decided:
             break  # the backlog is gone; intents left for a later batch are taken in the next round
+        # A short batch is not the end: a batch is one organisation's intents (ledger/settlement/posting.py),
+        # and the next claim takes the next organisation's.
     else:
         return Drained(settled, backlog_left=True)
     return Drained(settled, backlog_left=False)

@@ -124,10 +124,25 @@ _LOCK_BY_ID = f"""
 # ranks intents (ledger/settlement/order.py): one statement accepts a whole bulk request at one
 # created_at, and a claim that cut through such a tie in any other order deferred each intent with an
 # older sibling left outside, then claimed the same rows again. Postgres sorts only within the tie.
+#
+# One organisation's intents only: the organisation of the oldest PENDING intent no one else holds
+# (found and locked by the sub-select, so two drainers never pick an organisation through the same
+# row), and the next claim takes the next one. Every statement of a batch then reads and writes one
+# organisation's rows, except what a cross-organisation intent names on the other side by design
+# (its receiver and the clearing wallets): what distributing the tables by organisation needs
+# (docs/scaling.md, tests/functional/test_single_organisation.py). Per-wallet order is unchanged:
+# `ledger.settlement.order` never relied on what else a batch holds.
 _LOCK_OLDEST = f"""
     SELECT {_PENDING_COLUMNS}, status FROM transactions
      WHERE status = '{TransactionStatus.PENDING}' AND created_at < now() - %(min_age)b
        AND parked_at IS NULL
+       AND organization_id = (
+           SELECT organization_id FROM transactions
+            WHERE status = '{TransactionStatus.PENDING}' AND created_at < now() - %(min_age)b
+              AND parked_at IS NULL
+            ORDER BY created_at, id
+            LIMIT 1
+              FOR NO KEY UPDATE SKIP LOCKED)
      ORDER BY created_at, id
      LIMIT %(limit)b
        FOR NO KEY UPDATE SKIP LOCKED
@@ -330,10 +345,12 @@ def settle_transfers(session: Session, transaction_ids: Sequence[uuid.UUID]) -> 
 
 
 def settle_oldest_pending(session: Session, *, limit: int, min_age: timedelta = timedelta(0)) -> SettleOutcome:
-    """Claim up to `limit` of the oldest PENDING intents no one else holds, and settle them.
+    """Claim up to `limit` of the oldest PENDING intents no one else holds, all of one organisation
+    (`_LOCK_OLDEST`), and settle them.
 
     For draining a backlog: two drainers take disjoint batches (SKIP LOCKED), and an intent is
-    never claimed twice. Fewer than `limit` settled means the backlog is gone, for now.
+    never claimed twice. Fewer than `limit` settled means that organisation's backlog is gone, for
+    now; nothing claimed means the whole backlog is.
     """
     return settle_claim(session, claim_oldest(session, limit=limit, min_age=min_age), skipped=0)
 
