@@ -55,6 +55,8 @@ class SettleOutcome:
     deferred: int = 0
     # Stopped by a fraud rule (ledger/settlement/review.py): IN_REVIEW, neither completed nor failed.
     in_review: int = 0
+    # The organisation whose intents a drain's claim took (`settle_oldest_pending`); None otherwise.
+    organization_id: uuid.UUID | None = None
 
     @property
     def decided(self) -> int:
@@ -75,6 +77,8 @@ class Claim:
     accepted_at: dict[uuid.UUID, datetime] = field(default_factory=dict)
     # The SYSTEM wallets among those named (treasuries, clearing wallets): they may go negative.
     system_wallets: set[uuid.UUID] = field(default_factory=set)
+    # The intents' organisation: a drain's claim takes one organisation's (`_LOCK_OLDEST`).
+    organization_id: uuid.UUID | None = None
 
 
 def execute(session: Session, statement: str, parameters: Mapping[str, Any]) -> CursorResult[Any]:
@@ -89,7 +93,7 @@ _CLAIM = """
     WITH t AS MATERIALIZED ({locked})
     SELECT id, source_wallet_id, destination_wallet_id, amount, currency,
            coalesce(metadata ? '{request_key}', false), status, created_at, parked_at IS NOT NULL, type, hold_id,
-           review_decision IS NOT NULL
+           review_decision IS NOT NULL, organization_id
       FROM t
      ORDER BY created_at, id
 """
@@ -104,7 +108,7 @@ _OWNERS = """
 """
 _PENDING_COLUMNS = (
     "id, source_wallet_id, destination_wallet_id, amount, currency, metadata, created_at, parked_at, type, hold_id,"
-    " review_decision"
+    " review_decision, organization_id"
 )
 # The named intents are found by primary key alone. Only those still PENDING are locked: a final
 # intent locked here (a duplicate message's, a sweep's that settled meanwhile) would be held to the
@@ -124,10 +128,27 @@ _LOCK_BY_ID = f"""
 # ranks intents (ledger/settlement/order.py): one statement accepts a whole bulk request at one
 # created_at, and a claim that cut through such a tie in any other order deferred each intent with an
 # older sibling left outside, then claimed the same rows again. Postgres sorts only within the tie.
+#
+# One organisation's intents only: the organisation of the oldest PENDING intent no one else holds
+# (found and locked by the sub-select, so two drainers never pick an organisation through the same
+# row), and the next claim takes the next one. Every statement of a batch then reads and writes one
+# organisation's rows, except what a cross-organisation intent names on the other side by design
+# (its receiver and the clearing wallets): what distributing the tables by organisation needs
+# (docs/scaling.md, tests/functional/test_single_organisation.py). Per-wallet order is unchanged:
+# `ledger.settlement.order` never relied on what else a batch holds. `passed`: organisations a drain
+# has emptied with a short batch (tasks/settlement.py), so that it goes on to others' intents and
+# leaves those organisations' new arrivals for the next wake to gather.
 _LOCK_OLDEST = f"""
     SELECT {_PENDING_COLUMNS}, status FROM transactions
      WHERE status = '{TransactionStatus.PENDING}' AND created_at < now() - %(min_age)b
        AND parked_at IS NULL
+       AND organization_id = (
+           SELECT organization_id FROM transactions
+            WHERE status = '{TransactionStatus.PENDING}' AND created_at < now() - %(min_age)b
+              AND parked_at IS NULL AND organization_id <> ALL(%(passed)b::uuid[])
+            ORDER BY created_at, id
+            LIMIT 1
+              FOR NO KEY UPDATE SKIP LOCKED)
      ORDER BY created_at, id
      LIMIT %(limit)b
        FOR NO KEY UPDATE SKIP LOCKED
@@ -146,6 +167,7 @@ def _claim(session: Session, statement: str, parameters: Mapping[str, Any]) -> C
         intent = Intent(row[0], row[1], row[2], row[3], row[4], row[9], row[10], row[11])
         claim.intents.append(intent)
         claim.accepted_at[intent.id] = row[7]
+        claim.organization_id = row[12]
         wallet_ids.add(intent.source_wallet_id)
         wallet_ids.add(intent.destination_wallet_id)
         if row[5]:
@@ -162,9 +184,10 @@ def claim_pending(session: Session, transaction_ids: Sequence[uuid.UUID]) -> Cla
     return _claim(session, _CLAIM_BY_ID, {"ids": list(transaction_ids)})
 
 
-def claim_oldest(session: Session, *, limit: int, min_age: timedelta) -> Claim:
-    """Lock up to `limit` of the oldest PENDING intents at least `min_age` old that no one else holds."""
-    return _claim(session, _CLAIM_OLDEST, {"limit": limit, "min_age": min_age})
+def claim_oldest(session: Session, *, limit: int, min_age: timedelta, passed: Sequence[uuid.UUID] = ()) -> Claim:
+    """Lock up to `limit` of the oldest PENDING intents at least `min_age` old that no one else holds,
+    all of one organisation, not one of those `passed` over."""
+    return _claim(session, _CLAIM_OLDEST, {"limit": limit, "min_age": min_age, "passed": list(passed)})
 
 
 _LOCK_WALLETS = """
@@ -329,13 +352,19 @@ def settle_transfers(session: Session, transaction_ids: Sequence[uuid.UUID]) -> 
     return settle_claim(session, claim, skipped=len(transaction_ids) - len(claim.intents))
 
 
-def settle_oldest_pending(session: Session, *, limit: int, min_age: timedelta = timedelta(0)) -> SettleOutcome:
-    """Claim up to `limit` of the oldest PENDING intents no one else holds, and settle them.
+def settle_oldest_pending(
+    session: Session, *, limit: int, min_age: timedelta = timedelta(0), passed: Sequence[uuid.UUID] = ()
+) -> SettleOutcome:
+    """Claim up to `limit` of the oldest PENDING intents no one else holds, all of one organisation
+    (`_LOCK_OLDEST`), and settle them.
 
     For draining a backlog: two drainers take disjoint batches (SKIP LOCKED), and an intent is
-    never claimed twice. Fewer than `limit` settled means the backlog is gone, for now.
+    never claimed twice. Fewer than `limit` settled means that organisation's backlog is gone, for
+    now; nothing claimed means the whole backlog is. `passed`: organisations to pass over (a drain's,
+    whose backlog it has taken).
     """
-    return settle_claim(session, claim_oldest(session, limit=limit, min_age=min_age), skipped=0)
+    claim = claim_oldest(session, limit=limit, min_age=min_age, passed=passed)
+    return replace(settle_claim(session, claim, skipped=0), organization_id=claim.organization_id)
 
 
 def settle_claim(session: Session, claim: Claim, *, skipped: int) -> SettleOutcome:

@@ -159,7 +159,7 @@ def test_a_claim_reads_its_wallets_in_work_linear_in_the_batch_after_a_quiet_ana
             explain = "EXPLAIN (ANALYZE, FORMAT JSON) " + statement.replace(")b", ")s")
             return _rows_handled(connection.exec_driver_sql(explain, parameters).scalar_one()[0]["Plan"])
 
-        claimed = work(posting._CLAIM_OLDEST, {"limit": 1000, "min_age": timedelta(seconds=-1)})
+        claimed = work(posting._CLAIM_OLDEST, {"limit": 1000, "min_age": timedelta(seconds=-1), "passed": []})
         owners = work(posting._OWNERS, {"ids": wallets})
         claim = posting.claim_oldest(session, limit=1000, min_age=timedelta(seconds=-1))  # accepted in this transaction
         session.rollback()
