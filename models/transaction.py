@@ -95,6 +95,14 @@ class Transaction(Base):
         CheckConstraint(f"cardinality(refunds) <= {REFUNDS_PER_TRANSACTION_MAX}", name="refunds_bounded"),
         # The sweep and the batch engine look for old PENDING intents; keep that index small.
         Index("ix_transactions_pending", "created_at", "id", postgresql_where=text("status = 'PENDING'")),
+        # One organisation's PENDING intents, oldest first: the drain claims one organisation at a time.
+        Index(
+            "ix_transactions_pending_organization",
+            "organization_id",
+            "created_at",
+            "id",
+            postgresql_where=text("status = 'PENDING'"),
+        ),
         # The PENDING intents that debit a wallet, oldest first: the per-wallet settle order
         # (ledger/settlement/order.py).
         Index(
