@@ -38,7 +38,10 @@ _SNAPSHOT = """
 
 def _reset(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as connection:
-        connection.execute("SELECT pg_stat_statements_reset()")
+        # This database's statements only: the server may be shared with other databases.
+        connection.execute(
+            "SELECT pg_stat_statements_reset(0, oid, 0) FROM pg_database WHERE datname = current_database()"
+        )
 
 
 def _snapshot(dsn: str) -> list[dict[str, Any]]:

@@ -28,6 +28,20 @@ def key_reused() -> InvalidRequest:
     return InvalidRequest("this Idempotency-Key was used with a different request", code="IDEMPOTENCY_KEY_REUSED")
 
 
+# A claimed key names its transaction through a foreign key checked at commit (deferred): the
+# claim is written before the intent it names, in the same transaction.
+CLAIM_NAMES_ITS_TRANSACTION = "fk_idempotency_keys_transaction_id_transactions"
+
+
+def claim_outlived_its_refusal(error: BaseException) -> bool:
+    """Whether `error` is a commit refused because a claimed key names no transaction: an intake
+    whose rules refused the request after its key was claimed, run as a statement committed on its
+    own. In a transaction the refusal is raised first and rolls the claim back; here the statement's
+    commit fails instead, writing nothing, and the caller asks again in a transaction to say why."""
+    diagnostic = getattr(getattr(error, "orig", None), "diag", None)
+    return getattr(diagnostic, "constraint_name", None) == CLAIM_NAMES_ITS_TRANSACTION
+
+
 def request_hash(operation: str, body: dict[str, Any]) -> str:
     """A stable fingerprint of what was asked: the operation and its canonical JSON body."""
     canonical = json.dumps({"operation": operation, "body": body}, sort_keys=True, default=str)

@@ -1,6 +1,7 @@
 """What the write path saves per request must not change what it answers: a remembered token still
 expires and is still revoked, the write limit's headers still count, and a pooled connection the
-server ended is replaced before a request uses it."""
+server ended is replaced before a request uses it; an accepted transfer is one statement,
+committed by the server as it answers, and the connection goes back to the pool in transactions."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import timedelta
 
 import psycopg
 from flask_jwt_extended import create_access_token, decode_token
+from sqlalchemy import event, text
 
 from models.db import get_engine
 
@@ -73,3 +75,35 @@ def test_a_pooled_connection_the_server_ended_is_replaced_before_a_request_uses_
     response = _transfer(api, owner, source, destination)
 
     assert response.status_code == 202, response.json
+
+
+def test_an_accepted_transfer_is_one_statement_committed_as_it_answers(api):
+    owner = api.signup()
+    source, destination = api.create_wallet(owner), api.create_wallet(owner)
+    engine = get_engine()
+    sent = []
+
+    def on_execute(_connection, cursor, statement, *_args):
+        # On an autocommit connection the driver sends no BEGIN before it, nor COMMIT after.
+        sent.append((statement.split()[0], cursor.connection.autocommit))
+
+    event.listen(engine, "before_cursor_execute", on_execute)
+    try:
+        response = _transfer(api, owner, source, destination, {"Idempotency-Key": "one-round-trip"})
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+
+    assert response.status_code == 202, response.json
+    assert sent == [("WITH", True)]
+    with engine.connect() as connection:
+        written = connection.execute(
+            text(
+                "SELECT (SELECT count(*) FROM transactions WHERE id = :id AND idempotency_key = 'one-round-trip'),"
+                " (SELECT count(*) FROM idempotency_keys WHERE transaction_id = :id),"
+                " (SELECT count(*) FROM audit_logs WHERE target_id = CAST(:id AS text) AND action = 'transfer.created')"
+            ),
+            {"id": response.json["id"]},
+        ).one()
+        assert tuple(written) == (1, 1, 1)
+        driver = connection.connection.driver_connection
+        assert driver is not None and not driver.autocommit  # the pool reset it

@@ -6,14 +6,16 @@ import uuid
 from typing import Any
 
 from flask import url_for
+from sqlalchemy.exc import IntegrityError
 
+from ledger.idempotency import claim_outlived_its_refusal
 from ledger.intents import cancelling, refunds, review, transfers
-from ledger.intents.transfers import PendingTransfer, Submitted, TransactionFilters, TransferRequest
+from ledger.intents.transfers import AcceptedTransfer, PendingTransfer, Submitted, TransactionFilters, TransferRequest
 from models import Transaction, TransactionStatus, TransactionType
 from tasks.settlement import settle_soon
 from web import dry_run
 from web.api import Blueprint, link, links
-from web.db import unit_of_work
+from web.db import one_statement, unit_of_work
 from web.request_context import audit, intent_accepted, origin, transaction_cancelled
 from web.schemas.common import IdempotencyHeaderSchema, page_schema
 from web.schemas.fraud import ReviewDecisionSchema
@@ -82,8 +84,28 @@ def transfer_request(body: dict[str, Any]) -> TransferRequest:
     )
 
 
+def _accept_in_one_statement(request: TransferRequest, idempotency_key: str | None) -> AcceptedTransfer:
+    """The intent, its Idempotency-Key and its audit row written and committed by one statement: one
+    round trip to Postgres. A refused request that claimed a key fails that statement's commit
+    instead (see `claim_outlived_its_refusal`), having written nothing; it is asked again in a
+    transaction, which raises the refusal as before. Refusals pay for the second ask, not acceptances."""
+    try:
+        with one_statement() as session:
+            return transfers.accept_transfer(
+                session, current_user_id(), request, idempotency_key=idempotency_key, origin=origin()
+            )
+    except IntegrityError as error:
+        if not claim_outlived_its_refusal(error):
+            raise
+    with unit_of_work() as session:
+        return transfers.accept_transfer(
+            session, current_user_id(), request, idempotency_key=idempotency_key, origin=origin()
+        )
+
+
 def accept_transfer(body: dict[str, Any], idempotency_key: str | None) -> Any:
-    """The hot path: one statement writes the intent and its audit row, then commit, then publish.
+    """The hot path: one statement writes the intent, its Idempotency-Key and its audit row and is
+    committed as it answers (one round trip to Postgres), then publish.
     With `?dry_run=true`, that statement's answer is predicted instead, and rolled back."""
     request = transfer_request(body)
     if dry_run.requested():
@@ -94,10 +116,7 @@ def accept_transfer(body: dict[str, Any], idempotency_key: str | None) -> Any:
                 ).transaction.id
             )
         )
-    with unit_of_work() as session:
-        outcome = transfers.accept_transfer(
-            session, current_user_id(), request, idempotency_key=idempotency_key, origin=origin()
-        )
+    outcome = _accept_in_one_statement(request, idempotency_key)
     if outcome.created:
         settle_soon([outcome.transaction.id])
     return accepted(outcome.transaction, outcome.created)
