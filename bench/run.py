@@ -159,6 +159,42 @@ def _e2e(services: Any, dsn: str, data: Any, config: BenchConfig) -> tuple[dict[
     return singles, bulk
 
 
+def _webhooks(services: Any, dsn: str, data: Any, config: BenchConfig, engine_alone: float) -> dict[str, Any]:
+    from bench import webhooks
+    from chaos.receiver import Behaviour, ReceiverProcess
+    from settings import get_settings
+
+    services.start_webhooks()
+    # The always-timing-out endpoint answers a second after the sender gave up.
+    behaviour = Behaviour(hang_seconds=get_settings().webhook_timeout_seconds + 1)
+    common = {"timeout_seconds": config.settle_timeout_seconds}
+    with ReceiverProcess(behaviour) as receiver:
+        endpoints = webhooks.Endpoints(services.web_port, data.email, receiver)
+        drain: dict[str, Any] = {
+            "intents": config.webhook_intents,
+            "endpoint_count": config.webhook_endpoints,
+            "cpu_meter": services.cpu_seconds,
+            **common,
+        }
+        full = webhooks.throughput(dsn, data, receiver, endpoints, dead=False, **drain)
+        print(
+            f"webhooks: {full['deliveries_per_second']:,.0f} deliveries/s to {config.webhook_endpoints} endpoints; "
+            f"engine meanwhile {full['engine_settled_per_second']:,.0f}/s (alone {engine_alone:,.0f}/s)",
+            flush=True,
+        )
+        half_rate = max(1.0, full["deliveries_per_second"] / 2 / config.webhook_endpoints)
+        half = webhooks.latency(
+            dsn, services.web_port, data, receiver, endpoints,
+            transfers_per_second=half_rate, endpoint_count=config.webhook_endpoints,
+            seconds=config.webhook_seconds, clients=config.e2e_clients, **common,
+        )  # fmt: skip
+        print(f"webhooks at half load: accepted->received ms p50 {half['latency_ms']['p50']:,.0f}, "
+              f"p99 {half['latency_ms']['p99']:,.0f}", flush=True)  # fmt: skip
+        dead = webhooks.throughput(dsn, data, receiver, endpoints, dead=True, **drain)
+        print(f"webhooks with one dead endpoint: {dead['deliveries_per_second']:,.0f} deliveries/s", flush=True)
+    return {"throughput": full, "half": half, "one_dead": dead, "engine_alone_per_second": engine_alone}
+
+
 def _rss(services: Any) -> dict[str, float]:
     worker_series = services.memory.total_rss_kib.get("worker", [(0, 0)])
     return {
@@ -200,6 +236,8 @@ def measure(config: BenchConfig, dsn: str) -> dict[str, Any]:
         results["engine"] = _engine(dsn, data, config)
         results["holds"] = _holds(dsn, data, config)
         results["e2e"], results["bulk"] = _e2e(services, dsn, data, config)
+        engine_alone = results["engine"]["uniform"]["settled_per_second"]
+        results["webhooks"] = _webhooks(services, dsn, data, config, engine_alone)
     finally:
         services.stop()
     results["rss"] = _rss(services)
@@ -214,6 +252,8 @@ def main() -> int:
     config = BenchConfig.from_env()
     env = environment.prepare()
     os.environ.update({"DATABASE_URL": env.database_url, "REDIS_URL": env.redis_url})
+    # The webhook phases deliver to a receiver on loopback.
+    os.environ["VAULTCRAFT_WEBHOOK_ALLOW_PRIVATE"] = "true"
     os.environ.setdefault("VAULTCRAFT_BCRYPT_ROUNDS", "4")  # one signup and a few logins; hashing is not measured
     try:
         from ops.migrate import upgrade_to_head

@@ -7,8 +7,8 @@
 An attempt is claimed (a lease on the row, `lease_until`), made outside any transaction, and its
 outcome recorded in a second one. At most `webhook_endpoint_in_flight_max` attempts per endpoint
 are in flight: a slow or dead endpoint holds that many delivery threads, never all of them. A claim
-that finds its endpoint busy leaves the delivery due: the attempt that finishes picks up the next due
-one (`record_outcome` returns them), and the sweeper (`due_deliveries`) re-enqueues whatever has
+that finds its endpoint busy leaves the delivery due: the thread whose attempt finishes goes on with
+the endpoint's next due one (`claim_next`), and the sweeper (`due_deliveries`) re-enqueues whatever has
 been due for too long: a lost message, a worker killed mid-attempt (its lease lapses), a broker outage.
 
 An endpoint whose every attempt has failed for `webhook_disable_after_seconds` is DISABLED, with a
@@ -79,13 +79,17 @@ SELECT uuid_v7(), w.id, w.organization_id, e.event_id, e.event_type, e.created_a
    AND w.status = 'ENABLED'
    AND w.event_types && ARRAY['*', split_part(e.event_type, '.', 1) || '.*', e.event_type]::varchar[]
 ON CONFLICT ON CONSTRAINT uq_webhook_deliveries_endpoint_event DO NOTHING
-RETURNING id
+RETURNING id, endpoint_id
 """
 
 
 def create_for_events(session: Session, event_row_ids: list[int], body_sql: str, settings: Settings) -> int:
     """Delivery rows for outbox events (by `outbox_events.id`), in the caller's (the relay's)
-    transaction; their ids are noted for enqueueing after commit. Returns how many were made."""
+    transaction. Returns how many were made.
+
+    Only as many per endpoint as may be in flight at once are noted for enqueueing after commit:
+    each attempt goes on with its endpoint's next due delivery (`claim_next`), so a message per
+    delivery would only find the endpoint busy (a claim transaction each, for nothing)."""
     if not event_row_ids:
         return 0
     created = (
@@ -94,10 +98,14 @@ def create_for_events(session: Session, event_row_ids: list[int], body_sql: str,
             _CREATE_FROM_EVENTS.format(body=body_sql),
             {"ids": event_row_ids, "give_up_seconds": settings.webhook_give_up_seconds},
         )
-        .scalars()
         .all()
     )
-    session.info.setdefault(ENQUEUE_NOTE, []).extend(created)
+    per_endpoint: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for delivery_id, endpoint_id in created:
+        noted = per_endpoint.setdefault(endpoint_id, [])
+        if len(noted) < settings.webhook_endpoint_in_flight_max:
+            noted.append(delivery_id)
+    session.info.setdefault(ENQUEUE_NOTE, []).extend(i for ids in per_endpoint.values() for i in ids)
     return len(created)
 
 
@@ -112,6 +120,35 @@ def claim(session: Session, delivery_id: uuid.UUID, settings: Settings) -> Attem
         delivery.lease_until and delivery.lease_until > now
     ):
         return None
+    return _lease(session, delivery, now, settings)
+
+
+def claim_next(session: Session, endpoint_id: uuid.UUID, settings: Settings) -> Attempt | None:
+    """Lease the endpoint's oldest due delivery, or None: nothing due, or no free slot.
+
+    What a delivery thread does after an attempt, instead of a broker round trip per delivery: it
+    keeps the endpoint's slot and goes on with the next due one. SKIP LOCKED: another thread's
+    drain of the same endpoint takes the next one, not the same."""
+    now = _now(session)
+    delivery = session.scalars(
+        select(WebhookDelivery)
+        .where(
+            WebhookDelivery.endpoint_id == endpoint_id,
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+            WebhookDelivery.next_attempt_at <= now,
+            (WebhookDelivery.lease_until.is_(None)) | (WebhookDelivery.lease_until <= now),
+        )
+        .order_by(WebhookDelivery.next_attempt_at)
+        .limit(1)
+        .with_for_update(key_share=True, skip_locked=True)
+    ).one_or_none()
+    if delivery is None:
+        return None
+    return _lease(session, delivery, now, settings)
+
+
+def _lease(session: Session, delivery: WebhookDelivery, now: datetime, settings: Settings) -> Attempt | None:
+    # The endpoint row lock orders every claim of one endpoint: the in-flight count cannot race.
     endpoint = session.get(WebhookEndpoint, delivery.endpoint_id, with_for_update={"key_share": True})
     if endpoint is None:
         return None
@@ -140,9 +177,12 @@ def _in_flight(session: Session, endpoint_id: uuid.UUID, now: datetime) -> int:
     return session.scalar(query) or 0
 
 
-def record_outcome(session: Session, attempt: Attempt, outcome: Outcome, settings: Settings) -> None:
-    """The attempt's outcome on its delivery (and endpoint); notes the endpoint's next due deliveries
-    (this attempt's slot is free again) for enqueueing after commit."""
+def record_outcome(
+    session: Session, attempt: Attempt, outcome: Outcome, settings: Settings, *, note_due: bool = True
+) -> None:
+    """The attempt's outcome on its delivery (and endpoint). With `note_due`, notes the endpoint's
+    next due deliveries (this attempt's slot is free again) for enqueueing after commit; without,
+    the caller goes on with them itself (`claim_next`)."""
     now = _now(session)
     delivery = session.get(WebhookDelivery, attempt.delivery_id, with_for_update={"key_share": True})
     endpoint = session.get(WebhookEndpoint, attempt.endpoint_id, with_for_update={"key_share": True})
@@ -159,7 +199,8 @@ def record_outcome(session: Session, attempt: Attempt, outcome: Outcome, setting
         _note_outcome(session, "succeeded", (now - delivery.event_created_at).total_seconds())
     else:
         _failed_attempt(session, delivery, endpoint, outcome, now, settings)
-    _note_due(session, endpoint.id, now, settings)
+    if note_due:
+        _note_due(session, endpoint.id, now, settings)
 
 
 def _failed_attempt(
