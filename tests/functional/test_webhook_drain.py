@@ -56,7 +56,11 @@ def test_the_relay_enqueues_the_in_flight_bound_per_endpoint_and_attempts_go_on_
     for n in range(EVENTS):
         record_event(session, "webhook.test", aggregate=("test", n), data={"n": n}, organization_ids=[organization.id])
     session.flush()
-    ids = list(session.scalars(select(OutboxEvent.id).where(OutboxEvent.organization_ids.any(organization.id))))
+    ids = list(
+        session.scalars(
+            select(OutboxEvent.id).where(OutboxEvent.event_type == "webhook.test", OutboxEvent.aggregate_type == "test")
+        )
+    )
 
     assert deliveries.create_for_events(session, ids, _ENVELOPE_SQL, settings) == 2 * EVENTS
     noted = session.info.pop(deliveries.ENQUEUE_NOTE)
