@@ -288,11 +288,33 @@ def _due_query(now: datetime) -> Any:
 
 def due_deliveries(session: Session, settings: Settings) -> list[uuid.UUID]:
     """For the sweeper: deliveries due for longer than `webhook_sweep_stale_seconds` and not held by
-    a live attempt, oldest due first, at most a batch."""
+    a live attempt, oldest due first, at most a batch, and at most the in-flight bound per endpoint:
+    each attempt goes on with its endpoint's next due delivery, so more messages for one endpoint
+    would only find it busy (a claim each, all waiting on the endpoint's row lock)."""
     now = _now(session)
     stale = now - timedelta(seconds=settings.webhook_sweep_stale_seconds)
-    query = _due_query(now).where(WebhookDelivery.next_attempt_at <= stale)
-    return list(session.scalars(query.limit(settings.webhook_sweep_batch_size_max)))
+    ranked = (
+        select(
+            WebhookDelivery.id,
+            WebhookDelivery.next_attempt_at,
+            func.row_number()
+            .over(partition_by=WebhookDelivery.endpoint_id, order_by=WebhookDelivery.next_attempt_at)
+            .label("rank"),
+        )
+        .where(
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+            (WebhookDelivery.lease_until.is_(None)) | (WebhookDelivery.lease_until <= now),
+            WebhookDelivery.next_attempt_at <= stale,
+        )
+        .subquery()
+    )
+    query = (
+        select(ranked.c.id)
+        .where(ranked.c.rank <= settings.webhook_endpoint_in_flight_max)
+        .order_by(ranked.c.next_attempt_at)
+        .limit(settings.webhook_sweep_batch_size_max)
+    )
+    return list(session.scalars(query))
 
 
 def list_deliveries(
