@@ -17,8 +17,9 @@ depends on the path's first segment:
 Control, for the harness:
 
     POST /_secrets   {"<path>": "whsec_...", ...}: the secret each path verifies with
-    GET  /_report    every POST so far: [[path, webhook-id, received at (Unix s), status, verified,
-                     seconds held before answering], ...]
+    GET  /_report    {"posts": every POST so far, [[path, webhook-id, received at (Unix s), status,
+                     verified, seconds held before answering], ...], "cut_off": POSTs whose body never
+                     arrived whole (the sender died mid-request): neither verified nor answered}
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Receiver:
         self.verifiers: dict[str, Webhook] = {}
         self.log: list[tuple[str, str, float, int, bool, float]] = []
         self.lock = threading.Lock()
+        self.cut_off_count = 0  # requests whose body never arrived whole
 
     def answer(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, float]:
         """(status, seconds to wait before answering) for one POST, recorded."""
@@ -79,9 +81,13 @@ class Receiver:
             self.log.append((path, headers.get("webhook-id", ""), received_at, status, verified, wait))
         return status, wait
 
-    def report(self) -> list[tuple[str, str, float, int, bool, float]]:
+    def cut_off(self) -> None:
         with self.lock:
-            return list(self.log)
+            self.cut_off_count += 1
+
+    def report(self) -> dict[str, Any]:
+        with self.lock:
+            return {"posts": list(self.log), "cut_off": self.cut_off_count}
 
 
 def serve(receiver: Receiver) -> ThreadingHTTPServer:
@@ -111,6 +117,11 @@ def serve(receiver: Receiver) -> ThreadingHTTPServer:
             if self.path == "/_secrets":
                 receiver.verifiers.update({path: Webhook(secret) for path, secret in json.loads(body).items()})
                 return self._send(200)
+            if len(body) < int(self.headers.get("content-length", 0)):
+                # The sender was cut off mid-request (its worker SIGKILLed): nothing to verify or answer.
+                receiver.cut_off()
+                self.close_connection = True
+                return
             status, wait = receiver.answer(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
             if wait:
                 time.sleep(wait)
@@ -178,9 +189,12 @@ class ReceiverProcess:
         with urllib.request.urlopen(request, timeout=10) as answer:
             answer.read()
 
-    def receipts(self) -> list[Receipt]:
+    def report(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"{self.url}/_report", timeout=60) as answer:
-            return [Receipt(*row) for row in json.loads(answer.read())]
+            return dict(json.loads(answer.read()))
+
+    def receipts(self) -> list[Receipt]:
+        return [Receipt(*row) for row in self.report()["posts"]]
 
 
 def main(argv: list[str] | None = None) -> int:

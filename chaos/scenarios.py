@@ -21,7 +21,7 @@ from chaos import invariants, webhooks
 from chaos.hold_load import plan_holds, run_hold_load
 from chaos.invariants import Check
 from chaos.load import Api, LoadResult, RetryPolicy, plan_transfers, run_load
-from chaos.receiver import Behaviour, ReceiverProcess
+from chaos.receiver import Behaviour, Receipt, ReceiverProcess
 from chaos.stack import MakeRun, Stack, identities, signal_pids
 from ops.processes import children_of, process_tree
 
@@ -685,8 +685,11 @@ def webhook_outage(stack: Stack, sizes: Sizes, seed: int) -> ScenarioResult:
         events = webhooks.events_of(stack.database_url, api.organization_id)
         expected = webhooks.expected_pairs(events)
         webhooks.wait_received(receiver, expected, sizes.webhook_converge_timeout_seconds)
-        receipts = receiver.receipts()
-    checks, figures = webhooks.webhook_checks(stack, receipts, events, expected, list(endpoint_ids.values()), relayed)
+        report = receiver.report()
+    receipts = [Receipt(*row) for row in report["posts"]]
+    checks, figures = webhooks.webhook_checks(
+        stack, receipts, report["cut_off"], events, expected, list(endpoint_ids.values()), relayed
+    )
     detail = {**injector.detail, **figures}
     last = max((t for key, t in webhooks.first_success(receipts).items() if key in expected), default=load_ended_at)
     detail["converged_seconds_after_load"] = round(max(last - load_ended_at, 0.0), 1)
@@ -696,7 +699,8 @@ def webhook_outage(stack: Stack, sizes: Sizes, seed: int) -> ScenarioResult:
         f"{sum(kills.values())} SIGKILLs ({kills['webhooks worker']} webhooks worker, "
         f"{kills['settlement worker']} settlement), Redis down {detail['redis_down_seconds']} s; receiver "
         f"failed {figures['receiver_failed']} of {figures['posts']} POSTs ({figures['receiver_hung']} past the "
-        f"timeout): webhooks received {figures['received']}/{figures['expected']}, "
+        f"timeout; {figures['posts_cut_off']} cut off by a kill): "
+        f"webhooks received {figures['received']}/{figures['expected']}, "
         f"{figures['duplicates']} duplicates, converged {detail['converged_seconds_after_load']} s after the load"
     )
     checks = [*invariants.all_checks(stack, api.organization_id, load, settled=settled, waited=waited), *checks]

@@ -108,6 +108,7 @@ def timeline(
 def webhook_checks(
     stack: Stack,
     receipts: list[Receipt],
+    cut_off: int,
     events: list[tuple[str, str]],
     expected: set[tuple[str, str]],
     endpoint_ids: list[str],
@@ -125,6 +126,7 @@ def webhook_checks(
         "received": len(received),
         "duplicates": sum(count - 1 for count in successes.values()),
         "posts": len(receipts),
+        "posts_cut_off": cut_off,
         "receiver_failed": sum(r.status != 200 for r in receipts),
         "receiver_hung": sum(r.held_seconds > 0 for r in receipts),
         "per_endpoint_expected": dict(Counter(path for path, _ in expected)),

@@ -47,8 +47,11 @@ RETRY_NOTE = "vaultcraft.webhook_retries"
 RETRY_COUNTDOWN_SECONDS_MAX = 60.0
 WEBHOOK_DISABLED = "webhook.disabled"
 WEBHOOK_TEST = "webhook.test"
-# A lease outlives the attempt's own deadline by this much before the sweeper may hand it out again.
-LEASE_MARGIN_SECONDS = 30.0
+# A lease outlives the attempt's own deadline by this much before the sweeper may hand it out again:
+# long enough to record the outcome, short because the lease of an attempt whose worker was killed
+# keeps one of its endpoint's few in-flight slots until then (30 s of it per kill, per slot). Recording
+# later than this can only cause a duplicate (at least once), never a loss.
+LEASE_MARGIN_SECONDS = 5.0
 # Backoff jitter: each delay is drawn from [1 - JITTER, 1] of the exponential step.
 JITTER = 0.3
 
