@@ -164,6 +164,9 @@ def _webhooks(services: Any, dsn: str, data: Any, config: BenchConfig, engine_al
     from chaos.receiver import Behaviour, ReceiverProcess
     from settings import get_settings
 
+    endpoints_max = get_settings().webhook_endpoints_per_organization_max
+    if 3 * config.webhook_endpoints + 1 > endpoints_max:
+        raise SystemExit(f"BENCH_WEBHOOK_ENDPOINTS: at most {(endpoints_max - 1) // 3} (3 phases, one organisation)")
     services.start_webhooks()
     # The always-timing-out endpoint answers a second after the sender gave up.
     behaviour = Behaviour(hang_seconds=get_settings().webhook_timeout_seconds + 1)

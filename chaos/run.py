@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "python": f"Python {platform.python_version()}",
         "stack": f"web: {web_phrase(config)}, {config.workers} Celery workers "
-        f"(prefork x{config.worker_concurrency}), beat, Postgres, Redis; loopback only",
+        f"(prefork x{config.worker_concurrency}), the webhooks worker (threads), beat, Postgres, Redis; loopback only",
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(
