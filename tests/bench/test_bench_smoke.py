@@ -33,6 +33,9 @@ TINY = {
     "BENCH_BULK_CLIENTS": "1",
     "BENCH_BULK_SIZE": "50",
     "BENCH_SETTLE_TIMEOUT_SECONDS": "60",
+    "BENCH_WEBHOOK_INTENTS": "100",
+    "BENCH_WEBHOOK_ENDPOINTS": "2",
+    "BENCH_WEBHOOK_SECONDS": "1",
 }
 BENCH_SECONDS_MAX = 240
 
@@ -63,6 +66,9 @@ def test_bench_runs_and_reports(tmp_path: Path) -> None:
         "captures / transfer engine",
         "of the transfer engine hot",
         "holds due at the same second done within 10 s",
+        "webhooks: deliveries/s to 2 endpoints answering at once",
+        "webhooks p99 <= 500 ms accepted->received at half load",
+        "one endpoint always timing out lowers the others' rate",
     ):
         assert figure in finished.stdout
 
@@ -100,6 +106,14 @@ def test_bench_runs_and_reports(tmp_path: Path) -> None:
     hold_goals = [goal for goal in results["goals"] if "transfer engine" in goal["goal"] or "expiry" in goal["goal"]]
     assert len(hold_goals) == 5 and all(isinstance(goal["met"], bool) for goal in hold_goals)
     assert results["rss"]["worker_peak_mib"] > 0 and results["rss"]["web_peak_mib"] > 0
+    # Every event of each webhook phase reached each of its endpoints, its signature verified.
+    hooks = results["webhooks"]
+    for phase in ("throughput", "one_dead"):
+        assert hooks[phase]["all_delivered"] and hooks[phase]["deliveries"] == hooks[phase]["deliveries_expected"] > 0
+    assert hooks["half"]["deliveries"] == hooks["half"]["deliveries_expected"] > 0
+    assert hooks["half"]["latency_ms"]["p50"] > 0
+    webhook_goals = [goal for goal in results["goals"] if "webhook" in goal["goal"] or "endpoint" in goal["goal"]]
+    assert len(webhook_goals) == 4
     # One-second bulk phases cannot show the bulk goal met, however fast they are.
     bulk_goal = next(goal for goal in results["goals"] if goal["goal"].startswith("bulk"))
     assert bulk_goal["met"] is False and "not the goal's measure" in bulk_goal["measured"]
