@@ -38,6 +38,11 @@ class BenchConfig:
     bulk_clients: int
     bulk_size: int  # transfers per bulk request
     worker_concurrency: int  # Celery prefork processes; 0: as celeryconfig.py says
+    webhook_intents: int  # intents drained per webhook throughput phase, each delivered to every endpoint
+    # Endpoints subscribed to transaction.completed, on a receiver answering at once. Each of the three
+    # webhook phases makes its own (the last one more): 3 x this + 1 within the organisation's limit of 20.
+    webhook_endpoints: int
+    webhook_seconds: float  # the half-load latency phase
     settle_timeout_seconds: float  # longest wait for a phase's intents to become final
     console_organizations: int  # console phase: organisations generated (0: no console phase)
     console_transactions: int  # and settled transactions over them, spread over 30 days
@@ -62,6 +67,9 @@ class BenchConfig:
             bulk_clients=_int("BENCH_BULK_CLIENTS", 2),
             bulk_size=_int("BENCH_BULK_SIZE", 1000),
             worker_concurrency=_int("BENCH_WORKER_CONCURRENCY", 0),
+            webhook_intents=_int("BENCH_WEBHOOK_INTENTS", 5_000),
+            webhook_endpoints=_int("BENCH_WEBHOOK_ENDPOINTS", 6),
+            webhook_seconds=_float("BENCH_WEBHOOK_SECONDS", 10.0),
             settle_timeout_seconds=_float("BENCH_SETTLE_TIMEOUT_SECONDS", 300.0),
             console_organizations=_int("BENCH_CONSOLE_ORGANIZATIONS", 100),
             console_transactions=_int("BENCH_CONSOLE_TRANSACTIONS", 1_000_000),

@@ -13,6 +13,10 @@ BULK_GOAL_SECONDS = 60  # the bulk goal holds over phases this long (BENCH_BULK_
 HOLD_GOAL = 0.8  # hold and capture settled rates over the transfer engine's, same run, each distribution
 LIMIT_GOAL = 0.8  # engine settled rate, counted until its last event is published, over the set-based probe's
 EXPIRY_GOAL_SECONDS = 10  # holds due at the same second: all EXPIRED within this long after it
+WEBHOOK_RATE_GOAL = 500  # deliveries per second to a receiver that answers at once
+WEBHOOK_ENGINE_GOAL = 0.9  # the engine's settled rate while delivering, over its rate alone
+WEBHOOK_P99_GOAL_MS = 500  # accepted -> received at half the delivery rate
+WEBHOOK_DEAD_GOAL = 0.9  # the others' delivery rate with one endpoint always timing out, over without
 
 
 def _rate(value: float) -> str:
@@ -81,6 +85,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
         ("e2e CPU ms per intent: web/worker/postgres/load", *(_cpu(e2e[m]["max"]) for m in MODES)),
         ("bulk CPU ms per intent: web/worker/postgres/load", *(_cpu(bulk[m]) for m in MODES)),
     ]
+    table += _webhook_rows(results)
     rss = results["rss"]
     table.append(
         ("peak RSS, largest process", f"web {rss['web_peak_mib']:.0f} MiB", f"worker {rss['worker_peak_mib']:.0f} MiB")
@@ -155,6 +160,68 @@ def _hold_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
     return table
 
 
+def _webhook_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One column: the webhook phases run on uniform traffic only (the second column is blank)."""
+    hooks = results.get("webhooks")
+    if not hooks:
+        return []
+    full, half, dead = hooks["throughput"], hooks["half"], hooks["one_dead"]
+    return [
+        (
+            f"webhooks: deliveries/s to {full['endpoints']} endpoints answering at once",
+            f"{_rate(full['deliveries_per_second'])} ({full['deliveries']:,}/{full['deliveries_expected']:,})",
+            "",
+        ),
+        (
+            "webhooks: engine settled meanwhile / alone",
+            f"{_rate(full['engine_settled_per_second'])} / {_rate(hooks['engine_alone_per_second'])}",
+            "",
+        ),
+        (
+            f"webhooks at half load ({_rate(half['offered_deliveries_per_second'])}): accepted->received ms",
+            _latency(half["latency_ms"]),
+            "",
+        ),
+        (
+            "webhooks: deliveries/s with one endpoint always timing out",
+            f"{_rate(dead['deliveries_per_second'])} ({dead['deliveries']:,}/{dead['deliveries_expected']:,})",
+            "",
+        ),
+    ]
+
+
+def _webhook_goals(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    hooks = results.get("webhooks")
+    if not hooks:
+        return []
+    full, half, dead = hooks["throughput"], hooks["half"], hooks["one_dead"]
+    engine_share = full["engine_settled_per_second"] / max(hooks["engine_alone_per_second"], 1e-9)
+    dead_share = dead["deliveries_per_second"] / max(full["deliveries_per_second"], 1e-9)
+    complete = full["all_delivered"] and dead["all_delivered"]
+    return [
+        (
+            f"webhooks >= {WEBHOOK_RATE_GOAL} deliveries/s, every one delivered",
+            f"{_rate(full['deliveries_per_second'])}, {full['deliveries']:,} of {full['deliveries_expected']:,}",
+            full["deliveries_per_second"] >= WEBHOOK_RATE_GOAL and complete,
+        ),
+        (
+            f"engine keeps >= {WEBHOOK_ENGINE_GOAL:.0%} of its rate while webhooks are delivered",
+            f"{engine_share:.0%}",
+            engine_share >= WEBHOOK_ENGINE_GOAL,
+        ),
+        (
+            f"webhooks p99 <= {WEBHOOK_P99_GOAL_MS} ms accepted->received at half load",
+            f"{half['latency_ms']['p99']:,.0f} ms",
+            half["latency_ms"]["p99"] <= WEBHOOK_P99_GOAL_MS,
+        ),
+        (
+            f"one endpoint always timing out lowers the others' rate by < {1 - WEBHOOK_DEAD_GOAL:.0%}",
+            f"{dead_share:.0%} of the rate without it",
+            dead_share >= WEBHOOK_DEAD_GOAL,
+        ),
+    ]
+
+
 def _hold_goals(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
     ratios, expiry = results["hold_ratios"], results["holds"]["expiry"]
     found = [
@@ -212,6 +279,7 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
         ),
         *_hold_goals(results),
         *_console_goals(results),
+        *_webhook_goals(results),
     ]
 
 

@@ -186,6 +186,45 @@ def _console(services: Any, dsn: str, config: BenchConfig) -> dict[str, Any]:
     return out
 
 
+def _webhooks(services: Any, dsn: str, data: Any, config: BenchConfig, engine_alone: float) -> dict[str, Any]:
+    from bench import webhooks
+    from chaos.receiver import Behaviour, ReceiverProcess
+    from settings import get_settings
+
+    endpoints_max = get_settings().webhook_endpoints_per_organization_max
+    if 3 * config.webhook_endpoints + 1 > endpoints_max:
+        raise SystemExit(f"BENCH_WEBHOOK_ENDPOINTS: at most {(endpoints_max - 1) // 3} (3 phases, one organisation)")
+    services.start_webhooks()
+    # The always-timing-out endpoint answers a second after the sender gave up.
+    behaviour = Behaviour(hang_seconds=get_settings().webhook_timeout_seconds + 1)
+    common = {"timeout_seconds": config.settle_timeout_seconds}
+    with ReceiverProcess(behaviour) as receiver:
+        endpoints = webhooks.Endpoints(services.web_port, data.email, receiver)
+        drain: dict[str, Any] = {
+            "intents": config.webhook_intents,
+            "endpoint_count": config.webhook_endpoints,
+            "cpu_meter": services.cpu_seconds,
+            **common,
+        }
+        full = webhooks.throughput(dsn, data, receiver, endpoints, dead=False, **drain)
+        print(
+            f"webhooks: {full['deliveries_per_second']:,.0f} deliveries/s to {config.webhook_endpoints} endpoints; "
+            f"engine meanwhile {full['engine_settled_per_second']:,.0f}/s (alone {engine_alone:,.0f}/s)",
+            flush=True,
+        )
+        half_rate = max(1.0, full["deliveries_per_second"] / 2 / config.webhook_endpoints)
+        half = webhooks.latency(
+            dsn, services.web_port, data, receiver, endpoints,
+            transfers_per_second=half_rate, endpoint_count=config.webhook_endpoints,
+            seconds=config.webhook_seconds, clients=config.e2e_clients, **common,
+        )  # fmt: skip
+        print(f"webhooks at half load: accepted->received ms p50 {half['latency_ms']['p50']:,.0f}, "
+              f"p99 {half['latency_ms']['p99']:,.0f}", flush=True)  # fmt: skip
+        dead = webhooks.throughput(dsn, data, receiver, endpoints, dead=True, **drain)
+        print(f"webhooks with one dead endpoint: {dead['deliveries_per_second']:,.0f} deliveries/s", flush=True)
+    return {"throughput": full, "half": half, "one_dead": dead, "engine_alone_per_second": engine_alone}
+
+
 def _rss(services: Any) -> dict[str, float]:
     worker_series = services.memory.total_rss_kib.get("worker", [(0, 0)])
     return {
@@ -238,6 +277,8 @@ def measure(config: BenchConfig, dsn: str) -> dict[str, Any]:
         results["engine"] = _engine(dsn, data, config)
         results["holds"] = _holds(dsn, data, config)
         results["e2e"], results["bulk"] = _e2e(services, dsn, data, config)
+        engine_alone = results["engine"]["uniform"]["settled_per_second"]
+        results["webhooks"] = _webhooks(services, dsn, data, config, engine_alone)
         if config.console_organizations:
             results["console"] = _console(services, dsn, config)
     finally:
@@ -255,6 +296,8 @@ def main() -> int:
     config = BenchConfig.from_env()
     env = environment.prepare()
     os.environ.update({"DATABASE_URL": env.database_url, "REDIS_URL": env.redis_url})
+    # The webhook phases deliver to a receiver on loopback.
+    os.environ["VAULTCRAFT_WEBHOOK_ALLOW_PRIVATE"] = "true"
     os.environ.setdefault("VAULTCRAFT_BCRYPT_ROUNDS", "4")  # one signup and a few logins; hashing is not measured
     try:
         from ops.migrate import upgrade_to_head

@@ -104,6 +104,27 @@ class Services:
                 raise RuntimeError("the bench worker exited during start-up")
         raise RuntimeError("the bench worker did not become ready")
 
+    def start_webhooks(self) -> None:
+        """The Procfile's webhooks worker (the webhooks queue, a pool of threads)."""
+        command = [*procfile_command("webhooks"), "--loglevel", "WARNING"]
+        command += ["--without-gossip", "--without-mingle", "--hostname", f"benchhooks{os.getpid()}@%h"]
+        self.processes["webhooks"] = subprocess.Popen(
+            command, env=self.env, cwd=PROJECT_ROOT, stdout=SERVICE_OUTPUT, stderr=SERVICE_OUTPUT
+        )
+        self._wait_ping(f"benchhooks{os.getpid()}@", "webhooks")
+
+    def _wait_ping(self, prefix: str, name: str) -> None:
+        from workers.app import app
+
+        deadline = time.monotonic() + READY_SECONDS_MAX
+        while time.monotonic() < deadline:
+            replies = app.control.ping(timeout=0.5) or []
+            if any(prefix in key for reply in replies for key in reply):
+                return
+            if self.processes[name].poll() is not None:
+                raise RuntimeError(f"the bench {name} worker exited during start-up")
+        raise RuntimeError(f"the bench {name} worker did not become ready")
+
     def start_web(self) -> None:
         self.web_port = free_port()
         # The bench drives everything with one token; the per-token write limit (an operator setting,

@@ -2,6 +2,8 @@
 chaos/results.json and the table into README.md's "Chaos" section.
 
     python -m chaos.run [--smoke] [--only NAME ...] [--seed N] [--output PATH] [--no-readme]
+
+Sizes: chaos/scenarios.py `Sizes`; any of them overridden by CHAOS_<FIELD>, e.g. CHAOS_WEBHOOK_TRANSFERS=500.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from chaos.scenarios import SCENARIOS, SMOKE, ScenarioResult, Sizes
+from chaos.scenarios import SCENARIOS, SMOKE, ScenarioResult, Sizes, sizes_from_env
 from chaos.stack import Stack, StackConfig
 from settings import PROJECT_ROOT
 from web.serve import PROCESSES_DEFAULT, THREADS_DEFAULT
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=RESULTS_PATH)
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite README.md's Chaos section")
     args = parser.parse_args(argv)
-    sizes = SMOKE if args.smoke else Sizes()
+    sizes = sizes_from_env(SMOKE if args.smoke else Sizes())
     config = StackConfig()
     names = [name for name in SCENARIOS if not args.only or name in args.only]
     results, seconds = run(sizes, names, args.seed, config)
@@ -155,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "python": f"Python {platform.python_version()}",
         "stack": f"web: {web_phrase(config)}, {config.workers} Celery workers "
-        f"(prefork x{config.worker_concurrency}), beat, Postgres, Redis; loopback only",
+        f"(prefork x{config.worker_concurrency}), the webhooks worker (threads), beat, Postgres, Redis; loopback only",
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(

@@ -1,9 +1,10 @@
-"""The seven chaos scenarios. Each one: a fresh organisation with funded wallets, a bounded load of
+"""The eight chaos scenarios. Each one: a fresh organisation with funded wallets, a bounded load of
 transfers through the API, one kind of fault injected while the load runs, a bounded wait for the
 pipeline to settle by itself, then every invariant of chaos.invariants."""
 
 from __future__ import annotations
 
+import os
 import queue
 import random
 import re
@@ -12,14 +13,15 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from chaos import invariants
+from chaos import invariants, webhooks
 from chaos.hold_load import plan_holds, run_hold_load
 from chaos.invariants import Check
 from chaos.load import Api, LoadResult, RetryPolicy, plan_transfers, run_load
+from chaos.receiver import Behaviour, Receipt, ReceiverProcess
 from chaos.stack import MakeRun, Stack, identities, signal_pids
 from ops.processes import children_of, process_tree
 
@@ -69,6 +71,16 @@ class Sizes:
     hold_seconds: float = 60.0
     hold_kills: int = 12
 
+    webhook_transfers: int = 2000
+    webhook_before_seconds: float = 15.0
+    webhook_outage_seconds: float = 30.0
+    webhook_after_seconds: float = 15.0
+    webhook_kills: int = 8  # alternately the webhooks worker and a settlement worker
+    webhook_fail_ratio: float = 1 / 3  # of the receiver's answers: 500 ...
+    webhook_hang_share: float = 0.1  # ... of which this share only after the sender's timeout
+    # Once every event is relayed, every expected webhook is received within this long.
+    webhook_converge_timeout_seconds: float = 180.0
+
 
 SMOKE = Sizes(
     clients=4,
@@ -94,7 +106,23 @@ SMOKE = Sizes(
     hold_lives=36,
     hold_seconds=8.0,
     hold_kills=2,
+    webhook_transfers=100,
+    webhook_before_seconds=3.0,
+    webhook_outage_seconds=5.0,
+    webhook_after_seconds=3.0,
+    webhook_kills=2,
+    webhook_converge_timeout_seconds=60.0,
 )
+
+
+def sizes_from_env(base: Sizes) -> Sizes:
+    """`base` with any field overridden by `CHAOS_<FIELD>` (e.g. CHAOS_WEBHOOK_TRANSFERS=500)."""
+    changes: dict[str, Any] = {}
+    for name, value in asdict(base).items():
+        text = os.environ.get(f"CHAOS_{name.upper()}")
+        if text is not None:
+            changes[name] = type(value)(text)
+    return replace(base, **changes)
 
 
 @dataclass
@@ -600,6 +628,96 @@ def hold_lifecycle(stack: Stack, sizes: Sizes, seed: int) -> ScenarioResult:
     )
 
 
+# --- 8. Webhooks through worker kills and a Redis outage ------------------------------------------
+
+
+def webhook_outage(stack: Stack, sizes: Sizes, seed: int) -> ScenarioResult:
+    started = time.monotonic()
+    rng = random.Random(seed)
+    behaviour = Behaviour(
+        sizes.webhook_fail_ratio, sizes.webhook_hang_share, stack.config.webhook_timeout_seconds + 0.5
+    )
+    with ReceiverProcess(behaviour, seed) as receiver:
+        api = Api(stack.api_url)
+        api.signup("webhooks")
+        endpoint_ids = webhooks.create_endpoints(api, receiver)
+        wallets = api.funded_wallets(sizes.wallets, sizes.deposit_minor)
+        transfers = plan_transfers(rng, wallets, sizes.webhook_transfers, sizes.amount_max_minor)
+        duration = sizes.webhook_before_seconds + sizes.webhook_outage_seconds + sizes.webhook_after_seconds
+
+        def inject(stop: threading.Event) -> dict[str, Any]:
+            done: Counter[str] = Counter()
+            load_started = time.monotonic()
+            down_at = up_at = load_started
+            for moment, action in webhooks.timeline(
+                sizes.webhook_before_seconds,
+                sizes.webhook_outage_seconds,
+                sizes.webhook_after_seconds,
+                sizes.webhook_kills,
+                rng,
+            ):
+                _at(load_started, moment, stop)
+                if action == "kill_webhooks":
+                    stack.kill_webhooks()
+                elif action == "kill_worker":
+                    _kill_one(stack, rng)
+                elif action == "redis_down":
+                    stack.crash_redis()
+                    down_at = time.monotonic()
+                else:
+                    stack.start_redis()
+                    up_at = time.monotonic()
+                done[action] += 1
+            return {
+                "kills": {"webhooks worker": done["kill_webhooks"], "settlement worker": done["kill_worker"]},
+                "redis_down_seconds": round(up_at - down_at, 1),
+                "redis_back_at": time.time() - (time.monotonic() - up_at),
+            }
+
+        with Injector(inject) as injector:
+            load = run_load(
+                api, transfers, clients=sizes.clients, duration_seconds=duration, policy=RetryPolicy(), seed=seed
+            )
+        load_ended_at = time.time()
+        stack.wait_workers_ready([*stack.workers, "webhooks"])
+        settled, waited = invariants.wait_until_settled(stack, api.organization_id, sizes.settle_timeout_seconds)
+        relayed = webhooks.wait_relayed(stack.database_url, api.organization_id, sizes.settle_timeout_seconds)
+        events = webhooks.events_of(stack.database_url, api.organization_id)
+        expected = webhooks.expected_pairs(events)
+        webhooks.wait_received(receiver, expected, sizes.webhook_converge_timeout_seconds)
+        report = receiver.report()
+    receipts = [Receipt(*row) for row in report["posts"]]
+    checks, figures = webhooks.webhook_checks(
+        stack, receipts, report["cut_off"], events, expected, list(endpoint_ids.values()), relayed
+    )
+    detail = {**injector.detail, **figures}
+    last = max((t for key, t in webhooks.first_success(receipts).items() if key in expected), default=load_ended_at)
+    detail["converged_seconds_after_load"] = round(max(last - load_ended_at, 0.0), 1)
+    detail["converged_seconds_after_redis_back"] = round(max(last - detail.pop("redis_back_at"), 0.0), 1)
+    kills = injector.detail["kills"]
+    faults = (
+        f"{sum(kills.values())} SIGKILLs ({kills['webhooks worker']} webhooks worker, "
+        f"{kills['settlement worker']} settlement), Redis down {detail['redis_down_seconds']} s; receiver "
+        f"failed {figures['receiver_failed']} of {figures['posts']} POSTs ({figures['receiver_hung']} past the "
+        f"timeout; {figures['posts_cut_off']} cut off by a kill): "
+        f"webhooks received {figures['received']}/{figures['expected']}, "
+        f"{figures['duplicates']} duplicates, converged {detail['converged_seconds_after_load']} s after the load"
+    )
+    checks = [*invariants.all_checks(stack, api.organization_id, load, settled=settled, waited=waited), *checks]
+    return ScenarioResult(
+        number=8,
+        name="webhook_outage",
+        title="Webhooks through kills and a Redis outage",
+        faults=faults,
+        intents=len(load.accepted),
+        load={**load.summary(), "settle_wait_seconds": round(waited, 1)},
+        outcomes=invariants.outcome_counts(stack.database_url, api.organization_id),
+        checks=checks,
+        seconds=time.monotonic() - started,
+        fault_detail=detail,
+    )
+
+
 # Run order: duplicate delivery last, since it restarts the workers with a short visibility timeout.
 SCENARIOS: dict[str, Callable[[Stack, Sizes, int], ScenarioResult]] = {
     "kill_workers": kill_workers,
@@ -607,6 +725,7 @@ SCENARIOS: dict[str, Callable[[Stack, Sizes, int], ScenarioResult]] = {
     "postgres_restart": postgres_restart,
     "client_retries": client_retries,
     "hold_lifecycle": hold_lifecycle,
+    "webhook_outage": webhook_outage,
     "duplicate_delivery": duplicate_delivery,
     "crash_storm": crash_storm,
 }

@@ -39,6 +39,8 @@ READY_SECONDS_MAX = 60.0
 STOP_SECONDS_MAX = 20.0
 SUPERVISE_SECONDS = 0.5
 PG_CTL_SECONDS_MAX = 60
+# The webhooks worker's name (its Celery hostname and log file); settlement workers are chaos1, chaos2, ...
+WEBHOOKS_WORKER = "webhooks"
 # pgserver looks up a runtime directory it does not need when the socket path is short.
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
@@ -54,6 +56,13 @@ class StackConfig:
     app_processes: bool = True
     # Intents PENDING this long are re-enqueued by beat's sweep (every 10 s).
     pending_stale_seconds: int = 5
+    # The webhooks worker (Procfile `webhooks`) and its windows, in seconds rather than the shipped
+    # minutes and hours, so a scenario's failed attempts are retried within it. Deliveries go to a
+    # receiver on loopback: the private-address rule is lifted.
+    webhook_timeout_seconds: float = 1.0
+    webhook_retry_base_seconds: float = 0.5
+    webhook_retry_max_seconds: float = 4.0
+    webhook_sweep_stale_seconds: float = 3.0
 
 
 def procfile_command(name: str) -> list[str]:
@@ -240,6 +249,7 @@ class Stack:
     web: Process | None = None
     beat: Process | None = None
     workers: dict[str, Process] = field(default_factory=dict)
+    webhooks: Process | None = None
     worker_extra_env: dict[str, str] = field(default_factory=dict)
     # Processes that exited on their own and were started again, as docker's restart policy would.
     crashes: list[dict[str, Any]] = field(default_factory=list)
@@ -272,13 +282,15 @@ class Stack:
         self.start_web()
         for number in range(1, self.config.workers + 1):
             self.start_worker(f"chaos{number}")
-        self.wait_workers_ready()
+        self.start_webhooks()
+        self.wait_workers_ready([*self.workers, WEBHOOKS_WORKER])
         self.start_beat()
 
     def stop_app(self) -> None:
         with self.lock:
-            stop_all([p for p in [self.beat, self.web, *self.workers.values()] if p is not None])
-            self.beat, self.web, self.workers = None, None, {}
+            processes = [self.beat, self.web, self.webhooks, *self.workers.values()]
+            stop_all([p for p in processes if p is not None])
+            self.beat, self.web, self.webhooks, self.workers = None, None, None, {}
 
     @contextlib.contextmanager
     def make_run(self) -> Iterator[MakeRun]:
@@ -307,7 +319,7 @@ class Stack:
         restarted by the fault itself, under the lock), and record the crash and its last log line."""
         while not self._supervising.wait(SUPERVISE_SECONDS):
             with self.lock:
-                for process in [*self.workers.values(), self.beat]:
+                for process in [*self.workers.values(), self.webhooks, self.beat]:
                     if process is None or process.popen is None or process.alive():
                         continue
                     self.crashes.append(
@@ -364,6 +376,11 @@ class Stack:
             "JWT_SECRET_KEY": ("chaos-" + self.root.name).ljust(64, "."),
             "VAULTCRAFT_BCRYPT_ROUNDS": "4",
             "VAULTCRAFT_PENDING_STALE_SECONDS": str(self.config.pending_stale_seconds),
+            "VAULTCRAFT_WEBHOOK_ALLOW_PRIVATE": "true",
+            "VAULTCRAFT_WEBHOOK_TIMEOUT_SECONDS": str(self.config.webhook_timeout_seconds),
+            "VAULTCRAFT_WEBHOOK_RETRY_BASE_SECONDS": str(self.config.webhook_retry_base_seconds),
+            "VAULTCRAFT_WEBHOOK_RETRY_MAX_SECONDS": str(self.config.webhook_retry_max_seconds),
+            "VAULTCRAFT_WEBHOOK_SWEEP_STALE_SECONDS": str(self.config.webhook_sweep_stale_seconds),
             "PYTHONUNBUFFERED": "1",
             **extra,
         }
@@ -491,6 +508,22 @@ class Stack:
         self.workers[name] = process
         return process
 
+    def start_webhooks(self) -> Process:
+        """The Procfile's `webhooks` worker (the webhooks queue, a pool of threads)."""
+        command = _without_option(_without_option(procfile_command("webhooks"), "--hostname"), "--loglevel")
+        command += ["--hostname", f"{WEBHOOKS_WORKER}@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+        process = self._process(WEBHOOKS_WORKER, command, **self.worker_extra_env)
+        process.start()
+        self.webhooks = process
+        return process
+
+    def kill_webhooks(self) -> None:
+        """SIGKILL the webhooks worker (attempts in flight are cut; their leases lapse) and start it again."""
+        with self.lock:
+            assert self.webhooks is not None
+            self.webhooks.kill_tree()
+            self.start_webhooks()
+
     def restart_worker(self, name: str) -> None:
         with self.lock:
             self.workers[name].stop()
@@ -546,7 +579,8 @@ class Stack:
                 return
             if self._supervisor is None:  # before the supervisor runs, nothing restarts a dead worker
                 for name in wanted:
-                    if not self.workers[name].alive():
+                    process = self.webhooks if name == WEBHOOKS_WORKER else self.workers[name]
+                    if process is None or not process.alive():
                         raise RuntimeError(f"chaos worker {name} exited during start-up; see its log")
         raise RuntimeError(f"chaos workers {sorted(wanted)} did not become ready")
 

@@ -7,8 +7,8 @@
 An attempt is claimed (a lease on the row, `lease_until`), made outside any transaction, and its
 outcome recorded in a second one. At most `webhook_endpoint_in_flight_max` attempts per endpoint
 are in flight: a slow or dead endpoint holds that many delivery threads, never all of them. A claim
-that finds its endpoint busy leaves the delivery due: the attempt that finishes picks up the next due
-one (`record_outcome` returns them), and the sweeper (`due_deliveries`) re-enqueues whatever has
+that finds its endpoint busy leaves the delivery due: the thread whose attempt finishes goes on with
+the endpoint's next due one (`claim_next`), and the sweeper (`due_deliveries`) re-enqueues whatever has
 been due for too long: a lost message, a worker killed mid-attempt (its lease lapses), a broker outage.
 
 An endpoint whose every attempt has failed for `webhook_disable_after_seconds` is DISABLED, with a
@@ -47,8 +47,11 @@ RETRY_NOTE = "vaultcraft.webhook_retries"
 RETRY_COUNTDOWN_SECONDS_MAX = 60.0
 WEBHOOK_DISABLED = "webhook.disabled"
 WEBHOOK_TEST = "webhook.test"
-# A lease outlives the attempt's own deadline by this much before the sweeper may hand it out again.
-LEASE_MARGIN_SECONDS = 30.0
+# A lease outlives the attempt's own deadline by this much before the sweeper may hand it out again:
+# long enough to record the outcome, short because the lease of an attempt whose worker was killed
+# keeps one of its endpoint's few in-flight slots until then (30 s of it per kill, per slot). Recording
+# later than this can only cause a duplicate (at least once), never a loss.
+LEASE_MARGIN_SECONDS = 5.0
 # Backoff jitter: each delay is drawn from [1 - JITTER, 1] of the exponential step.
 JITTER = 0.3
 
@@ -79,13 +82,17 @@ SELECT uuid_v7(), w.id, w.organization_id, e.event_id, e.event_type, e.created_a
    AND w.status = 'ENABLED'
    AND w.event_types && ARRAY['*', split_part(e.event_type, '.', 1) || '.*', e.event_type]::varchar[]
 ON CONFLICT ON CONSTRAINT uq_webhook_deliveries_endpoint_event DO NOTHING
-RETURNING id
+RETURNING id, endpoint_id
 """
 
 
 def create_for_events(session: Session, event_row_ids: list[int], body_sql: str, settings: Settings) -> int:
     """Delivery rows for outbox events (by `outbox_events.id`), in the caller's (the relay's)
-    transaction; their ids are noted for enqueueing after commit. Returns how many were made."""
+    transaction. Returns how many were made.
+
+    Only as many per endpoint as may be in flight at once are noted for enqueueing after commit:
+    each attempt goes on with its endpoint's next due delivery (`claim_next`), so a message per
+    delivery would only find the endpoint busy (a claim transaction each, for nothing)."""
     if not event_row_ids:
         return 0
     created = (
@@ -94,10 +101,14 @@ def create_for_events(session: Session, event_row_ids: list[int], body_sql: str,
             _CREATE_FROM_EVENTS.format(body=body_sql),
             {"ids": event_row_ids, "give_up_seconds": settings.webhook_give_up_seconds},
         )
-        .scalars()
         .all()
     )
-    session.info.setdefault(ENQUEUE_NOTE, []).extend(created)
+    per_endpoint: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for delivery_id, endpoint_id in created:
+        noted = per_endpoint.setdefault(endpoint_id, [])
+        if len(noted) < settings.webhook_endpoint_in_flight_max:
+            noted.append(delivery_id)
+    session.info.setdefault(ENQUEUE_NOTE, []).extend(i for ids in per_endpoint.values() for i in ids)
     return len(created)
 
 
@@ -112,6 +123,35 @@ def claim(session: Session, delivery_id: uuid.UUID, settings: Settings) -> Attem
         delivery.lease_until and delivery.lease_until > now
     ):
         return None
+    return _lease(session, delivery, now, settings)
+
+
+def claim_next(session: Session, endpoint_id: uuid.UUID, settings: Settings) -> Attempt | None:
+    """Lease the endpoint's oldest due delivery, or None: nothing due, or no free slot.
+
+    What a delivery thread does after an attempt, instead of a broker round trip per delivery: it
+    keeps the endpoint's slot and goes on with the next due one. SKIP LOCKED: another thread's
+    drain of the same endpoint takes the next one, not the same."""
+    now = _now(session)
+    delivery = session.scalars(
+        select(WebhookDelivery)
+        .where(
+            WebhookDelivery.endpoint_id == endpoint_id,
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+            WebhookDelivery.next_attempt_at <= now,
+            (WebhookDelivery.lease_until.is_(None)) | (WebhookDelivery.lease_until <= now),
+        )
+        .order_by(WebhookDelivery.next_attempt_at)
+        .limit(1)
+        .with_for_update(key_share=True, skip_locked=True)
+    ).one_or_none()
+    if delivery is None:
+        return None
+    return _lease(session, delivery, now, settings)
+
+
+def _lease(session: Session, delivery: WebhookDelivery, now: datetime, settings: Settings) -> Attempt | None:
+    # The endpoint row lock orders every claim of one endpoint: the in-flight count cannot race.
     endpoint = session.get(WebhookEndpoint, delivery.endpoint_id, with_for_update={"key_share": True})
     if endpoint is None:
         return None
@@ -140,9 +180,12 @@ def _in_flight(session: Session, endpoint_id: uuid.UUID, now: datetime) -> int:
     return session.scalar(query) or 0
 
 
-def record_outcome(session: Session, attempt: Attempt, outcome: Outcome, settings: Settings) -> None:
-    """The attempt's outcome on its delivery (and endpoint); notes the endpoint's next due deliveries
-    (this attempt's slot is free again) for enqueueing after commit."""
+def record_outcome(
+    session: Session, attempt: Attempt, outcome: Outcome, settings: Settings, *, note_due: bool = True
+) -> None:
+    """The attempt's outcome on its delivery (and endpoint). With `note_due`, notes the endpoint's
+    next due deliveries (this attempt's slot is free again) for enqueueing after commit; without,
+    the caller goes on with them itself (`claim_next`)."""
     now = _now(session)
     delivery = session.get(WebhookDelivery, attempt.delivery_id, with_for_update={"key_share": True})
     endpoint = session.get(WebhookEndpoint, attempt.endpoint_id, with_for_update={"key_share": True})
@@ -159,7 +202,8 @@ def record_outcome(session: Session, attempt: Attempt, outcome: Outcome, setting
         _note_outcome(session, "succeeded", (now - delivery.event_created_at).total_seconds())
     else:
         _failed_attempt(session, delivery, endpoint, outcome, now, settings)
-    _note_due(session, endpoint.id, now, settings)
+    if note_due:
+        _note_due(session, endpoint.id, now, settings)
 
 
 def _failed_attempt(
@@ -247,11 +291,33 @@ def _due_query(now: datetime) -> Any:
 
 def due_deliveries(session: Session, settings: Settings) -> list[uuid.UUID]:
     """For the sweeper: deliveries due for longer than `webhook_sweep_stale_seconds` and not held by
-    a live attempt, oldest due first, at most a batch."""
+    a live attempt, oldest due first, at most a batch, and at most the in-flight bound per endpoint:
+    each attempt goes on with its endpoint's next due delivery, so more messages for one endpoint
+    would only find it busy (a claim each, all waiting on the endpoint's row lock)."""
     now = _now(session)
     stale = now - timedelta(seconds=settings.webhook_sweep_stale_seconds)
-    query = _due_query(now).where(WebhookDelivery.next_attempt_at <= stale)
-    return list(session.scalars(query.limit(settings.webhook_sweep_batch_size_max)))
+    ranked = (
+        select(
+            WebhookDelivery.id,
+            WebhookDelivery.next_attempt_at,
+            func.row_number()
+            .over(partition_by=WebhookDelivery.endpoint_id, order_by=WebhookDelivery.next_attempt_at)
+            .label("rank"),
+        )
+        .where(
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+            (WebhookDelivery.lease_until.is_(None)) | (WebhookDelivery.lease_until <= now),
+            WebhookDelivery.next_attempt_at <= stale,
+        )
+        .subquery()
+    )
+    query = (
+        select(ranked.c.id)
+        .where(ranked.c.rank <= settings.webhook_endpoint_in_flight_max)
+        .order_by(ranked.c.next_attempt_at)
+        .limit(settings.webhook_sweep_batch_size_max)
+    )
+    return list(session.scalars(query))
 
 
 def list_deliveries(

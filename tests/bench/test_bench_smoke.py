@@ -36,6 +36,9 @@ TINY = {
     "BENCH_CONSOLE_ORGANIZATIONS": "3",
     "BENCH_CONSOLE_TRANSACTIONS": "600",
     "BENCH_CONSOLE_REQUESTS": "2",
+    "BENCH_WEBHOOK_INTENTS": "100",
+    "BENCH_WEBHOOK_ENDPOINTS": "2",
+    "BENCH_WEBHOOK_SECONDS": "1",
 }
 BENCH_SECONDS_MAX = 240
 
@@ -72,6 +75,9 @@ def test_bench_runs_and_reports(tmp_path: Path) -> None:
         "holds due at the same second done within 10 s",
         "every console page <= 300 ms p95",
         "console pages (p50 / p95 ms):",
+        "webhooks: deliveries/s to 2 endpoints answering at once",
+        "webhooks p99 <= 500 ms accepted->received at half load",
+        "one endpoint always timing out lowers the others' rate",
     ):
         assert figure in finished.stdout
 
@@ -121,6 +127,14 @@ def test_bench_runs_and_reports(tmp_path: Path) -> None:
     assert len(console["queries"]) >= 10 and all(q["scans"] and q["ms"] >= 0 for q in console["queries"])
     assert console["goal"]["goal"] == "every console page <= 300 ms p95"
     assert results["rss"]["worker_peak_mib"] > 0 and results["rss"]["web_peak_mib"] > 0
+    # Every event of each webhook phase reached each of its endpoints, its signature verified.
+    hooks = results["webhooks"]
+    for phase in ("throughput", "one_dead"):
+        assert hooks[phase]["all_delivered"] and hooks[phase]["deliveries"] == hooks[phase]["deliveries_expected"] > 0
+    assert hooks["half"]["deliveries"] == hooks["half"]["deliveries_expected"] > 0
+    assert hooks["half"]["latency_ms"]["p50"] > 0
+    webhook_goals = [goal for goal in results["goals"] if "webhook" in goal["goal"] or "endpoint" in goal["goal"]]
+    assert len(webhook_goals) == 4
     # One-second bulk phases cannot show the bulk goal met, however fast they are.
     bulk_goal = next(goal for goal in results["goals"] if goal["goal"].startswith("bulk"))
     assert bulk_goal["met"] is False and "not the goal's measure" in bulk_goal["measured"]

@@ -1,5 +1,5 @@
 """`make chaos` at toy sizes: every scenario runs its fault against a private stack (web, two workers,
-beat, its own Postgres and Redis) and every invariant holds afterwards."""
+a webhooks worker, beat, its own Postgres and Redis) and every invariant holds afterwards."""
 
 from __future__ import annotations
 
@@ -56,6 +56,17 @@ def test_holds_captured_voided_and_expired_under_sigkills_keep_every_invariant(s
     assert {"held_amount_equals_open_holds", "captures_within_their_hold", "every_hold_ended_once"} <= names
     # Every way a hold ends happened: captured, voided, expired, and some are still open.
     assert {"hold CAPTURED", "hold VOIDED", "hold EXPIRED", "hold HELD"} <= set(result.outcomes), result.outcomes
+
+
+def test_webhooks_survive_kills_and_a_redis_outage_each_received_and_verified(stack: Stack) -> None:
+    result = run(stack, "webhook_outage")
+    detail = result.fault_detail
+    assert detail["kills"] == {"webhooks worker": 1, "settlement worker": 1}
+    assert detail["redis_down_seconds"] >= SMOKE.webhook_outage_seconds
+    # The receiver really failed some attempts (500s, and some answered only after the timeout).
+    assert detail["receiver_failed"] > 0 and detail["receiver_hung"] > 0
+    assert detail["received"] == detail["expected"] > result.intents  # every transfer: both endpoints
+    assert detail["per_endpoint_expected"].keys() == {"/flaky/all", "/flaky/completed"}  # none for holds
 
 
 def test_duplicate_and_redelivered_messages_post_once(stack: Stack) -> None:

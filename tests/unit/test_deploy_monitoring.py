@@ -148,7 +148,7 @@ def test_compose_runs_prometheus_and_grafana_under_the_monitoring_profile():
     services = _compose()["services"]
     for name, port in (("prometheus", 9090), ("grafana", 3000)):
         service = services[name]
-        assert service["profiles"] == ["monitoring"], name
+        assert set(service["profiles"]) == {"monitoring", "rabbitmq-monitoring"}, name
         tag = service["image"].partition(":")[2]
         assert re.fullmatch(r"v?\d+\.\d+\.\d+", tag), service["image"]  # a release, not latest
         assert service["ports"] == [f"127.0.0.1:{port}:{port}"], name
