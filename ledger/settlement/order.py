@@ -54,6 +54,12 @@ _OLDER_OUTSIDE = f"""
      ORDER BY created_at, id
      LIMIT %(limit)b
 """
+# How many such rows are read before giving up on reading them at once: a few per intent of the
+# batch. A drain batch at the head of the queue finds fewer (what other batches hold); a small batch
+# of named intents deep in a backlog (a settle task's own ids) would find the whole backlog ahead of
+# it, which it reads wallet by wallet instead, a probe per wallet.
+OLDER_OUTSIDE_PER_INTENT = 2
+OLDER_OUTSIDE_SLACK = 64
 OLDER_OUTSIDE_MAX = 2_000
 
 # Otherwise (a batch of named intents far behind the head of the queue, such as the sweep's), for each
@@ -109,9 +115,10 @@ def _oldest_outside_at_once(
 ) -> dict[uuid.UUID, AcceptedKey] | None:
     """Per debited wallet, the oldest PENDING intent outside the batch that is older than its newest
     intent; None when there are too many such intents to read at once."""
-    parameters = {"until_at": newest[0], "until_id": newest[1], "own": list(own), "limit": OLDER_OUTSIDE_MAX}
+    limit = min(OLDER_OUTSIDE_MAX, OLDER_OUTSIDE_PER_INTENT * len(own) + OLDER_OUTSIDE_SLACK)
+    parameters = {"until_at": newest[0], "until_id": newest[1], "own": list(own), "limit": limit}
     rows = session.connection().exec_driver_sql(_OLDER_OUTSIDE, parameters).all()
-    if len(rows) >= OLDER_OUTSIDE_MAX:
+    if len(rows) >= limit:
         return None
     oldest: dict[uuid.UUID, AcceptedKey] = {}
     for wallet_id, created_at, other_id in rows:  # oldest first
