@@ -124,3 +124,34 @@ def test_holds_due_together_expire_in_few_transactions_exactly_once(api: ApiClie
     assert sweep_expired_holds() == 0 and expire_holds(as_text) == 0
     run = api.post("/reconciliation/run", owner, json={"mode": "FULL"}).json
     assert run["status"] == "CLEAN", run
+
+
+def test_a_hold_settles_while_another_transaction_holds_its_destination(api: ApiClient, db: Any, monkeypatch) -> None:
+    """A HOLD intent moves nothing on its destination, so its batch does not lock it: holds towards a
+    hot merchant settle while a batch crediting that merchant holds its row lock."""
+    from models.db import get_engine
+    from tasks.settlement import settle_once
+    from web.routes import holds as hold_routes
+
+    published: list[Any] = []
+    monkeypatch.setattr(hold_routes, "settle_soon", published.extend)  # settled here, below
+    owner = api.signup()
+    source = api.funded_wallet(owner, 1_000)
+    merchant = api.create_wallet(owner)
+    body = {"source_wallet_id": source, "destination_wallet_id": merchant, "amount": 300}
+    accepted = api.post("/holds", owner, json=body)
+    assert accepted.status_code == 202, accepted.json
+    hold_id = uuid.UUID(accepted.json["id"])
+    assert published == [hold_id]
+
+    with get_engine().connect() as other:
+        other.exec_driver_sql("SELECT id FROM wallets WHERE id = %(id)s FOR NO KEY UPDATE", {"id": merchant})
+        settling = threading.Thread(target=settle_once, args=([hold_id],))
+        settling.start()
+        settling.join(timeout=15)
+        stuck = settling.is_alive()
+        other.rollback()  # the merchant's lock goes: a stuck settle finishes, and the test fails below
+    settling.join()
+    assert not stuck, "the hold's batch waited for its destination's row lock"
+    assert db.scalar("SELECT status FROM holds WHERE id = :id", id=str(hold_id)) == "HELD"
+    assert api.wallet(owner, source)["held_amount"] == 300
