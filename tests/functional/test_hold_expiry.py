@@ -9,8 +9,6 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from tests.client import ApiClient
-
 HOLDS = 500
 SOURCES = 12
 AMOUNT = 7  # each hold's amount; 500 holds over 12 sources: at most 42 holds (294) on one
@@ -69,7 +67,7 @@ def _statuses(db: Any, ids: list[uuid.UUID]) -> dict[str, int]:
     return {status: count for status, count in rows}
 
 
-def test_holds_due_together_expire_in_few_transactions_exactly_once(api: ApiClient, db: Any) -> None:
+def test_holds_due_together_expire_in_few_transactions_exactly_once(api, db):
     from tasks.holds import expire_holds, schedule_expiry, sweep_expired_holds
 
     owner = api.signup()
@@ -126,7 +124,7 @@ def test_holds_due_together_expire_in_few_transactions_exactly_once(api: ApiClie
     assert run["status"] == "CLEAN", run
 
 
-def test_a_hold_settles_while_another_transaction_holds_its_destination(api: ApiClient, db: Any, monkeypatch) -> None:
+def test_a_hold_settles_while_another_transaction_holds_its_destination(api, db, monkeypatch):
     """A HOLD intent moves nothing on its destination, so its batch does not lock it: holds towards a
     hot merchant settle while a batch crediting that merchant holds its row lock."""
     from models.db import get_engine
