@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from psycopg.types.json import Jsonb
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
@@ -72,11 +73,37 @@ def _row(
     }
 
 
+# Many events in one statement, in the order given (the outbox's ids, which the relay follows, are
+# given in that order). An executemany is one statement per row on the server: a batch of 1,000
+# holds wrote 1,000 INSERTs.
+_INSERT_MANY = """
+    INSERT INTO outbox_events (event_id, event_type, aggregate_type, aggregate_id, payload, wallet_ids,
+                               organization_ids)
+    SELECT e.event_id, e.event_type, e.aggregate_type, e.aggregate_id, e.payload, e.wallet_ids, e.organization_ids
+      FROM ROWS FROM (jsonb_to_recordset(%(rows)s::jsonb) AS (
+               event_id uuid, event_type text, aggregate_type text, aggregate_id text, payload jsonb,
+               wallet_ids uuid[], organization_ids uuid[])) WITH ORDINALITY
+           AS e(event_id, event_type, aggregate_type, aggregate_id, payload, wallet_ids, organization_ids, n)
+     ORDER BY e.n
+"""
+
+
 def _insert(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         return
-    session.execute(insert(OutboxEvent), list(rows))
+    if len(rows) == 1:
+        session.execute(insert(OutboxEvent), list(rows))
+    else:
+        as_json = [{key: _json_deep(value) for key, value in row.items()} for row in rows]
+        session.connection().exec_driver_sql(_INSERT_MANY, {"rows": Jsonb(as_json)})
     session.info[OUTBOX_WRITTEN_KEY] = True
+
+
+def _json_deep(value: Any) -> Any:
+    """A row's value as JSON carries it (its payload is JSON-ready already, see `_row`)."""
+    if isinstance(value, list):
+        return [_json(v) for v in value]
+    return _json(value)
 
 
 def record_event(
