@@ -61,9 +61,9 @@ def _row(
     data: dict[str, Any],
     wallet_ids: Iterable[uuid.UUID],
     organization_ids: Iterable[uuid.UUID],
+    with_id: bool = True,
 ) -> dict[str, Any]:
-    return {
-        "event_id": new_id(),
+    row: dict[str, Any] = {
         "event_type": event_type,
         "aggregate_type": aggregate[0],
         "aggregate_id": str(aggregate[1]),
@@ -71,6 +71,9 @@ def _row(
         "wallet_ids": sorted(set(wallet_ids)),
         "organization_ids": sorted(set(organization_ids)),
     }
+    if with_id:
+        row["event_id"] = new_id()
+    return row
 
 
 # Many events in one statement, in the order given (the outbox's ids, which the relay follows, are
@@ -79,11 +82,11 @@ def _row(
 _INSERT_MANY = """
     INSERT INTO outbox_events (event_id, event_type, aggregate_type, aggregate_id, payload, wallet_ids,
                                organization_ids)
-    SELECT e.event_id, e.event_type, e.aggregate_type, e.aggregate_id, e.payload, e.wallet_ids, e.organization_ids
+    SELECT uuid_v7(), e.event_type, e.aggregate_type, e.aggregate_id, e.payload, e.wallet_ids, e.organization_ids
       FROM ROWS FROM (jsonb_to_recordset(%(rows)s::jsonb) AS (
-               event_id uuid, event_type text, aggregate_type text, aggregate_id text, payload jsonb,
+               event_type text, aggregate_type text, aggregate_id text, payload jsonb,
                wallet_ids uuid[], organization_ids uuid[])) WITH ORDINALITY
-           AS e(event_id, event_type, aggregate_type, aggregate_id, payload, wallet_ids, organization_ids, n)
+           AS e(event_type, aggregate_type, aggregate_id, payload, wallet_ids, organization_ids, n)
      ORDER BY e.n
 """
 
@@ -94,7 +97,8 @@ def _insert(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     if len(rows) == 1:
         session.execute(insert(OutboxEvent), list(rows))
     else:
-        as_json = [{key: _json_deep(value) for key, value in row.items()} for row in rows]
+        # Their event ids are made in Postgres (uuid_v7(), as `with_transaction_events` does).
+        as_json = [{key: _json_deep(value) for key, value in row.items() if key != "event_id"} for row in rows]
         session.connection().exec_driver_sql(_INSERT_MANY, {"rows": Jsonb(as_json)})
     session.info[OUTBOX_WRITTEN_KEY] = True
 
@@ -133,7 +137,8 @@ class Event(NamedTuple):
 def record_many(session: Session, events: Sequence[Event]) -> None:
     """Many events, of any types and aggregates, in one INSERT, in the order given: for a unit of
     work that announces one event per row it changed (a batch of holds, an expiry)."""
-    _insert(session, [_row(e.type, e.aggregate, e.data, e.wallet_ids, e.organization_ids) for e in events])
+    with_id = len(events) == 1  # several: their ids are made in Postgres (`_insert`)
+    _insert(session, [_row(e.type, e.aggregate, e.data, e.wallet_ids, e.organization_ids, with_id) for e in events])
 
 
 @dataclass(frozen=True)
