@@ -137,8 +137,18 @@ class Event(NamedTuple):
 def record_many(session: Session, events: Sequence[Event]) -> None:
     """Many events, of any types and aggregates, in one INSERT, in the order given: for a unit of
     work that announces one event per row it changed (a batch of holds, an expiry)."""
+    record_prepared(session, prepare(events))
+
+
+def prepare(events: Sequence[Event]) -> list[dict[str, Any]]:
+    """The outbox rows of these events, built ahead of `record_prepared`: a batch builds them before
+    it takes its last lock, and only inserts them under it."""
     with_id = len(events) == 1  # several: their ids are made in Postgres (`_insert`)
-    _insert(session, [_row(e.type, e.aggregate, e.data, e.wallet_ids, e.organization_ids, with_id) for e in events])
+    return [_row(e.type, e.aggregate, e.data, e.wallet_ids, e.organization_ids, with_id) for e in events]
+
+
+def record_prepared(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    _insert(session, rows)
 
 
 @dataclass(frozen=True)

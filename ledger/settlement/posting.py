@@ -391,6 +391,9 @@ def settle_claim(session: Session, claim: Claim, *, skipped: int) -> SettleOutco
     _write_entries(session, [e for e in plan.entries if e.wallet_id not in late], posted_at)
     assert not any(w.touched for w in unlocked.values()), "a wallet read without its lock is never written"
     _write_balances(session, [w for w in wallets.values() if w.touched and w.id not in late])
+    # The holds' rows, and their events built, before the late wallets' lock; the events are
+    # written after it, as before (each wallet's events in the order of its versions).
+    hold_events = hold_outcomes.write_holds(session, intents, plan, holds, posted_at)
     trace: list[monitors.Point] = list(plan.trace) if watches else []
     if not late:
         _follow_requests(session, plan, claim.paying_requests, posted_at)
@@ -409,7 +412,7 @@ def settle_claim(session: Session, claim: Claim, *, skipped: int) -> SettleOutco
     # Each crossing of a monitor's threshold along the batch, in intent order (ledger/monitors.py).
     monitors.announce(session, watches, trace)
     _follow_refunds(session, plan, refund_ids)
-    hold_outcomes.write_holds(session, intents, plan, holds, posted_at)
+    hold_outcomes.record_prepared(session, hold_events)
     review.write_reviews(session, plan, posted_at)
     risk.record_breaches(session, budget)
     return SettleOutcome(
