@@ -134,7 +134,7 @@ beat_schedule = {
         "task": "tasks.fold_activity",
         "schedule": float(os.environ.get("VAULTCRAFT_ACTIVITY_FOLD_SECONDS", "10")),
     },
-    # Holds past their expires_at whose ETA task (tasks.expire_hold) was lost or never scheduled.
+    # Holds past their expires_at whose ETA task (tasks.expire_holds) was lost or never scheduled.
     "sweep-expired-holds": {
         "task": "tasks.sweep_expired_holds",
         "schedule": 5.0,

@@ -173,7 +173,8 @@ class Settings:
     # Holds: a hold that expires within this many seconds of becoming HELD gets a task with that ETA
     # (a longer ETA would outlive the broker's visibility timeout, 300 s, and be redelivered again and
     # again); every other hold, and any whose task was lost, is expired by the sweeper (beat, every
-    # `hold_sweep_seconds`), up to `hold_sweep_batch_size_max` per transaction.
+    # `hold_sweep_seconds`), up to `hold_sweep_batch_size_max` per transaction. Holds due at the same
+    # instant share their ETA tasks, up to `hold_sweep_batch_size_max` holds each (one transaction).
     hold_expiry_eta_seconds_max: int = 240
     hold_sweep_batch_size_max: int = 500
     hold_sweep_batches_max: int = 20

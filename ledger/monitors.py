@@ -117,17 +117,8 @@ def announce(session: Session, watches: Mapping[uuid.UUID, Sequence[Watch]], poi
     found = crossings(watches, points)
     if not found:
         return
-    changed = {c.watch.id: c.watch for c in found}.values()
-    session.connection().exec_driver_sql(
-        """
-        UPDATE balance_monitors AS m SET in_condition = v.in_condition
-          FROM unnest(%(ids)b::uuid[], %(states)b::bool[]) AS v(id, in_condition)
-         WHERE m.id = v.id
-        """,
-        {"ids": [w.id for w in changed], "states": [w.in_condition for w in changed]},
-    )
-    for crossing in found:
-        _record(session, crossing)
+    _write_states(session, {c.watch.id: c.watch for c in found}.values())
+    events.record_many(session, [_event(c, None) for c in found])
 
 
 def released(
@@ -150,13 +141,42 @@ def released(
         _record(session, crossing, hold_id=hold_id)
 
 
+def released_many(
+    session: Session, watches: Mapping[uuid.UUID, Sequence[Watch]], points: Sequence[tuple[Point, uuid.UUID]]
+) -> None:
+    """Many holds released at once outside the engine (an expiry): each point with the hold that
+    moved its wallet, in order; the crossings written in two statements, however many."""
+    if not watches:
+        return
+    found = [(c, hold_id) for point, hold_id in points for c in crossings(watches, [point])]
+    if not found:
+        return
+    _write_states(session, {c.watch.id: c.watch for c, _ in found}.values())
+    events.record_many(session, [_event(c, hold_id) for c, hold_id in found])
+
+
+def _write_states(session: Session, changed: Iterable[Watch]) -> None:
+    changed = list(changed)
+    session.connection().exec_driver_sql(
+        """
+        UPDATE balance_monitors AS m SET in_condition = v.in_condition
+          FROM unnest(%(ids)b::uuid[], %(states)b::bool[]) AS v(id, in_condition)
+         WHERE m.id = v.id
+        """,
+        {"ids": [w.id for w in changed], "states": [w.in_condition for w in changed]},
+    )
+
+
 def _record(session: Session, crossing: Crossing, hold_id: uuid.UUID | None = None) -> None:
+    events.record_many(session, [_event(crossing, hold_id)])
+
+
+def _event(crossing: Crossing, hold_id: uuid.UUID | None) -> events.Event:
     watch = crossing.watch
-    events.record_event(
-        session,
+    return events.Event(
         TRIGGERED if crossing.into else RESOLVED,
-        aggregate=("balance_monitor", watch.id),
-        data={
+        ("balance_monitor", watch.id),
+        {
             "id": watch.id,
             "wallet_id": watch.wallet_id,
             "organization_id": watch.organization_id,
@@ -169,8 +189,8 @@ def _record(session: Session, crossing: Crossing, hold_id: uuid.UUID | None = No
             "transaction_id": crossing.transaction_id,
             "hold_id": hold_id,
         },
-        wallet_ids=[watch.wallet_id],
-        organization_ids=[watch.organization_id],
+        [watch.wallet_id],
+        [watch.organization_id],
     )
 
 

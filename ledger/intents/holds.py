@@ -10,7 +10,8 @@ Exactly one of capture-to-the-end, void and expiry ends a hold, whatever races, 
 decides under the hold's row lock:
 - a capture is accepted only while the hold is HELD and not past `expires_at`, and only for what
   no other capture has already reserved (`reserved_amount`): captures never exceed the hold;
-- a void or an expiry locks the hold, then its source wallet, releases what remains and ends it;
+- a void or an expiry locks the hold, then its source wallet, releases what remains and ends it
+  (expiry, many due holds at once: `ledger.settlement.expiry`);
 - a capture that settles after its hold ended fails HOLD_NOT_ACTIVE (or HOLD_EXPIRED).
 """
 
@@ -32,11 +33,11 @@ from ledger.idempotency import claim_key, request_hash
 from ledger.intents.pending import add_pending_intent
 from ledger.intents.transfers import Submitted, replayed_transaction
 from ledger.pagination import Page, paginate
-from ledger.settlement.hold_outcomes import HOLD_EXPIRY_LAG_KEY, record_hold_event
+from ledger.settlement.hold_outcomes import record_hold_event
 from models import Hold, HoldStatus, Transaction, TransactionType, Wallet, ids
 from models.hold import HOLD_EXPIRES_IN_SECONDS_DEFAULT
 
-VOIDED, EXPIRED = "hold.voided", "hold.expired"
+VOIDED = "hold.voided"
 
 
 @dataclass(frozen=True)
@@ -204,48 +205,10 @@ def void(session: Session, actor: Actor, hold_id: uuid.UUID) -> Hold:
     return hold
 
 
-# The holds due to expire, locked; those another transaction holds are left to the next pass.
-_DUE = text(
-    """
-    SELECT id FROM holds
-     WHERE status = 'HELD' AND expires_at <= clock_timestamp()
-       AND (CAST(:ids AS uuid[]) IS NULL OR id = ANY(CAST(:ids AS uuid[])))
-     ORDER BY id
-     LIMIT :limit
-       FOR NO KEY UPDATE SKIP LOCKED
-    """
-)
-
-
-def expire_due(session: Session, *, hold_ids: Sequence[uuid.UUID] | None = None, limit: int) -> int:
-    """Expire up to `limit` HELD holds past their `expires_at` (only `hold_ids`, when given):
-    release what remains of each, EXPIRED. Safe to run twice, or twice at once (SKIP LOCKED)."""
-    due = list(session.scalars(_DUE, {"ids": None if hold_ids is None else list(hold_ids), "limit": limit}))
-    if not due:
-        return 0
-    holds = list(session.scalars(select(Hold).where(Hold.id.in_(due)).order_by(Hold.id)))
-    _lock_wallets([h.source_wallet_id for h in holds], session)
-    now = session.execute(select(func.clock_timestamp())).scalar_one()
-    for hold in holds:
-        released = _end(session, hold, HoldStatus.EXPIRED, locked=True)
-        record_hold_event(session, EXPIRED, hold)
-        monitors.released(session, *released, hold_id=hold.id)
-        assert hold.expires_at is not None
-        session.info.setdefault(HOLD_EXPIRY_LAG_KEY, []).append(max((now - hold.expires_at).total_seconds(), 0.0))
-    return len(holds)
-
-
-def _lock_wallets(wallet_ids: Sequence[uuid.UUID], session: Session) -> None:
-    session.execute(
-        select(Wallet.id).where(Wallet.id.in_(set(wallet_ids))).order_by(Wallet.id).with_for_update(key_share=True)
-    ).all()
-
-
-def _end(session: Session, hold: Hold, status: HoldStatus, *, locked: bool = False) -> tuple[uuid.UUID, int, int]:
+def _end(session: Session, hold: Hold, status: HoldStatus) -> tuple[uuid.UUID, int, int]:
     """Release what remains of the hold on its source wallet (locked here, after the hold) and end it.
     Returns the wallet, its balance and its held amount after the release (for its monitors)."""
-    if not locked:
-        _lock_wallets([hold.source_wallet_id], session)
+    session.execute(select(Wallet.id).where(Wallet.id == hold.source_wallet_id).with_for_update(key_share=True)).all()
     remaining = hold.amount - hold.captured_amount
     balance, held = session.execute(
         text(

@@ -235,6 +235,8 @@ _PROBE_WALLETS = """
 
 
 def _wallets_of(intent: Intent, routes: Routes) -> tuple[uuid.UUID, ...]:
+    if intent.type == _HOLD:
+        return (intent.source_wallet_id,)  # a hold moves nothing on its destination (`unlocked_destinations`)
     route = routes.by_intent.get(intent.id)
     own = (intent.source_wallet_id, intent.destination_wallet_id)
     return own if route is None else own + route.clearing_wallet_ids
@@ -296,7 +298,7 @@ def late_wallets(
     wallet: a treasury credited by many withdrawals is still locked in id order, because deposits
     and settlement batches lock it in id order (see `lock_wallets`); clearing wallets, which
     obligations debit and credit, are locked in order anyway."""
-    credits = Counter(i.destination_wallet_id for i in intents)
+    credits = Counter(i.destination_wallet_id for i in intents if i.type != _HOLD)
     debited = {i.source_wallet_id for i in intents} | set(routes.wallet_ids) | set(system_wallets)
     return frozenset(w for w, n in credits.items() if n >= LATE_LOCK_CREDITS_MIN and w not in debited)
 
@@ -305,6 +307,17 @@ _READ_WALLETS = """
     SELECT id, type, status, currency, balance, version, held_amount FROM wallets
      WHERE id = ANY(%(ids)b)
 """
+
+
+def unlocked_destinations(intents: Iterable[Intent], locked: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+    """The wallets the batch names only as a HOLD intent's destination: read, never locked.
+
+    A hold reserves its amount on its source and moves nothing on its destination, whose status
+    and currency it only checks (each capture checks them again under the lock). Locking it made
+    every batch of holds towards one merchant wait for the one before it to commit, as transfers
+    would, with nothing to write there."""
+    named = {i.destination_wallet_id for i in intents if i.type == _HOLD}
+    return named - set(locked)
 
 
 def read_wallets(session: Session, wallet_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, WalletState]:
@@ -391,9 +404,11 @@ def settle_claim(session: Session, claim: Claim, *, skipped: int) -> SettleOutco
     late &= {i.destination_wallet_id for i in intents}  # those still credited by the intents going ahead
     seen = read_wallets(session, late)
     wallets.update({wallet_id: replace(state) for wallet_id, state in seen.items()})
-    budget = risk.load_budget(session, intents, wallets, claim.owners)
     # Balance monitors on these wallets (one indexed query): only their wallets are traced.
     watches = monitors.watching(session, [w.id for w in wallets.values() if w.type != _SYSTEM])
+    unlocked = read_wallets(session, unlocked_destinations(intents, wallets))
+    wallets.update(unlocked)
+    budget = risk.load_budget(session, intents, wallets, claim.owners)
     # P2P settles are not reviewed: their request follows only the engine's outcomes.
     rules = review.load_review(session, intents, wallets, claim.owners, exempt=set(claim.paying_requests))
     plan, obligations = routing.plan_with_obligations(
@@ -403,7 +418,11 @@ def settle_claim(session: Session, claim: Claim, *, skipped: int) -> SettleOutco
     posted_at: datetime = session.execute(select(func.clock_timestamp())).scalar_one()
     routing.write_obligations(session, obligations, posted_at)
     _write_entries(session, [e for e in plan.entries if e.wallet_id not in late], posted_at)
+    assert not any(w.touched for w in unlocked.values()), "a wallet read without its lock is never written"
     _write_balances(session, [w for w in wallets.values() if w.touched and w.id not in late])
+    # The holds' rows, and their events built, before the late wallets' lock; the events are
+    # written after it, as before (each wallet's events in the order of its versions).
+    hold_events = hold_outcomes.write_holds(session, intents, plan, holds, posted_at)
     trace: list[monitors.Point] = list(plan.trace) if watches else []
     if not late:
         _follow_requests(session, plan, claim.paying_requests, posted_at)
@@ -422,7 +441,7 @@ def settle_claim(session: Session, claim: Claim, *, skipped: int) -> SettleOutco
     # Each crossing of a monitor's threshold along the batch, in intent order (ledger/monitors.py).
     monitors.announce(session, watches, trace)
     _follow_refunds(session, plan, refund_ids)
-    hold_outcomes.write_holds(session, intents, plan, holds, posted_at)
+    hold_outcomes.record_prepared(session, hold_events)
     review.write_reviews(session, plan, posted_at)
     risk.record_breaches(session, budget)
     return SettleOutcome(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import defaultdict
+from datetime import datetime
 
 import pytest
 from kombu import Connection, Queue
@@ -211,3 +212,31 @@ def test_a_relay_that_stops_at_its_batch_bound_wakes_the_next_one(monkeypatch):
 
     assert tasks.outbox.relay_events.run() == 2 * tasks.outbox.RELAY_BATCHES_MAX
     assert woken == [{}]  # at once: the backlog goes on in the next task, without waiting for a commit
+
+
+def test_several_events_in_one_insert_keep_their_order_and_fields(api, db):
+    """`record_many` writes many events in one statement: in the order given (the relay's order),
+    each with its own event id, its payload and its audience as given."""
+    from ledger.integrity import events
+    from models.db import session_factory
+
+    aggregate = uuid.uuid4()
+    wallets = sorted([uuid.uuid4(), uuid.uuid4()])
+    when = "2026-01-02T03:04:05.600000+00:00"
+    given = [
+        events.Event(f"test.step_{n}", ("test", aggregate), {"n": n, "nested": {"k": [n]}}, wallets[: n % 2 + 1])
+        for n in range(5)
+    ]
+    given.append(events.Event("test.last", ("test", aggregate), {"at": datetime.fromisoformat(when)}, (), [aggregate]))
+    with session_factory().begin() as session:
+        events.record_many(session, given)
+    rows = db.rows(
+        "SELECT event_id, event_type, payload, wallet_ids, organization_ids FROM outbox_events"
+        " WHERE aggregate_id = :id ORDER BY id",
+        id=str(aggregate),
+    )
+    assert [row.event_type for row in rows] == [e.type for e in given]
+    assert len({row.event_id for row in rows}) == len(given)
+    assert [row.payload for row in rows[:5]] == [{"n": n, "nested": {"k": [n]}} for n in range(5)]
+    assert [row.wallet_ids for row in rows[:5]] == [wallets[: n % 2 + 1] for n in range(5)]
+    assert (rows[5].payload, rows[5].wallet_ids, rows[5].organization_ids) == ({"at": when}, [], [aggregate])

@@ -9,7 +9,13 @@ from hypothesis import strategies as st
 
 from ledger.clearing.routing import Route, Routes
 from ledger.settlement.plan import Intent, WalletState, plan_postings
-from ledger.settlement.posting import LATE_LOCK_CREDITS_MIN, late_wallets, shift_entries
+from ledger.settlement.posting import (
+    LATE_LOCK_CREDITS_MIN,
+    _wallets_of,
+    late_wallets,
+    shift_entries,
+    unlocked_destinations,
+)
 
 HOT, OTHER, CLEARING_A, CLEARING_B = (uuid.UUID(int=n) for n in (1, 2, 3, 4))
 PAYERS = [uuid.UUID(int=100 + n) for n in range(8)]
@@ -61,3 +67,17 @@ def test_credits_planned_unlocked_then_shifted_are_the_credits_planned_under_the
     assert early.completed == locked.completed and early.failed == locked.failed
     shifted = shift_entries([e for e in early.entries if e.wallet_id == HOT], {HOT: moved})
     assert shifted == [e for e in locked.entries if e.wallet_id == HOT]
+
+
+def test_a_hold_destination_is_neither_late_nor_locked():
+    """A HOLD intent reserves on its source and moves nothing on its destination: a batch of holds
+    towards one merchant locks only the payers, and never queues on the merchant's row lock."""
+    holds = [
+        Intent(uuid.uuid4(), PAYERS[n % len(PAYERS)], HOT, 10, "INR", "HOLD") for n in range(LATE_LOCK_CREDITS_MIN)
+    ]
+    assert late_wallets(holds, Routes()) == frozenset()
+    assert {w for i in holds for w in _wallets_of(i, Routes())} == set(PAYERS)
+    assert unlocked_destinations(holds, PAYERS) == {HOT}
+    # Named by a transfer too, it is locked with the others (or late), never read unlocked.
+    transfer = Intent(uuid.uuid4(), OTHER, HOT, 5, "INR")
+    assert unlocked_destinations([*holds, transfer], [*PAYERS, OTHER, HOT]) == set()
