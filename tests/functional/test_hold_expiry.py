@@ -9,25 +9,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from tests.concurrency import race
+
 HOLDS = 500
 SOURCES = 12
 AMOUNT = 7  # each hold's amount; 500 holds over 12 sources: at most 42 holds (294) on one
-
-
-def _race(*calls: Any) -> list[Any]:
-    results: list[Any] = [None] * len(calls)
-    barrier = threading.Barrier(len(calls))
-
-    def run(index: int) -> None:
-        barrier.wait()
-        results[index] = calls[index]()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
 
 
 def _held_holds(db: Any, sources: list[str], destination: str) -> list[uuid.UUID]:
@@ -91,7 +77,7 @@ def test_holds_due_together_expire_in_few_transactions_exactly_once(api, db):
     schedule_expiry([(hold_id, due) for hold_id in ids])
     time.sleep(max((due - db.scalar("SELECT clock_timestamp()")).total_seconds(), 0) + 0.05)
     as_text = [str(i) for i in ids]
-    counts = _race(sweep_expired_holds, lambda: expire_holds(as_text), lambda: expire_holds(as_text))
+    counts = race(sweep_expired_holds, lambda: expire_holds(as_text), lambda: expire_holds(as_text))
     for _ in range(100):
         if _statuses(db, ids) == {"EXPIRED": HOLDS}:
             break

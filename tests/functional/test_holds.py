@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.client import ApiClient, User
+from tests.concurrency import race
 
 HOLD_FINAL = {"HELD", "FAILED", "CAPTURED", "VOIDED", "EXPIRED"}
 
@@ -206,29 +206,13 @@ def test_cross_organisation_capture_goes_through_the_clearing_wallets(api):
     assert amounts(api, payer, source) == (3_500, 0, 3_500)
 
 
-def _race(*calls: Any) -> list[Any]:
-    results: list[Any] = [None] * len(calls)
-    barrier = threading.Barrier(len(calls))
-
-    def run(index: int) -> None:
-        barrier.wait()
-        results[index] = calls[index]()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
-
-
 @pytest.mark.parametrize("round_", range(4))
 def test_racing_partial_captures_never_exceed_the_hold(api, round_):
     owner = api.signup()
     source = api.funded_wallet(owner, 10_000)
     destination = api.create_wallet(owner)
     found = held(api, owner, source, destination, 1_000)
-    answers = _race(*[lambda: capture(api, owner, found["id"], amount=600) for _ in range(3)])
+    answers = race(*[lambda: capture(api, owner, found["id"], amount=600) for _ in range(3)])
     accepted = [a for a in answers if a.status_code == 202]
     assert len(accepted) == 1, [a.json for a in answers]
     assert all(a.json["error"]["code"] == "CAPTURE_EXCEEDS_HOLD" for a in answers if a.status_code != 202)
@@ -243,7 +227,7 @@ def test_capture_against_void_ends_the_hold_once(api, round_):
     source = api.funded_wallet(owner, 10_000)
     destination = api.create_wallet(owner)
     found = held(api, owner, source, destination, 1_000)
-    captured, voided = _race(
+    captured, voided = race(
         lambda: capture(api, owner, found["id"], amount=1_000),
         lambda: api.post(f"/holds/{found['id']}/void", owner),
     )
@@ -276,7 +260,7 @@ def test_a_capture_delivered_three_times_posts_once(api, unpublished, db):
     accepted = capture(api, owner, found["id"], amount=700)
     assert accepted.status_code == 202
     capture_id = uuid.UUID(accepted.json["id"])
-    _race(*[lambda: settle_once([capture_id]) for _ in range(3)])
+    race(*[lambda: settle_once([capture_id]) for _ in range(3)])
     assert api.wait_final(owner, str(capture_id))["status"] == "COMPLETED"
     assert db.scalar("SELECT count(*) FROM ledger_entries WHERE transaction_id = :id", id=str(capture_id)) == 2
     assert amounts(api, owner, source) == (9_300, 300, 9_000)
@@ -297,7 +281,7 @@ def test_capture_against_expiry_ends_the_hold_once(api, unpublished, db, round_)
     assert accepted.status_code == 202
     db.execute("UPDATE holds SET expires_at = now() WHERE id = :id", id=found["id"])
     capture_id = uuid.UUID(accepted.json["id"])
-    _race(lambda: settle_once([capture_id]), sweep_expired_holds)
+    race(lambda: settle_once([capture_id]), sweep_expired_holds)
     sweep_expired_holds()
     outcome = api.wait_final(owner, str(capture_id))
     ended = wait_hold(api, owner, found["id"])
@@ -315,7 +299,7 @@ def test_two_voids_at_once_release_once(api):
     source = api.funded_wallet(owner, 10_000)
     destination = api.create_wallet(owner)
     found = held(api, owner, source, destination, 2_000)
-    answers = _race(*[lambda: api.post(f"/holds/{found['id']}/void", owner) for _ in range(2)])
+    answers = race(*[lambda: api.post(f"/holds/{found['id']}/void", owner) for _ in range(2)])
     assert [(a.status_code, a.json["status"]) for a in answers] == [(202, "VOIDED")] * 2
     assert amounts(api, owner, source) == (10_000, 0, 10_000)
     assert reconciled_clean(api, owner)["status"] == "CLEAN"
