@@ -20,6 +20,7 @@ from ledger.settlement.sweep import stale_pending_ids
 from models.db import session_factory
 from ops.metrics import INTENTS_PARKED
 from settings import get_settings
+from tasks.outbox import RELAY_WHILE_DRAINING_MIN, relay_while_draining
 from tasks.wake import Wake
 from workers.app import app
 
@@ -160,6 +161,8 @@ def drain_backlog(batches_max: int) -> Drained:
             # That organisation's backlog is gone, not the others' (a batch is one organisation's
             # intents: ledger/settlement/posting.py): the next claim takes another organisation's.
             passed.append(outcome.organization_id)
+        if outcome.decided >= RELAY_WHILE_DRAINING_MIN:
+            relay_while_draining()  # the relay task would wait for this drain and the others to end
     else:
         return Drained(settled, backlog_left=True)
     return Drained(settled, backlog_left=False)

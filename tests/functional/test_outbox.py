@@ -240,3 +240,95 @@ def test_several_events_in_one_insert_keep_their_order_and_fields(api, db):
     assert [row.payload for row in rows[:5]] == [{"n": n, "nested": {"k": [n]}} for n in range(5)]
     assert [row.wallet_ids for row in rows[:5]] == [wallets[: n % 2 + 1] for n in range(5)]
     assert (rows[5].payload, rows[5].wallet_ids, rows[5].organization_ids) == ({"at": when}, [], [aggregate])
+
+
+def test_events_are_published_without_endpoints_and_get_deliveries_with_one(api):
+    """With no endpoint enabled anywhere the relay does not read its batch again for deliveries, and
+    the event is still published; once an organisation has an enabled endpoint, its events get a
+    delivery in the relay's transaction, and another organisation's events still do not."""
+    from ledger.identity import signup
+    from ledger.integrity.events import record_event
+    from models import EndpointStatus, OutboxEvent, WebhookDelivery, WebhookEndpoint
+    from models.db import session_factory
+    from tasks.outbox import RELAY_LOCK_KEY, events_producer, relay_batch
+
+    with session_factory().begin() as session:
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RELAY_LOCK_KEY})
+        session.execute(text("UPDATE outbox_events SET published_at = now() WHERE published_at IS NULL"))
+        # Other tests' endpoints are disabled for the length of this transaction (rolled back).
+        session.execute(text("UPDATE webhook_endpoints SET status = 'DISABLED' WHERE status = 'ENABLED'"))
+        quiet, hooked = (
+            signup(
+                session,
+                email=f"relay-{uuid.uuid4().hex[:8]}@example.com",
+                password="relay-password-not-secret",
+                full_name="Relay",
+                organization_name=f"Relay {name}",
+            )[1].id
+            for name in ("quiet", "hooked")
+        )
+
+        def relayed(organization_id: uuid.UUID) -> tuple[OutboxEvent, int]:
+            """One event of the organisation, relayed: the row, and the deliveries made for it."""
+            aggregate = str(uuid.uuid4())
+            record_event(
+                session, "transaction.test", aggregate=("test", aggregate), data={}, organization_ids=[organization_id]
+            )
+            with events_producer() as producer:
+                assert relay_batch(session, producer) == (1, False)
+            session.expire_all()
+            event = session.scalars(select(OutboxEvent).where(OutboxEvent.aggregate_id == aggregate)).one()
+            made = session.scalars(select(WebhookDelivery).where(WebhookDelivery.event_id == event.event_id)).all()
+            return event, len(made)
+
+        event, deliveries = relayed(quiet)
+        assert event.published_at is not None and deliveries == 0
+        session.add(
+            WebhookEndpoint(
+                organization_id=hooked,
+                url="https://example.com/h",
+                event_types=["*"],
+                status=EndpointStatus.ENABLED,
+                secret_encrypted=b"x",
+            )
+        )
+        session.flush()
+        event, deliveries = relayed(hooked)
+        assert event.published_at is not None and deliveries == 1
+        event, deliveries = relayed(quiet)
+        assert event.published_at is not None and deliveries == 0
+        session.rollback()
+
+
+def test_a_draining_worker_relays_between_its_batches(monkeypatch):
+    """A backlog keeps the worker processes draining; the events of each large batch are relayed by the
+    drain itself before it claims the next one, not left until every process is free again."""
+    import tasks.outbox
+    import tasks.settlement
+    from ledger.settlement.posting import SettleOutcome
+
+    size = tasks.settlement.get_settings().settle_batch_size_max
+    script = [SettleOutcome(completed=size, failed=0, skipped=0), SettleOutcome(completed=3, failed=0, skipped=0)]
+    script.append(SettleOutcome(completed=0, failed=0, skipped=0))  # the backlog is gone
+    log: list[str] = []
+
+    def settle(_settle):
+        log.append("batch")
+        return script.pop(0)
+
+    monkeypatch.setattr(tasks.settlement, "_settle_with_retries", settle)
+
+    def relay() -> int:
+        log.append("relay")
+        return 0
+
+    monkeypatch.setattr(tasks.settlement, "relay_while_draining", relay)
+    assert tasks.settlement.drain_backlog(10).settled == size + 3
+    # After the large batch only: a few intents' events are left to the woken relay task.
+    assert log == ["batch", "relay", "batch", "batch"]
+
+    def broken(broker_url=None):
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(tasks.outbox, "_relay", broken)
+    assert tasks.outbox.relay_while_draining() == 0  # the drain goes on
