@@ -61,8 +61,9 @@ worker_prefetch_multiplier = 4
 # intents, same machine and session, uniform / onto one hot wallet: 2 processes 8,800-9,600/s (2 runs)
 # and 9,000-10,600/s (5 runs); 3 processes 8,400-8,600/s and 8,000-9,000/s (2 runs each); 4 processes
 # 7,300-7,900/s and 7,700-8,700/s (3 runs each). End to end (single transfers, 32 clients) and bulk intake settled
-# at the same rate with 2 as with 4. The outbox relay shares the two processes: it waits at most one
-# batch (~150 ms) behind a drain.
+# at the same rate with 2 as with 4. The outbox relay shares the two processes: a relay task waits for a
+# free one, and during a backlog, when both drain for as long as it lasts, a drain relays between its
+# large batches itself (tasks/outbox.py `relay_while_draining`).
 worker_concurrency = 2  # `celery worker --concurrency N` overrides it
 worker_max_tasks_per_child = 10_000
 # Off until a monitor asks: Flower turns task events on in every worker when it starts, and again

@@ -10,7 +10,9 @@ RabbitMQ, confirmed it: tasks/confirms.py), so a crash between the two publishes
 are retried with a growing delay, for ever.
 
 The relay runs soon after a unit of work that wrote events commits (an after-commit hook wakes it,
-debounced), and on a short beat schedule as a safety net for a hook that could not reach the broker.
+debounced), between the large batches of a settle drain (`relay_while_draining`: during a backlog the
+woken task would wait for every drain to end), and on a short beat schedule as a safety net for a
+hook that could not reach the broker. Wherever it runs, it takes the same lock and does the same work.
 """
 
 from __future__ import annotations
