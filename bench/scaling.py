@@ -132,8 +132,8 @@ def wait_idle(timeout_seconds: float) -> bool:
         if not _queued():
             # One worker consumes these queues: its reply ends each call (limit), not the timeout.
             inspect = app.control.inspect(timeout=2, limit=1)
-            if not any(tasks for reply in (inspect.active(), inspect.reserved(), inspect.scheduled()) for tasks in
-                       (reply or {}).values()):  # fmt: skip
+            replies = (inspect.active(), inspect.reserved(), inspect.scheduled())
+            if not any(tasks for reply in replies for tasks in (reply or {}).values()):
                 return True
         time.sleep(0.25)
     return False
@@ -165,15 +165,9 @@ def _running(*, worker_processes: int = 0, web_processes: int = 0) -> Iterator[A
             _purge_queues()
 
 
-def _memory(services: Any) -> dict[str, float]:
-    """A worker's memory over its whole life: the largest peak of one process (VmHWM) and the most
-    the tree held at one sample."""
-    series = services.memory.total_rss_kib.get("worker") or [(0.0, 0)]
-    return {
-        "worker_peak_process_mib": services.memory.peak_process_kib.get("worker", 0) / MIB,
-        "worker_tree_first_mib": series[0][1] / MIB,
-        "worker_tree_max_mib": max(v for _, v in series) / MIB,
-    }
+def _peak(services: Any) -> dict[str, float]:
+    """The largest peak of one of a worker's processes over its whole life (VmHWM)."""
+    return {"worker_peak_process_mib": services.memory.peak_process_kib.get("worker", 0) / MIB}
 
 
 class RssDuring:
@@ -226,7 +220,7 @@ def _cpu_ms_per_intent(before: dict[str, float], after: dict[str, float], intent
 
 
 def insert_backlog(dsn: str, data: Dataset, n: int, tag: str) -> list[Any]:
-    """`n` PENDING transfers, uniform over the wallets, set-based in chunks: their ids, accepted order."""
+    """`n` PENDING transfers, uniform over the wallets, set-based in chunks: their ids."""
     from bench.engine import insert_pending
 
     ids: list[Any] = []
@@ -307,7 +301,7 @@ def worker_phase(dsn: str, data: Dataset, config: BenchConfig, scaling: ScalingC
         vacuum(dsn)
         with _running(worker_processes=processes) as services:
             found = drain(dsn, services, ids, tag, _timeout(config, len(ids)))
-        out.append({"processes": processes, **found, **_memory(services)})
+        out.append({"processes": processes, **found, **_peak(services)})
         print(f"scaling: {processes} worker process(es): {found['settled_per_second']:,.0f}/s", flush=True)
     return out
 
