@@ -27,7 +27,7 @@ BENCH_WALLETS), uniform traffic only, processes started from the Procfile's comm
     completion, on the database's clock) and in each fifth of the drain's time (the first and the
     last fifth in the table: a drain that slows as it goes settles fewer in its last), the worker's
     CPU per intent (its process tree, from /proc: robust to a busy machine; Postgres's is every
-    Postgres process on the machine, so only a quiet machine's is the bench's), and its resident
+    Postgres process on the machine, so only a quiet machine's is the bench's alone), and its resident
     memory sampled during the drain: the most one process held and the most the tree held, after
     what it held before. One worker drains every size, as a deployed one would: memory a large
     backlog leaves behind shows in the next row.
@@ -212,6 +212,28 @@ class RssDuring:
         }
 
 
+def cpu_meter(*services: Any) -> Any:
+    """CPU seconds used so far by each service's processes and this one (bench/services.py), for one
+    measurement of two calls. Postgres's is what its processes alive at the second call used since
+    the first (0 at the first), machine-wide as in `make bench`: a sum over whichever processes are
+    alive at each call goes negative when other databases' backends end in between."""
+    from bench.services import _cpu_seconds, _postgres_pids
+
+    first: dict[int, float] = {}
+
+    def meter() -> dict[str, float]:
+        used = {name: value for s in services for name, value in s.cpu_seconds().items()}
+        now = {pid: _cpu_seconds(pid) for pid in _postgres_pids()}
+        if not first:
+            first.update(now)
+            used["postgres"] = 0.0
+        else:
+            used["postgres"] = sum(max(0.0, value - first.get(pid, 0.0)) for pid, value in now.items())
+        return used
+
+    return meter
+
+
 def _cpu_ms_per_intent(before: dict[str, float], after: dict[str, float], intents: int) -> dict[str, float]:
     return {name: 1000 * (after[name] - before.get(name, 0.0)) / max(intents, 1) for name in after}
 
@@ -261,13 +283,14 @@ def drain(dsn: str, services: Any, ids: list[Any], tag: str, timeout_seconds: fl
     from tasks.settlement import enqueue_settlement
 
     batch = get_settings().settle_batch_size_max
-    cpu_before = services.cpu_seconds()
+    meter = cpu_meter(services)
+    cpu_before = meter()
     with RssDuring(services.processes["worker"].pid) as rss:
         started = database_now(dsn)
         for start in range(0, len(ids), batch):
             assert enqueue_settlement(ids[start : start + batch]), "the broker refused a publish"
         finished = wait_until_quiet(dsn, timeout_seconds)
-    cpu_after = services.cpu_seconds()
+    cpu_after = meter()
     result = settled(dsn, tag, since=started)
     last_published = published_by(dsn, started)
     span = (last_published - started).total_seconds() if last_published is not None else result["span_seconds"]
@@ -317,14 +340,10 @@ def web_phase(
     for processes in scaling.web:
         tag = f"bench-scaling-web-{processes}"
         with _running(web_processes=processes) as web:
-
-            def cpu_meter(web: Any = web) -> dict[str, float]:
-                return {**worker.cpu_seconds(), **web.cpu_seconds()}
-
             found = e2e.phase(
                 dsn, web.web_port, data, e2e.TRANSFER_PATH, e2e.single_body(data, False, tag), tag,
                 clients=config.e2e_clients, seconds=scaling.e2e_seconds, rate_per_second=None,
-                timeout_seconds=config.settle_timeout_seconds, cpu_meter=cpu_meter,
+                timeout_seconds=config.settle_timeout_seconds, cpu_meter=cpu_meter(worker, web),
             )  # fmt: skip
         out.append({"processes": processes, **found})
         print(
