@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint migrate services stop-services clean bench console-bench recon-bench chaos vendor
+.PHONY: help install run test lint migrate services stop-services clean bench bench-scaling console-bench recon-bench chaos vendor
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -24,9 +24,12 @@ run: $(STAMP) ## Start Postgres+Redis (embedded unless DATABASE_URL/REDIS_URL), 
 test: $(STAMP) ## Run the whole suite against real Postgres, Redis and Celery workers
 	$(BIN)/python -m pytest
 
-bench: $(STAMP) ## Benchmark engine vs per-transfer SQL (pgbench), end to end and bulk; writes bench/results.json and .png (BENCH_* to resize)
+bench: $(STAMP) ## Benchmark engine vs per-transfer SQL (pgbench), end to end and bulk; writes bench/results.json and .png (BENCH_* to resize; BENCH_SCALING=0 skips the scaling table)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench.run
+
+bench-scaling: $(STAMP) ## Settled/s by 1/2/4 worker and 1/2 web processes, engine rate and worker RSS by backlog (10k-1M); writes bench/scaling.json (also run by make bench, after its other phases; BENCH_SCALING_*)
+	$(BIN)/python -m bench.scaling
 
 console-bench: $(STAMP) ## Time every console page over 100 organisations and 1,000,000 transactions (make bench's last phase, alone; BENCH_CONSOLE_*)
 	$(BIN)/python -m bench.console

@@ -280,7 +280,17 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
         *_hold_goals(results),
         *_console_goals(results),
         *_webhook_goals(results),
+        *_scaling_goals(results),
     ]
+
+
+def _scaling_goals(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """Issue 23: the engine's rate flat against the size of its backlog (bench/scaling.py)."""
+    if not results.get("scaling"):
+        return []
+    from bench import scaling
+
+    return scaling.goals(results["scaling"])
 
 
 def _console_goals(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
@@ -317,6 +327,10 @@ def render(results: dict[str, Any]) -> str:
             )
             for q in results["console"]["queries"]
         ]
+    if results.get("scaling"):
+        from bench import scaling
+
+        lines += ["", *scaling.render(results["scaling"])]
     machine = results["machine"]
     lines += ["", f"machine: {machine['cpus']} cores, {machine['cpu_model']}; load before {machine['load_before']}"]
     return "\n".join(lines)

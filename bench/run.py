@@ -2,6 +2,8 @@
 
     python -m bench.run        (sizes and durations: bench/config.py, overridable by BENCH_* variables)
 
+Then, unless BENCH_SCALING=0, the scaling table (bench/scaling.py, issue 23) on a database of its own.
+
 Starts its own services like the test suite does: a fresh database on the embedded Postgres (or on
 DATABASE_URL's server), its own Redis database, the Procfile's worker and web commands.
 """
@@ -294,6 +296,7 @@ def measure(config: BenchConfig, dsn: str) -> dict[str, Any]:
 
 def main() -> int:
     config = BenchConfig.from_env()
+    given = dict(os.environ)  # the scaling phase prepares its own database from what was given
     env = environment.prepare()
     os.environ.update({"DATABASE_URL": env.database_url, "REDIS_URL": env.redis_url})
     # The webhook phases deliver to a receiver on loopback.
@@ -309,7 +312,12 @@ def main() -> int:
 
         dispose_engine()
         environment.tear_down(env)
-    from bench import report
+    from bench import report, scaling
+
+    if scaling.enabled():
+        # Last, in a process and a database of its own: its million-intent backlog would slow every
+        # phase after it, and the console's transactions would be under its drains (BENCH_SCALING=0: off).
+        results["scaling"] = scaling.run_alone(config.output_dir, given)
 
     print(report.write(results, config.output_dir), flush=True)
     return 0

@@ -39,6 +39,8 @@ TINY = {
     "BENCH_WEBHOOK_INTENTS": "100",
     "BENCH_WEBHOOK_ENDPOINTS": "2",
     "BENCH_WEBHOOK_SECONDS": "1",
+    # The scaling table has its own smoke test below: here it would only run a second time.
+    "BENCH_SCALING": "0",
 }
 BENCH_SECONDS_MAX = 240
 
@@ -138,6 +140,68 @@ def test_bench_runs_and_reports(tmp_path: Path) -> None:
     # One-second bulk phases cannot show the bulk goal met, however fast they are.
     bulk_goal = next(goal for goal in results["goals"] if goal["goal"].startswith("bulk"))
     assert bulk_goal["met"] is False and "not the goal's measure" in bulk_goal["measured"]
+
+
+SCALING_TINY = {
+    "BENCH_WALLETS": "50",
+    "BENCH_SCALING_WORKERS": "1,2",  # each count starts a worker: 4 adds seconds, not coverage
+    "BENCH_SCALING_INTENTS": "300",
+    "BENCH_SCALING_WEB": "1,2",
+    "BENCH_SCALING_E2E_SECONDS": "1",
+    "BENCH_E2E_CLIENTS": "4",
+    "BENCH_SCALING_BACKLOGS": "600,200",  # given out of order: the curve runs smallest first
+    "BENCH_SETTLE_TIMEOUT_SECONDS": "60",
+}
+
+
+def test_scaling_table_runs_and_reports(tmp_path: Path) -> None:
+    """`python -m bench.scaling` at toy sizes, through `make bench`'s hook: a row per worker count, per
+    web count and per backlog size, each with every intent settled and a rate, and the flatness verdict."""
+    from bench import report, scaling
+
+    results = scaling.run_alone(tmp_path, {**os.environ, **SCALING_TINY})
+
+    assert json.loads((tmp_path / "scaling.json").read_text()) == results
+    assert [w["processes"] for w in results["workers"]] == [1, 2]
+    assert [w["processes"] for w in results["web"]] == [1, 2]
+    assert [b["backlog"] for b in results["backlog"]] == [200, 600]
+    for drained in (*results["workers"], *results["backlog"]):
+        assert drained["finished"] and drained["pending"] == 0
+        assert drained["completed"] == drained["intents"] > 0
+        assert drained["settled_per_second"] > 0 and drained["per_second_to_published"] > 0
+        # The slices of the drain's time hold every intent once.
+        parts = drained["parts_per_second"]
+        assert len(parts) == scaling.PARTS and (parts[0], parts[-1]) == (
+            drained["first_part_per_second"],
+            drained["last_part_per_second"],
+        )
+        assert sum(parts) * drained["span_seconds"] / scaling.PARTS == pytest.approx(drained["intents"])
+        assert drained["cpu_ms_per_intent"]["worker"] > 0
+        assert drained["worker_process_max_mib"] > 0
+        assert drained["worker_tree_max_mib"] >= drained["worker_tree_before_mib"] > 0
+    assert all(w["worker_peak_process_mib"] > 0 for w in results["workers"])
+    for served in results["web"]:
+        assert served["finished"] and served["database"]["pending"] == 0
+        assert served["database"]["intents"] > 0 and served["database"]["settled_per_second"] > 0
+        assert served["http"]["accepted_per_second"] > 0 and served["clients"] == 4
+    flat = results["flat"]
+    assert (flat["smallest"], flat["largest"]) == (200, 600)
+    assert flat["ratio"] == results["backlog"][1]["settled_per_second"] / results["backlog"][0]["settled_per_second"]
+    assert flat["flat"] == (flat["ratio"] >= 1 - scaling.FLAT_TOLERANCE)
+
+    table = "\n".join(scaling.render(results))
+    lines = table.splitlines()
+    for title in ("by worker processes", "by web processes", "by backlog size"):
+        assert sum(title in line for line in lines) == 1, table
+    # One row per configuration, first cell its process count or backlog size.
+    first_cells = [line.split()[0] for line in lines if line.startswith("    ") and line.split()[0][0].isdigit()]
+    assert first_cells == ["1", "2", "1", "2", "200", "600"], table
+    assert "backlog curve: flat" in table or "backlog curve: NOT flat" in table
+    # As a goal of `make bench`, reported and never fatal.
+    [(goal, measured, met)] = scaling.goals(results)
+    assert goal == "engine rate at a 600-intent backlog within 20% of its rate at 200"
+    assert measured == f"{flat['ratio']:.0%}" and met is flat["flat"]
+    assert report._scaling_goals({"scaling": results}) == scaling.goals(results)
 
 
 def _console_pages() -> tuple[str, ...]:
