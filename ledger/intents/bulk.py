@@ -137,11 +137,16 @@ def _join_ids(column: Any, ids: set[str]) -> tuple[Any, Any]:
 
 
 def _refusals(session: Session, actor: Actor, items: dict[int, BulkItem]) -> dict[int, DomainError]:
-    """The same checks as a single transfer, in the same order, with three queries for the batch."""
+    """The same checks as a single transfer, in the same order, with three queries for the batch.
+
+    Run on the session's connection, not through the session: they read plain columns, and the ORM's
+    row loading was 6 of their 15 ms of CPU for 1,000 items.
+    """
+    connection = session.connection()
     # wallet id -> (whether the caller owns it, whether it is SYSTEM), for the sources the caller may see at all
     visible: dict[str, tuple[bool, bool]] = {
         wallet: (owned, is_system)
-        for wallet, owned, is_system in session.execute(
+        for wallet, owned, is_system in connection.execute(
             visible_wallets(actor)
             .join(*_join_ids(Wallet.id, {i.source_wallet_id for i in items.values()}))
             .with_only_columns(cast(Wallet.id, Text), Wallet.owner_id == actor.user_id, Wallet.type == _SYSTEM)
@@ -153,7 +158,7 @@ def _refusals(session: Session, actor: Actor, items: dict[int, BulkItem]) -> dic
     contributed: set[str] = set()
     if shared:
         contributed = set(
-            session.scalars(
+            connection.scalars(
                 member_wallet_ids(actor, MemberRole.CONTRIBUTOR)
                 .join(*_join_ids(WalletMember.wallet_id, shared))
                 .with_only_columns(cast(WalletMember.wallet_id, Text))
@@ -162,7 +167,9 @@ def _refusals(session: Session, actor: Actor, items: dict[int, BulkItem]) -> dic
     destinations = {i.destination_wallet_id for i in items.values()}
     # destination id -> whether it is SYSTEM, for those that exist (in any organisation)
     existing: dict[str, bool] = dict(
-        session.execute(select(cast(Wallet.id, Text), Wallet.type == _SYSTEM).join(*_join_ids(Wallet.id, destinations)))
+        connection.execute(
+            select(cast(Wallet.id, Text), Wallet.type == _SYSTEM).join(*_join_ids(Wallet.id, destinations))
+        )
         .tuples()
         .all()
     )
