@@ -37,7 +37,7 @@ from ledger.intents.transfers import visible_transactions
 from ledger.notes import note_accepted
 from models import MemberRole, Transaction, TransactionStatus, TransactionType, Wallet, WalletMember, WalletType
 from models.audit import REQUEST_ID_LENGTH_MAX, SOURCE_ADDRESS_LENGTH_MAX
-from models.ids import new_id
+from models.ids import new_copy_id, new_id
 
 TRANSFER = TransactionType.TRANSFER.value
 PENDING = TransactionStatus.PENDING.value
@@ -203,7 +203,7 @@ _CLAIM_AND_WRITE = text(
         SELECT CAST(r->>0 AS uuid) AS id, r->>1 AS key, r->>2 AS fingerprint,
                CAST(r->>3 AS uuid) AS source_wallet_id, CAST(r->>4 AS uuid) AS destination_wallet_id,
                CAST(r->>5 AS bigint) AS amount, r->>6 AS currency, r->>7 AS description,
-               CAST(r->>8 AS jsonb) AS metadata, position
+               CAST(r->>8 AS jsonb) AS metadata, CAST(r->>9 AS uuid) AS audit_id, position
           FROM jsonb_array_elements(CAST(:items AS jsonb)) WITH ORDINALITY AS batch(r, position)
     ),
     claimed AS (
@@ -227,7 +227,7 @@ _CLAIM_AND_WRITE = text(
     audited AS (
         INSERT INTO audit_logs (id, organization_id, actor_id, action, target_type, target_id, after,
                                 source_address, request_id)
-        SELECT uuid_v7(), CAST(:org AS uuid), CAST(:actor AS uuid), CAST(:action AS text),
+        SELECT audit_id, CAST(:org AS uuid), CAST(:actor AS uuid), CAST(:action AS text),
                'transaction', CAST(id AS text),
                jsonb_build_object(
                    'id', id, 'type', CAST(:type AS text), 'status', CAST(:status AS text),
@@ -257,7 +257,8 @@ def _claim_and_write(
     The items go as one JSON array of rows (the order `item` reads them in): encoded in C, where
     the driver would adapt nine Python lists to arrays element by element in Python. Postgres reads
     it as jsonb, parsed once: as json, each `r->>n` parses its row's text again from the start
-    (17 ms instead of 2 ms for 1,000 rows of nine fields).
+    (17 ms instead of 2 ms for 1,000 rows of nine fields). Each row carries its audit row's id too,
+    made here (time-ordered, as `uuid_v7()` makes it) for a fraction of that function's cost in SQL.
     """
     if not new:
         return frozenset()
@@ -272,6 +273,7 @@ def _claim_and_write(
             item.currency,
             item.description,
             None if item.metadata is None else json.dumps(item.metadata),
+            str(new_copy_id()),
         )
         for item, fingerprint, intent_id in new.values()
     ]
