@@ -15,9 +15,16 @@ from __future__ import annotations
 
 import uuid
 
+import uuid_utils
 from uuid_utils.compat import uuid7
 
 
 def new_id() -> uuid.UUID:
     """A new time-ordered id (a standard `uuid.UUID`, version 7)."""
     return uuid7()
+
+
+def new_copy_id() -> uuid_utils.UUID:
+    """The same id as `new_id`, as `uuid_utils` makes it, for a binary COPY (whose uuid dumper reads
+    only `.bytes`): a tenth of the cost of a `uuid.UUID`, and a fifth of `uuid_v7()` in Postgres."""
+    return uuid_utils.uuid7()

@@ -50,16 +50,21 @@ def _decode(request: Request, data: bytes) -> Any:
 
 
 def _nests_deeper_than(value: Any, levels_max: int) -> bool:
-    """Iterative, so a deep value cannot exhaust the stack that measures it."""
+    """Iterative, so a deep value cannot exhaust the stack that measures it.
+
+    Only containers are stacked (the parser makes plain dicts and lists): a bulk body is a thousand
+    objects of scalars, and stacking each of their values too cost more than parsing the body."""
+    if type(value) is not dict and type(value) is not list:
+        return False
     stack = [(value, 1)]
     while stack:
         item, level = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is None:
-            continue
         if level > levels_max:
             return True
-        stack.extend((child, level + 1) for child in children)
+        below = level + 1
+        for child in item.values() if type(item) is dict else item:
+            if type(child) is dict or type(child) is list:
+                stack.append((child, below))
     return False
 
 

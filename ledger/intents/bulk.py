@@ -37,7 +37,7 @@ from ledger.intents.transfers import visible_transactions
 from ledger.notes import note_accepted
 from models import MemberRole, Transaction, TransactionStatus, TransactionType, Wallet, WalletMember, WalletType
 from models.audit import REQUEST_ID_LENGTH_MAX, SOURCE_ADDRESS_LENGTH_MAX
-from models.ids import new_id
+from models.ids import new_copy_id, new_id
 
 TRANSFER = TransactionType.TRANSFER.value
 PENDING = TransactionStatus.PENDING.value
@@ -137,11 +137,16 @@ def _join_ids(column: Any, ids: set[str]) -> tuple[Any, Any]:
 
 
 def _refusals(session: Session, actor: Actor, items: dict[int, BulkItem]) -> dict[int, DomainError]:
-    """The same checks as a single transfer, in the same order, with three queries for the batch."""
+    """The same checks as a single transfer, in the same order, with three queries for the batch.
+
+    Run on the session's connection, not through the session: they read plain columns, and the ORM's
+    row loading was 6 of their 15 ms of CPU for 1,000 items.
+    """
+    connection = session.connection()
     # wallet id -> (whether the caller owns it, whether it is SYSTEM), for the sources the caller may see at all
     visible: dict[str, tuple[bool, bool]] = {
         wallet: (owned, is_system)
-        for wallet, owned, is_system in session.execute(
+        for wallet, owned, is_system in connection.execute(
             visible_wallets(actor)
             .join(*_join_ids(Wallet.id, {i.source_wallet_id for i in items.values()}))
             .with_only_columns(cast(Wallet.id, Text), Wallet.owner_id == actor.user_id, Wallet.type == _SYSTEM)
@@ -153,7 +158,7 @@ def _refusals(session: Session, actor: Actor, items: dict[int, BulkItem]) -> dic
     contributed: set[str] = set()
     if shared:
         contributed = set(
-            session.scalars(
+            connection.scalars(
                 member_wallet_ids(actor, MemberRole.CONTRIBUTOR)
                 .join(*_join_ids(WalletMember.wallet_id, shared))
                 .with_only_columns(cast(WalletMember.wallet_id, Text))
@@ -162,7 +167,9 @@ def _refusals(session: Session, actor: Actor, items: dict[int, BulkItem]) -> dic
     destinations = {i.destination_wallet_id for i in items.values()}
     # destination id -> whether it is SYSTEM, for those that exist (in any organisation)
     existing: dict[str, bool] = dict(
-        session.execute(select(cast(Wallet.id, Text), Wallet.type == _SYSTEM).join(*_join_ids(Wallet.id, destinations)))
+        connection.execute(
+            select(cast(Wallet.id, Text), Wallet.type == _SYSTEM).join(*_join_ids(Wallet.id, destinations))
+        )
         .tuples()
         .all()
     )
@@ -196,7 +203,7 @@ _CLAIM_AND_WRITE = text(
         SELECT CAST(r->>0 AS uuid) AS id, r->>1 AS key, r->>2 AS fingerprint,
                CAST(r->>3 AS uuid) AS source_wallet_id, CAST(r->>4 AS uuid) AS destination_wallet_id,
                CAST(r->>5 AS bigint) AS amount, r->>6 AS currency, r->>7 AS description,
-               CAST(r->>8 AS jsonb) AS metadata, position
+               CAST(r->>8 AS jsonb) AS metadata, CAST(r->>9 AS uuid) AS audit_id, position
           FROM jsonb_array_elements(CAST(:items AS jsonb)) WITH ORDINALITY AS batch(r, position)
     ),
     claimed AS (
@@ -220,7 +227,7 @@ _CLAIM_AND_WRITE = text(
     audited AS (
         INSERT INTO audit_logs (id, organization_id, actor_id, action, target_type, target_id, after,
                                 source_address, request_id)
-        SELECT uuid_v7(), CAST(:org AS uuid), CAST(:actor AS uuid), CAST(:action AS text),
+        SELECT audit_id, CAST(:org AS uuid), CAST(:actor AS uuid), CAST(:action AS text),
                'transaction', CAST(id AS text),
                jsonb_build_object(
                    'id', id, 'type', CAST(:type AS text), 'status', CAST(:status AS text),
@@ -250,7 +257,8 @@ def _claim_and_write(
     The items go as one JSON array of rows (the order `item` reads them in): encoded in C, where
     the driver would adapt nine Python lists to arrays element by element in Python. Postgres reads
     it as jsonb, parsed once: as json, each `r->>n` parses its row's text again from the start
-    (17 ms instead of 2 ms for 1,000 rows of nine fields).
+    (17 ms instead of 2 ms for 1,000 rows of nine fields). Each row carries its audit row's id too,
+    made here (time-ordered, as `uuid_v7()` makes it) for a fraction of that function's cost in SQL.
     """
     if not new:
         return frozenset()
@@ -265,6 +273,7 @@ def _claim_and_write(
             item.currency,
             item.description,
             None if item.metadata is None else json.dumps(item.metadata),
+            str(new_copy_id()),
         )
         for item, fingerprint, intent_id in new.values()
     ]

@@ -293,3 +293,37 @@ def test_the_request_body_documents_each_item_as_the_item_schema(api):
     transfers = spec["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]["properties"]["transfers"]
     assert transfers["type"] == "array" and transfers["items"]["$ref"].endswith("/BulkTransferItem")
     assert (transfers["minItems"], transfers["maxItems"]) == (1, 1_000)
+
+
+def test_an_intents_result_is_written_exactly_as_the_encoder_writes_it(app):
+    """The answer formats each intent's result from a template (web/routes/bulk.py): the same bytes
+    the JSON encoder makes of its dict, for a new intent, a replayed settled one and a failed one,
+    with keys that need escaping."""
+    from datetime import UTC, datetime, timedelta
+
+    from ledger.errors import NotFound
+    from ledger.intents.bulk import AcceptedIntent, BulkItem, ItemOutcome
+    from web.routes.bulk import _Answer, _compact
+
+    accepted_at = datetime(2026, 12, 8, 1, 2, 3, 456789, tzinfo=UTC)
+    source, destination = str(uuid.uuid4()), str(uuid.uuid4())
+
+    def intent(key: str | None, status: str, reason: str | None, completed: datetime | None) -> AcceptedIntent:
+        return AcceptedIntent(
+            str(uuid.uuid4()), "TRANSFER", status, reason, source, destination, 1050, "INR", key, accepted_at, completed
+        )
+
+    item = BulkItem(source, destination, 1050, "INR", None, None, "key")
+    outcomes = [
+        ItemOutcome(intent("plain-key", "PENDING", None, None), created=True),
+        ItemOutcome(intent('quote " back \\ slash', "COMPLETED", None, accepted_at + timedelta(seconds=1)), False),
+        ItemOutcome(intent("clé \u2603 \U0001f600 \x01", "FAILED", "INSUFFICIENT_FUNDS", accepted_at), False),
+        ItemOutcome(intent(None, "COMPLETED", None, datetime(2026, 12, 8, 1, 2, 4, tzinfo=UTC)), False),
+        ItemOutcome(error=NotFound("wallet not found", code="WALLET_NOT_FOUND")),
+    ]
+    with app.app_context():
+        answer = _Answer()
+        for index, outcome in enumerate(outcomes):
+            assert answer.item_json(index, item, outcome) == _compact(answer.item_result(index, item, outcome))
+        rejected = {"code": "VALIDATION_ERROR", "message": "transfer failed validation", "details": None}
+        assert answer.item_json(9, rejected, ItemOutcome()) == _compact(answer.item_result(9, rejected, ItemOutcome()))

@@ -7,10 +7,11 @@ import itertools
 import time
 import uuid
 
+import pytest
 from sqlalchemy import text
 
 from models.db import session_factory
-from models.ids import new_id
+from models.ids import new_copy_id, new_id
 from tests.client import bulk_item
 
 RFC_VARIANT = uuid.RFC_4122
@@ -20,9 +21,10 @@ def _millis(value: uuid.UUID) -> int:
     return value.int >> 80
 
 
-def test_python_ids_are_version_7_and_follow_the_clock():
+@pytest.mark.parametrize("make", [new_id, lambda: uuid.UUID(bytes=new_copy_id().bytes)])
+def test_python_ids_are_version_7_and_follow_the_clock(make):
     before = int(time.time() * 1000)
-    ids = [new_id() for _ in range(1_000)]
+    ids = [make() for _ in range(1_000)]
     after = int(time.time() * 1000)
     assert {(i.version, i.variant) for i in ids} == {(7, RFC_VARIANT)}
     assert all(before <= _millis(i) <= after for i in ids)

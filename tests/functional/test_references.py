@@ -167,6 +167,36 @@ def test_the_check_probes_each_reference_and_never_scans_a_table(parties, connec
     assert sequential_scans() == before
 
 
+def test_each_distinct_reference_is_probed_once_per_statement(parties, connection):
+    """A bulk intake's rows all name one organisation and one creator, a settlement batch's entries
+    each transaction twice: the check looks each value up once (migration 0025), not once per row."""
+    probes = {
+        "organizations": "pk_organizations",
+        "users": "pk_users",
+        "wallets": "pk_wallets",
+        "transactions": "pk_transactions",
+    }
+
+    def index_scans() -> dict[str, int]:
+        return {
+            table: connection.execute(text(f"SELECT pg_stat_get_xact_numscans('{index}'::regclass)")).scalar_one()
+            for table, index in probes.items()
+        }
+
+    before = index_scans()
+    connection.execute(text(INSERTS["transactions"]), {**parties, "n": 300})
+    after = index_scans()
+    # One organisation, one creator, a source and a destination wallet, whatever the row count.
+    assert after["organizations"] - before["organizations"] == 1
+    assert after["users"] - before["users"] == 1
+    assert after["wallets"] - before["wallets"] == 2
+
+    connection.execute(text(INSERTS["ledger_entries"]), {**parties, "n": 300})
+    entries = index_scans()
+    assert entries["wallets"] - after["wallets"] == 1
+    assert entries["transactions"] - after["transactions"] == 1
+
+
 KEPT = [
     ("organizations", "organization_id"),
     ("users", "created_by"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from flask import Response, current_app
@@ -51,6 +52,21 @@ def _parse(raw: Any) -> BulkItem | dict[str, Any]:
         return {"code": "VALIDATION_ERROR", "message": "transfer failed validation", "details": error.messages}
 
 
+# One result of an intent written or replayed, as the compact encoder writes `_Answer.item_result`'s
+# dict (same keys, same order, every string escaped by the same C function): formatting one string per
+# item costs a fifth of encoding a thousand nested dicts. A test holds the two byte-identical.
+_INTENT_RESULT = (
+    '{"index":%d,"status_code":%d,"transaction":{"id":%s,"type":%s,"status":%s,"failure_reason":%s,'
+    '"source_wallet_id":%s,"destination_wallet_id":%s,"amount":%d,"currency":%s,"idempotency_key":%s,'
+    '"created_at":%s,"completed_at":%s},"error":null}'
+)
+_json_string = encode_basestring_ascii
+
+
+def _json_optional(value: str | None) -> str:
+    return "null" if value is None else _json_string(value)
+
+
 class _Answer:
     """Result bodies for one request; the new intents share one timestamp, formatted once."""
 
@@ -90,6 +106,33 @@ class _Answer:
         status = 202 if outcome.created else 200
         return {"index": index, "status_code": status, "transaction": self.intent_body(outcome.intent), "error": None}
 
+    def item_json(self, index: int, parsed: BulkItem | dict[str, Any], outcome: ItemOutcome) -> str:
+        """`item_result` as compact JSON: an intent's through `_INTENT_RESULT`, any other by the encoder."""
+        intent = outcome.intent
+        if isinstance(parsed, dict) or outcome.error is not None or intent is None:
+            return _compact(self.item_result(index, parsed, outcome))
+        completed_at = intent.completed_at
+        return _INTENT_RESULT % (
+            index,
+            202 if outcome.created else 200,
+            _json_string(intent.id),
+            _json_string(intent.type),
+            _json_string(intent.status),
+            _json_optional(intent.failure_reason),
+            _json_string(intent.source_wallet_id),
+            _json_string(intent.destination_wallet_id),
+            intent.amount,
+            _json_string(intent.currency),
+            _json_optional(intent.idempotency_key),
+            _json_string(self._time(intent.created_at)),
+            "null" if completed_at is None else _json_string(self._time(completed_at)),
+        )
+
+
+def _compact(value: Any) -> str:
+    # Compact and unsorted: sorting the keys of a thousand results is a fifth of the encoding.
+    return str(current_app.json.dumps(value, sort_keys=False, separators=(",", ":")))
+
 
 @blp.route("/batch", methods=["POST"])
 @authenticated(blp)
@@ -116,14 +159,13 @@ def create_transfers(body: dict[str, Any]) -> Response:
         settle_soon(outcome.created_ids)
     answer = _Answer()
     results = [
-        answer.item_result(index, p, item_outcome)
+        answer.item_json(index, p, item_outcome)
         for index, (p, item_outcome) in enumerate(zip(parsed, outcome.items, strict=True))
     ]
     accepted = len(outcome.created_ids)
-    replayed = sum(1 for r in results if r["status_code"] == 200)
+    replayed = sum(1 for o in outcome.items if o.intent is not None and not o.created)
     summary = {"accepted": accepted, "replayed": replayed, "rejected": len(results) - accepted - replayed}
-    # Compact and unsorted: sorting the keys of a thousand results is a fifth of the encoding.
-    payload = current_app.json.dumps({**summary, "items": results}, sort_keys=False, separators=(",", ":"))
+    payload = _compact(summary)[:-1] + ',"items":[' + ",".join(results) + "]}"
     return current_app.response_class(f"{payload}\n", status=202, mimetype="application/json")
 
 
