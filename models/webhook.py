@@ -71,7 +71,15 @@ class WebhookDelivery(Base):
             "next_attempt_at",
             postgresql_where=sql_text("status = 'PENDING'"),
         ),
-        # Attempts in flight per endpoint are counted through this one.
+        # One endpoint's due deliveries, oldest due first: what a delivery batch claims (not the
+        # other endpoints' backlogs on the way).
+        Index(
+            "ix_webhook_deliveries_endpoint_due",
+            "endpoint_id",
+            "next_attempt_at",
+            postgresql_where=sql_text("status = 'PENDING'"),
+        ),
+        # Whether a drain is at work on an endpoint (a live lease) is read through this one.
         Index("ix_webhook_deliveries_leased", "endpoint_id", postgresql_where=sql_text("lease_until IS NOT NULL")),
         CheckConstraint("attempt >= 0", name="attempt_not_negative"),
     )
