@@ -65,14 +65,9 @@ class WebhookDelivery(Base):
         # The relay may run a batch twice (at least once): one delivery per endpoint per event still.
         UniqueConstraint("endpoint_id", "event_id", name="uq_webhook_deliveries_endpoint_event"),
         Index("ix_webhook_deliveries_endpoint_newest", "endpoint_id", "created_at", "id"),
-        # The sweeper's and the scheduler's work list: as small as what is waiting, not the history.
-        Index(
-            "ix_webhook_deliveries_due",
-            "next_attempt_at",
-            postgresql_where=sql_text("status = 'PENDING'"),
-        ),
-        # One endpoint's due deliveries, oldest due first: what a delivery batch claims (not the
-        # other endpoints' backlogs on the way).
+        # The work list, as small as what is waiting, not the history: one endpoint's due deliveries,
+        # oldest due first, for a delivery batch's claim (not the other endpoints' backlogs on the
+        # way); the sweeper's per-endpoint ranking and the pending count read it too.
         Index(
             "ix_webhook_deliveries_endpoint_due",
             "endpoint_id",
