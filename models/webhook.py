@@ -65,13 +65,16 @@ class WebhookDelivery(Base):
         # The relay may run a batch twice (at least once): one delivery per endpoint per event still.
         UniqueConstraint("endpoint_id", "event_id", name="uq_webhook_deliveries_endpoint_event"),
         Index("ix_webhook_deliveries_endpoint_newest", "endpoint_id", "created_at", "id"),
-        # The sweeper's and the scheduler's work list: as small as what is waiting, not the history.
+        # The work list, as small as what is waiting, not the history: one endpoint's due deliveries,
+        # oldest due first, for a delivery batch's claim (not the other endpoints' backlogs on the
+        # way); the sweeper's per-endpoint ranking and the pending count read it too.
         Index(
-            "ix_webhook_deliveries_due",
+            "ix_webhook_deliveries_endpoint_due",
+            "endpoint_id",
             "next_attempt_at",
             postgresql_where=sql_text("status = 'PENDING'"),
         ),
-        # Attempts in flight per endpoint are counted through this one.
+        # Whether a drain is at work on an endpoint (a live lease) is read through this one.
         Index("ix_webhook_deliveries_leased", "endpoint_id", postgresql_where=sql_text("lease_until IS NOT NULL")),
         CheckConstraint("attempt >= 0", name="attempt_not_negative"),
     )

@@ -4,12 +4,16 @@
        │  └─attempt fails: next_attempt_at = now + backoff (exponential, jitter), still PENDING
        └────attempt fails after give_up_at, or the address is blocked, or the endpoint is disabled ──▶ FAILED
 
-An attempt is claimed (a lease on the row, `lease_until`), made outside any transaction, and its
-outcome recorded in a second one. At most `webhook_endpoint_in_flight_max` attempts per endpoint
-are in flight: a slow or dead endpoint holds that many delivery threads, never all of them. A claim
-that finds its endpoint busy leaves the delivery due: the thread whose attempt finishes goes on with
-the endpoint's next due one (`claim_next`), and the sweeper (`due_deliveries`) re-enqueues whatever has
-been due for too long: a lost message, a worker killed mid-attempt (its lease lapses), a broker outage.
+Deliveries are attempted in batches, one drain per endpoint at a time: `claim` leases up to
+`BATCH_MAX` of an endpoint's due deliveries in one statement (`lease_until`, the same instant on
+every row of the batch), unless a live lease shows another drain at work on that endpoint. The batch
+is sent outside any transaction, at most `webhook_endpoint_in_flight_max` requests at once (so a slow
+or dead endpoint holds that many connections and one delivery thread, never all of them), and
+`record` writes every outcome in one statement, then the same transaction claims the endpoint's next
+batch (`claim_endpoint`). The endpoint row, locked by every claim and record, orders them: a claim
+that finds the endpoint busy may leave its deliveries to the drain at work, whose next claim comes
+after it and sees them. The sweeper (`due_deliveries`) re-enqueues whatever has been due for too long:
+a lost message, a worker killed mid-batch (its lease lapses), a broker outage.
 
 An endpoint whose every attempt has failed for `webhook_disable_after_seconds` is DISABLED, with a
 `webhook.disabled` event to the organisation's other endpoints.
@@ -20,7 +24,8 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -47,10 +52,15 @@ RETRY_NOTE = "vaultcraft.webhook_retries"
 RETRY_COUNTDOWN_SECONDS_MAX = 60.0
 WEBHOOK_DISABLED = "webhook.disabled"
 WEBHOOK_TEST = "webhook.test"
-# A lease outlives the attempt's own deadline by this much before the sweeper may hand it out again:
-# long enough to record the outcome, short because the lease of an attempt whose worker was killed
-# keeps one of its endpoint's few in-flight slots until then (30 s of it per kill, per slot). Recording
-# later than this can only cause a duplicate (at least once), never a loss.
+# Deliveries one claim leases at most (one statement to claim them, one to record their outcomes).
+BATCH_MAX = 64
+# A batch's attempts start within this many seconds of its claim; the rest go back unattempted (still
+# due) when the batch is recorded. Together with the attempt's own deadline it bounds the lease.
+SEND_WINDOW_SECONDS = 2.0
+# A lease outlives the last attempt's deadline by this much before the sweeper may hand it out again:
+# long enough to record the outcomes, short because the lease of a batch whose worker was killed
+# keeps its endpoint from another drain until then. Recording later than this can only cause a
+# duplicate (at least once), never a loss.
 LEASE_MARGIN_SECONDS = 5.0
 # Backoff jitter: each delay is drawn from [1 - JITTER, 1] of the exponential step.
 JITTER = 0.3
@@ -59,11 +69,32 @@ JITTER = 0.3
 @dataclass(frozen=True)
 class Attempt:
     delivery_id: uuid.UUID
-    endpoint_id: uuid.UUID
-    url: str
     event_id: str
     body: str
+    attempts_made: int  # before this one
+    give_up_at: datetime
+    event_created_at: datetime
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Due deliveries of one endpoint, leased until `lease_until` (the drain's token: a release of
+    what it did not send touches only rows still carrying it)."""
+
+    endpoint_id: uuid.UUID
+    url: str
     secrets: list[str]
+    lease_until: datetime
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One attempt's outcome, and how many seconds before the record it finished."""
+
+    attempt: Attempt
+    outcome: Outcome
+    seconds_ago: float = 0.0
 
 
 # One INSERT ... SELECT per relay batch: a delivery for every ENABLED endpoint of an organisation the
@@ -93,9 +124,9 @@ def create_for_events(session: Session, event_row_ids: list[int], body_sql: str,
     """Delivery rows for outbox events (by `outbox_events.id`), in the caller's (the relay's)
     transaction. Returns how many were made.
 
-    Only as many per endpoint as may be in flight at once are noted for enqueueing after commit:
-    each attempt goes on with its endpoint's next due delivery (`claim_next`), so a message per
-    delivery would only find the endpoint busy (a claim transaction each, for nothing)."""
+    One delivery per endpoint is noted for enqueueing after commit: its attempt drains the
+    endpoint's due deliveries a batch at a time, so a message per delivery would only find the
+    endpoint busy (a claim transaction each, for nothing)."""
     if not event_row_ids:
         return 0
     created = (
@@ -106,131 +137,209 @@ def create_for_events(session: Session, event_row_ids: list[int], body_sql: str,
         )
         .all()
     )
-    per_endpoint: dict[uuid.UUID, list[uuid.UUID]] = {}
+    per_endpoint: dict[uuid.UUID, uuid.UUID] = {}
     for delivery_id, endpoint_id in created:
-        noted = per_endpoint.setdefault(endpoint_id, [])
-        if len(noted) < settings.webhook_endpoint_in_flight_max:
-            noted.append(delivery_id)
-    session.info.setdefault(ENQUEUE_NOTE, []).extend(i for ids in per_endpoint.values() for i in ids)
+        per_endpoint.setdefault(endpoint_id, delivery_id)
+    session.info.setdefault(ENQUEUE_NOTE, []).extend(per_endpoint.values())
     return len(created)
 
 
-def claim(session: Session, delivery_id: uuid.UUID, settings: Settings) -> Attempt | None:
-    """Lease a due delivery for one attempt, or None: not due, final, gone, held by another attempt,
-    or its endpoint already has as many attempts in flight as it may."""
-    now = _now(session)
-    delivery = session.get(WebhookDelivery, delivery_id, with_for_update={"key_share": True})
-    if delivery is None or delivery.status != DeliveryStatus.PENDING:
+# The endpoint's oldest due deliveries not held by a live lease, leased in one statement. SKIP LOCKED:
+# a row another transaction is recording is left for the next claim.
+_CLAIM = """
+UPDATE webhook_deliveries AS d SET lease_until = %(lease_until)s
+  FROM (SELECT id FROM webhook_deliveries
+         WHERE endpoint_id = %(endpoint_id)s AND status = 'PENDING' AND next_attempt_at <= %(now)s
+           AND (lease_until IS NULL OR lease_until <= %(now)s)
+         ORDER BY next_attempt_at
+         LIMIT %(limit)s
+           FOR UPDATE SKIP LOCKED) AS due
+ WHERE d.id = due.id
+RETURNING d.id, d.event_id, d.body, d.attempt, d.give_up_at, d.event_created_at, d.next_attempt_at
+"""
+
+# A drain is at work on the endpoint while any of its deliveries carries a live lease.
+_BUSY = """
+SELECT EXISTS (SELECT FROM webhook_deliveries
+                WHERE endpoint_id = %(endpoint_id)s AND lease_until IS NOT NULL AND lease_until > %(now)s)
+"""
+
+
+def claim(session: Session, delivery_id: uuid.UUID, settings: Settings) -> Batch | None:
+    """A batch of the delivery's endpoint's due deliveries (see `claim_endpoint`): a message names a
+    delivery, but it only says "this endpoint has work"."""
+    endpoint_id = session.scalar(select(WebhookDelivery.endpoint_id).where(WebhookDelivery.id == delivery_id))
+    if endpoint_id is None:
         return None
-    if (delivery.next_attempt_at and delivery.next_attempt_at > now) or (
-        delivery.lease_until and delivery.lease_until > now
-    ):
+    return claim_endpoint(session, endpoint_id, settings)
+
+
+def claim_endpoint(session: Session, endpoint_id: uuid.UUID, settings: Settings) -> Batch | None:
+    """Lease up to `BATCH_MAX` of the endpoint's due deliveries, oldest due first, or None: nothing
+    due, the endpoint gone or disabled (its waiting deliveries then end FAILED), or another drain at
+    work on it (it claims again after its batch, behind this transaction's endpoint lock)."""
+    locked = _lock_endpoint(session, endpoint_id)
+    if locked is None:
         return None
-    return _lease(session, delivery, now, settings)
+    endpoint, now = locked
+    return _claim_locked(session, endpoint, now, settings)
 
 
-def claim_next(session: Session, endpoint_id: uuid.UUID, settings: Settings) -> Attempt | None:
-    """Lease the endpoint's oldest due delivery, or None: nothing due, or no free slot.
-
-    What a delivery thread does after an attempt, instead of a broker round trip per delivery: it
-    keeps the endpoint's slot and goes on with the next due one. SKIP LOCKED: another thread's
-    drain of the same endpoint takes the next one, not the same."""
-    now = _now(session)
-    delivery = session.scalars(
-        select(WebhookDelivery)
-        .where(
-            WebhookDelivery.endpoint_id == endpoint_id,
-            WebhookDelivery.status == DeliveryStatus.PENDING,
-            WebhookDelivery.next_attempt_at <= now,
-            (WebhookDelivery.lease_until.is_(None)) | (WebhookDelivery.lease_until <= now),
-        )
-        .order_by(WebhookDelivery.next_attempt_at)
-        .limit(1)
-        .with_for_update(key_share=True, skip_locked=True)
+def _lock_endpoint(session: Session, endpoint_id: uuid.UUID) -> tuple[WebhookEndpoint, datetime] | None:
+    """The endpoint row, FOR NO KEY UPDATE (every claim and record of one endpoint, one at a time; the
+    relay's inserts only take KEY SHARE, so they pass), and the database's clock, in one statement."""
+    row = session.execute(
+        select(WebhookEndpoint, func.clock_timestamp())
+        .where(WebhookEndpoint.id == endpoint_id)
+        .with_for_update(key_share=True, of=WebhookEndpoint)
+        .execution_options(populate_existing=True)
     ).one_or_none()
-    if delivery is None:
-        return None
-    return _lease(session, delivery, now, settings)
+    return None if row is None else (row[0], row[1])
 
 
-def _lease(session: Session, delivery: WebhookDelivery, now: datetime, settings: Settings) -> Attempt | None:
-    # The endpoint row lock orders every claim of one endpoint: the in-flight count cannot race.
-    endpoint = session.get(WebhookEndpoint, delivery.endpoint_id, with_for_update={"key_share": True})
-    if endpoint is None:
-        return None
+def _claim_locked(session: Session, endpoint: WebhookEndpoint, now: datetime, settings: Settings) -> Batch | None:
     if endpoint.status != EndpointStatus.ENABLED:
-        _finish(delivery, DeliveryStatus.FAILED, now, error="ENDPOINT_DISABLED")
+        endpoints.disable_waiting(session, endpoint, now)
         return None
-    if _in_flight(session, endpoint.id, now) >= settings.webhook_endpoint_in_flight_max:
+    connection = session.connection()
+    if connection.exec_driver_sql(_BUSY, {"endpoint_id": endpoint.id, "now": now}).scalar():
         return None
-    delivery.lease_until = now + timedelta(seconds=settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS)
-    return Attempt(
-        delivery_id=delivery.id,
+    window = SEND_WINDOW_SECONDS + settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
+    lease_until = now + timedelta(seconds=window)
+    rows = sorted(
+        connection.exec_driver_sql(
+            _CLAIM, {"endpoint_id": endpoint.id, "now": now, "lease_until": lease_until, "limit": BATCH_MAX}
+        ).all(),
+        key=lambda r: (r.next_attempt_at, r.id),
+    )
+    if not rows:
+        return None
+    return Batch(
         endpoint_id=endpoint.id,
         url=endpoint.url,
-        event_id=str(delivery.event_id),
-        body=delivery.body,
         secrets=endpoints.current_secrets(endpoint, secrets_key=settings.webhook_secrets_key, now=now),
+        lease_until=lease_until,
+        attempts=[
+            Attempt(
+                delivery_id=r.id,
+                event_id=str(r.event_id),
+                body=r.body,
+                attempts_made=r.attempt,
+                give_up_at=r.give_up_at,
+                event_created_at=r.event_created_at,
+            )
+            for r in rows
+        ],
     )
 
 
-def _in_flight(session: Session, endpoint_id: uuid.UUID, now: datetime) -> int:
-    query = select(func.count()).where(
-        WebhookDelivery.endpoint_id == endpoint_id,
-        WebhookDelivery.lease_until.is_not(None),
-        WebhookDelivery.lease_until > now,
-    )
-    return session.scalar(query) or 0
+# Every outcome of a batch in one statement. A row no longer PENDING (another attempt, after this
+# batch's lease lapsed, ended it) keeps its end. Deliveries the batch did not send (`sent` false) only
+# lose the lease, and only if it is still this batch's.
+_RECORD = """
+UPDATE webhook_deliveries AS d
+   SET attempt = d.attempt + CASE WHEN o.sent THEN 1 ELSE 0 END,
+       status = CASE WHEN o.sent THEN o.status ELSE d.status END,
+       response_status = CASE WHEN o.sent THEN o.response_status ELSE d.response_status END,
+       duration_ms = CASE WHEN o.sent THEN o.duration_ms ELSE d.duration_ms END,
+       error = CASE WHEN o.sent THEN o.error ELSE d.error END,
+       last_attempt_at = CASE WHEN o.sent THEN o.attempted_at ELSE d.last_attempt_at END,
+       completed_at = CASE WHEN o.sent AND o.status <> 'PENDING' THEN o.attempted_at ELSE d.completed_at END,
+       next_attempt_at = CASE WHEN o.sent THEN o.next_attempt_at ELSE d.next_attempt_at END,
+       lease_until = NULL
+  FROM unnest(%(ids)s::uuid[], %(sent)s::boolean[], %(statuses)s::varchar[], %(response_statuses)s::integer[],
+              %(durations)s::integer[], %(errors)s::varchar[], %(attempted_at)s::timestamptz[],
+              %(next_attempt_at)s::timestamptz[])
+       AS o(id, sent, status, response_status, duration_ms, error, attempted_at, next_attempt_at)
+ WHERE d.id = o.id AND d.status = 'PENDING' AND (o.sent OR d.lease_until = %(lease_until)s)
+"""
 
 
-def record_outcome(
-    session: Session, attempt: Attempt, outcome: Outcome, settings: Settings, *, note_due: bool = True
-) -> None:
-    """The attempt's outcome on its delivery (and endpoint). With `note_due`, notes the endpoint's
-    next due deliveries (this attempt's slot is free again) for enqueueing after commit; without,
-    the caller goes on with them itself (`claim_next`)."""
-    now = _now(session)
-    delivery = session.get(WebhookDelivery, attempt.delivery_id, with_for_update={"key_share": True})
-    endpoint = session.get(WebhookEndpoint, attempt.endpoint_id, with_for_update={"key_share": True})
-    if delivery is None or endpoint is None:
-        return  # deleted while the attempt was in flight
-    delivery.attempt += 1
-    delivery.response_status = outcome.response_status
-    delivery.duration_ms = outcome.duration_ms
-    delivery.error = outcome.error[:WEBHOOK_ERROR_LENGTH_MAX] if outcome.error else None
-    delivery.last_attempt_at, delivery.lease_until = now, None
-    if outcome.succeeded:
-        _finish(delivery, DeliveryStatus.SUCCEEDED, now, error=None)
-        endpoint.failing_since = None
-        _note_outcome(session, "succeeded", (now - delivery.event_created_at).total_seconds())
-    else:
-        _failed_attempt(session, delivery, endpoint, outcome, now, settings)
-    if note_due:
-        _note_due(session, endpoint.id, now, settings)
-
-
-def _failed_attempt(
+def record(
     session: Session,
-    delivery: WebhookDelivery,
-    endpoint: WebhookEndpoint,
-    outcome: Outcome,
-    now: datetime,
+    batch: Batch,
+    sent: Sequence[Sent],
     settings: Settings,
+    *,
+    claim_next: bool = True,
+) -> Batch | None:
+    """The batch's outcomes (and its endpoint's), its unsent deliveries released, in one statement;
+    then, with `claim_next`, the endpoint's next batch (returned), else one of its due deliveries is
+    noted for enqueueing after commit (the drain stops; a message takes it up again)."""
+    locked = _lock_endpoint(session, batch.endpoint_id)
+    if locked is None:
+        return None  # deleted while the batch was in flight (its deliveries with it)
+    endpoint, now = locked
+    done = {s.attempt.delivery_id: s for s in sent}
+    params: dict[str, list[Any]] = {
+        key: []
+        for key in (
+            "ids", "sent", "statuses", "response_statuses", "durations", "errors", "attempted_at", "next_attempt_at",
+        )
+    }  # fmt: skip
+    retries: dict[int, uuid.UUID] = {}
+    for attempt in batch.attempts:
+        s = done.get(attempt.delivery_id)
+        params["ids"].append(attempt.delivery_id)
+        params["sent"].append(s is not None)
+        if s is None:
+            for key in ("statuses", "response_statuses", "durations", "errors", "attempted_at", "next_attempt_at"):
+                params[key].append(None)
+            continue
+        outcome = s.outcome
+        at = now - timedelta(seconds=max(s.seconds_ago, 0.0))
+        status, next_attempt_at = _decide(attempt, outcome, at, settings)
+        params["statuses"].append(status.value)
+        params["response_statuses"].append(outcome.response_status)
+        params["durations"].append(outcome.duration_ms)
+        params["errors"].append(outcome.error[:WEBHOOK_ERROR_LENGTH_MAX] if outcome.error else None)
+        params["attempted_at"].append(at)
+        params["next_attempt_at"].append(next_attempt_at)
+        if status == DeliveryStatus.SUCCEEDED:
+            _note_outcome(session, "succeeded", (at - attempt.event_created_at).total_seconds())
+        elif status == DeliveryStatus.FAILED:
+            _note_outcome(session, "failed", None)
+        else:
+            _note_outcome(session, "retrying", None)
+            assert next_attempt_at is not None
+            countdown = (next_attempt_at - now).total_seconds()
+            if countdown <= RETRY_COUNTDOWN_SECONDS_MAX:
+                # One message per endpoint per second of countdown: each drains what is due by then.
+                retries.setdefault(max(0, int(countdown + 0.999)), attempt.delivery_id)
+    session.connection().exec_driver_sql(_RECORD, {**params, "lease_until": batch.lease_until})
+    session.info.setdefault(RETRY_NOTE, []).extend((d, float(c)) for c, d in sorted(retries.items()))
+    _endpoint_outcomes(session, endpoint, sorted(sent, key=lambda s: -s.seconds_ago), now, settings)
+    if claim_next:
+        return _claim_locked(session, endpoint, now, settings)
+    _note_due(session, endpoint.id, now)
+    return None
+
+
+def _decide(
+    attempt: Attempt, outcome: Outcome, at: datetime, settings: Settings
+) -> tuple[DeliveryStatus, datetime | None]:
+    if outcome.succeeded:
+        return DeliveryStatus.SUCCEEDED, None
+    if outcome.blocked or at >= attempt.give_up_at:
+        return DeliveryStatus.FAILED, None
+    return DeliveryStatus.PENDING, min(at + backoff(attempt.attempts_made + 1, settings), attempt.give_up_at)
+
+
+def _endpoint_outcomes(
+    session: Session, endpoint: WebhookEndpoint, in_order: list[Sent], now: datetime, settings: Settings
 ) -> None:
-    if outcome.blocked or now >= delivery.give_up_at or delivery.status != DeliveryStatus.PENDING:
-        _finish(delivery, DeliveryStatus.FAILED, now, error=delivery.error)
-        _note_outcome(session, "failed", None)
-    else:
-        delivery.next_attempt_at = min(now + backoff(delivery.attempt, settings), delivery.give_up_at)
-        _note_outcome(session, "retrying", None)
-        countdown = (delivery.next_attempt_at - now).total_seconds()
-        if countdown <= RETRY_COUNTDOWN_SECONDS_MAX:
-            session.info.setdefault(RETRY_NOTE, []).append((delivery.id, countdown))
-    if endpoint.failing_since is None:
-        endpoint.failing_since = now - timedelta(milliseconds=outcome.duration_ms)
-    failing = (now - endpoint.failing_since).total_seconds()
-    if endpoint.status == EndpointStatus.ENABLED and failing >= settings.webhook_disable_after_seconds:
-        disable_failing(session, endpoint, now)
+    """`failing_since` follows the attempts in the order they finished: a success clears it, a failure
+    starts it (when its request went out) unless it runs already. Failing for the whole window: DISABLED."""
+    for s in in_order:
+        if s.outcome.succeeded:
+            endpoint.failing_since = None
+        elif endpoint.failing_since is None:
+            endpoint.failing_since = now - timedelta(seconds=s.seconds_ago, milliseconds=s.outcome.duration_ms)
+    if endpoint.status == EndpointStatus.ENABLED and endpoint.failing_since is not None:
+        failing = (now - endpoint.failing_since).total_seconds()
+        if failing >= settings.webhook_disable_after_seconds:
+            disable_failing(session, endpoint, now)
+    session.flush()  # an UPDATE only when the mark moved
 
 
 def backoff(attempts_made: int, settings: Settings) -> timedelta:
@@ -259,44 +368,29 @@ def disable_failing(session: Session, endpoint: WebhookEndpoint, now: datetime) 
     )
 
 
-def _finish(delivery: WebhookDelivery, status: DeliveryStatus, now: datetime, *, error: str | None) -> None:
-    delivery.status, delivery.error, delivery.completed_at = status, error, now
-    delivery.next_attempt_at, delivery.lease_until = None, None
-
-
 def _note_outcome(session: Session, outcome: str, latency_seconds: float | None) -> None:
     session.info.setdefault(OUTCOMES_NOTE, []).append((outcome, latency_seconds))
 
 
-def _note_due(session: Session, endpoint_id: uuid.UUID, now: datetime, settings: Settings) -> None:
-    session.flush()
-    free = settings.webhook_endpoint_in_flight_max - _in_flight(session, endpoint_id, now)
-    if free <= 0:
-        return
+def _note_due(session: Session, endpoint_id: uuid.UUID, now: datetime) -> None:
     due = session.scalars(
-        _due_query(now)
-        .where(WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.next_attempt_at <= now)
-        .limit(free)
-    ).all()
-    session.info.setdefault(ENQUEUE_NOTE, []).extend(due)
-
-
-def _due_query(now: datetime) -> Any:
-    return (
         select(WebhookDelivery.id)
         .where(
+            WebhookDelivery.endpoint_id == endpoint_id,
             WebhookDelivery.status == DeliveryStatus.PENDING,
-            (WebhookDelivery.lease_until.is_(None)) | (WebhookDelivery.lease_until <= now),
+            WebhookDelivery.next_attempt_at <= now,
         )
         .order_by(WebhookDelivery.next_attempt_at)
-    )
+        .limit(1)
+    ).first()
+    if due is not None:
+        session.info.setdefault(ENQUEUE_NOTE, []).append(due)
 
 
 def due_deliveries(session: Session, settings: Settings) -> list[uuid.UUID]:
     """For the sweeper: deliveries due for longer than `webhook_sweep_stale_seconds` and not held by
-    a live attempt, oldest due first, at most a batch, and at most the in-flight bound per endpoint:
-    each attempt goes on with its endpoint's next due delivery, so more messages for one endpoint
-    would only find it busy (a claim each, all waiting on the endpoint's row lock)."""
+    a live attempt, oldest due first, at most a batch, and one per endpoint: each message drains its
+    endpoint a batch at a time, so more messages for one endpoint would only find it busy."""
     now = _now(session)
     stale = now - timedelta(seconds=settings.webhook_sweep_stale_seconds)
     ranked = (
@@ -316,7 +410,7 @@ def due_deliveries(session: Session, settings: Settings) -> list[uuid.UUID]:
     )
     query = (
         select(ranked.c.id)
-        .where(ranked.c.rank <= settings.webhook_endpoint_in_flight_max)
+        .where(ranked.c.rank <= 1)
         .order_by(ranked.c.next_attempt_at)
         .limit(settings.webhook_sweep_batch_size_max)
     )

@@ -174,10 +174,21 @@ def update_endpoint(
 def disable(session: Session, endpoint: WebhookEndpoint, now: datetime) -> None:
     """DISABLED: its waiting deliveries end FAILED (`ENDPOINT_DISABLED`); new events pass it by."""
     endpoint.status, endpoint.disabled_at = EndpointStatus.DISABLED, now
+    disable_waiting(session, endpoint, now)
+
+
+def disable_waiting(session: Session, endpoint: WebhookEndpoint, now: datetime) -> None:
+    """The endpoint's waiting deliveries end FAILED (`ENDPOINT_DISABLED`)."""
     session.execute(
         update(WebhookDelivery)
         .where(WebhookDelivery.endpoint_id == endpoint.id, WebhookDelivery.status == DeliveryStatus.PENDING)
-        .values(status=DeliveryStatus.FAILED, error="ENDPOINT_DISABLED", completed_at=now, next_attempt_at=None)
+        .values(
+            status=DeliveryStatus.FAILED,
+            error="ENDPOINT_DISABLED",
+            completed_at=now,
+            next_attempt_at=None,
+            lease_until=None,
+        )
         .execution_options(synchronize_session=False)
     )
 

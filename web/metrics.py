@@ -49,7 +49,7 @@ _OUTBOX_LAG = text(
 )
 # Through the small partial index ix_transactions_parked (migration 0011).
 _PARKED = text("SELECT COUNT(*) FROM transactions WHERE parked_at IS NOT NULL AND status = 'PENDING'")
-# Through the partial index ix_webhook_deliveries_due, and the (small) endpoints table.
+# Through the partial index ix_webhook_deliveries_endpoint_due, and the (small) endpoints table.
 _WEBHOOKS = text(
     """
     SELECT (SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'PENDING'),

@@ -345,7 +345,10 @@ def test_a_dead_endpoint_does_not_delay_a_healthy_one(api, hooks):
     path = healthy["url"].removeprefix(hooks.receiver.url)
     [received] = hooks.receiver.wait(lambda: hooks.receiver.at(path), 5)
     assert received.at - started < 1.0  # an attempt at the dead one takes 1 s (its timeout)
-    assert len(hooks.receiver.at(dead["url"].removeprefix(hooks.receiver.url))) <= 2
+    # At most 2 attempts at the dead one went out together; the next ones only once those timed out
+    # (1 s later: the receiver, which keeps sleeping, cannot say when the sender gave up).
+    dead_at = sorted(r.at for r in hooks.receiver.at(dead["url"].removeprefix(hooks.receiver.url)))
+    assert 1 <= len([at for at in dead_at if at - dead_at[0] < 0.8]) <= 2
 
 
 def test_metrics_show_webhook_gauges(api, hooks):
