@@ -7,8 +7,8 @@ each claim of a healthy endpoint read all 50,000 (70 ms). The planner keeps choo
 it exists (it cannot tell that one endpoint's rows are not spread evenly over the others'), so this
 one replaces it: the sweeper's per-endpoint ranking and the pending count read it as well.
 
-Revision ID: 0025
-Revises: 0024
+Revision ID: 0026
+Revises: 0025
 """
 
 from collections.abc import Sequence
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0025"
-down_revision: str | None = "0024"
+revision: str = "0026"
+down_revision: str | None = "0025"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
