@@ -53,23 +53,13 @@ def _missing_values(column: str, referenced: str, nullable: bool) -> str:
 def _check_function(table: str) -> str:
     missing = [_missing_values(column, referenced, nullable) for column, referenced, nullable in REFERENCES[table]]
     branches = "\n                UNION ALL ".join(missing)
-    return f"""
-        CREATE OR REPLACE FUNCTION {table}_check_references() RETURNS trigger LANGUAGE plpgsql AS $$
-        DECLARE
-            missing text;
-        BEGIN
-            SELECT reference INTO missing FROM (
+    return _trigger_function(
+        table,
+        f"""SELECT reference INTO missing FROM (
                 {branches}
             ) AS found
-            LIMIT 1;
-            IF missing IS NOT NULL THEN
-                RAISE EXCEPTION 'insert on table "%" names a row that does not exist (%)', TG_TABLE_NAME, missing
-                    USING ERRCODE = 'foreign_key_violation';
-            END IF;
-            RETURN NULL;
-        END;
-        $$;
-    """
+            LIMIT 1;""",
+    )
 
 
 def _row_by_row_function(table: str) -> str:
@@ -82,18 +72,27 @@ def _row_by_row_function(table: str) -> str:
 
     first_missing = "\n".join(f"WHEN {missing(c, r, nullable)} THEN '{c} -> {r}'" for c, r, nullable in references)
     any_missing = "\n OR ".join(missing(c, r, nullable) for c, r, nullable in references)
-    return f"""
-        CREATE OR REPLACE FUNCTION {table}_check_references() RETURNS trigger LANGUAGE plpgsql AS $$
-        DECLARE
-            missing text;
-        BEGIN
-            SELECT CASE
+    return _trigger_function(
+        table,
+        f"""SELECT CASE
 {first_missing}
                    END
               INTO missing
               FROM new_rows AS n
              WHERE {any_missing}
-             LIMIT 1;
+             LIMIT 1;""",
+    )
+
+
+def _trigger_function(table: str, find_missing: str) -> str:
+    """The statement trigger's function: `find_missing` sets `missing` to the first reference that
+    names no row (or leaves it NULL); the statement is refused as a foreign key would refuse it."""
+    return f"""
+        CREATE OR REPLACE FUNCTION {table}_check_references() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            missing text;
+        BEGIN
+            {find_missing}
             IF missing IS NOT NULL THEN
                 RAISE EXCEPTION 'insert on table "%" names a row that does not exist (%)', TG_TABLE_NAME, missing
                     USING ERRCODE = 'foreign_key_violation';
